@@ -1,0 +1,229 @@
+"""`radassist`: the command line, and the composition root that wires the pieces together.
+
+Subcommands follow DESIGN.md §5. Each accepts ``--config FILE`` after its name; without
+it ``$RADASSIST_CONFIG``, then ``./radassist.toml``, then the embedded defaults.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+import sys
+import tempfile
+import threading
+from collections.abc import Sequence
+from pathlib import Path
+
+from assistant import __version__
+from assistant.settings import Settings, SettingsError, load_settings
+
+LOGGER = logging.getLogger("assistant")
+
+#: Real CT series shipped beside the repository (../shared), used by the demo if present.
+_SHARED_DEMO_SERIES = (
+    Path(__file__).resolve().parent.parent.parent / "shared/data/ct/ge_head_tilted"
+)
+
+
+def _configure_logging(verbose: bool) -> None:
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.INFO,
+        format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    # pynetdicom logs identifiers at INFO; ours say what matters without PHI.
+    logging.getLogger("pynetdicom").setLevel(logging.WARNING)
+
+
+def _wait_for_signal() -> None:
+    stop = threading.Event()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, lambda *_: stop.set())
+    stop.wait()
+
+
+def _run_receiver(settings: Settings, *, migrate: bool) -> int:
+    from assistant.db.migrate import upgrade
+    from assistant.receiver import Receiver
+
+    if migrate:
+        upgrade(settings.database_url)
+    receiver = Receiver(settings)
+    receiver.start()
+    try:
+        _wait_for_signal()
+    finally:
+        LOGGER.info("stopping")
+        receiver.stop()
+    return 0
+
+
+def cmd_serve(settings: Settings, _args: argparse.Namespace) -> int:
+    return _run_receiver(settings, migrate=True)
+
+
+def cmd_scp(settings: Settings, _args: argparse.Namespace) -> int:
+    return _run_receiver(settings, migrate=False)
+
+
+def cmd_db(settings: Settings, args: argparse.Namespace) -> int:
+    from assistant.db.migrate import downgrade, upgrade
+
+    if args.db_command == "upgrade":
+        upgrade(settings.database_url, args.revision)
+        print(f"database at {args.revision}: {settings.database_url}")
+    else:
+        downgrade(settings.database_url, args.revision)
+        print(f"database downgraded to {args.revision}: {settings.database_url}")
+    return 0
+
+
+def cmd_send(settings: Settings, args: argparse.Namespace) -> int:
+    from dicom_node import send_files
+
+    results = send_files(
+        args.paths,
+        host=args.host,
+        port=args.port,
+        called_ae=args.aec,
+        calling_ae=args.aet or settings.node.ae_title,
+    )
+    for result in results:
+        status = f"0x{result.status:04X}" if result.status is not None else "-"
+        detail = f"  {result.detail}" if result.detail else ""
+        print(f"{result.outcome:8} {status:7} {result.path}{detail}")
+    counts = {
+        outcome: sum(r.outcome == outcome for r in results)
+        for outcome in ("sent", "warning", "skipped", "failed")
+    }
+    print(", ".join(f"{n} {outcome}" for outcome, n in counts.items()), file=sys.stderr)
+    if not results:
+        print("no files to send", file=sys.stderr)
+        return 1
+    return 1 if counts["failed"] else 0
+
+
+def cmd_demo(settings: Settings, args: argparse.Namespace) -> int:
+    from assistant.db.migrate import upgrade
+    from assistant.demo_series import write_demo_series
+    from assistant.receiver import Receiver
+    from dicom_node import send_files
+
+    upgrade(settings.database_url)
+    receiver = Receiver(settings)
+    receiver.start()
+    try:
+        with tempfile.TemporaryDirectory() as scratch:
+            if args.study:
+                series = Path(args.study)
+            elif _SHARED_DEMO_SERIES.is_dir():
+                series = _SHARED_DEMO_SERIES
+            else:
+                series = Path(scratch)
+                write_demo_series(series)
+            results = send_files(
+                [series],
+                host="127.0.0.1",
+                port=receiver.scp.port,
+                called_ae=settings.node.ae_title,
+                calling_ae="DEMO",
+            )
+        sent = sum(not r.failed for r in results)
+        print(
+            f"\nDemo study sent: {sent}/{len(results)} instances from {series} stored under "
+            f"{settings.storage.instances_dir}.\n"
+            f"DICOM node {settings.node.ae_title} listens on port {receiver.scp.port}; "
+            f"send more with: radassist send PATH --host 127.0.0.1 --port {receiver.scp.port} "
+            f"--aec {settings.node.ae_title}\nPress Ctrl-C to stop.",
+            flush=True,
+        )
+        if args.exit_after_send:
+            return 0 if sent == len(results) else 1
+        _wait_for_signal()
+    finally:
+        receiver.stop()
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="radassist", description="An AI node for radiology that sits beside a PACS."
+    )
+    parser.add_argument("--version", action="version", version=f"radassist {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def command(name: str, help_text: str) -> argparse.ArgumentParser:
+        sub = commands.add_parser(name, help=help_text, description=help_text)
+        sub.add_argument(
+            "--config",
+            metavar="FILE",
+            help="TOML settings file (default: $RADASSIST_CONFIG, then ./radassist.toml)",
+        )
+        sub.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+        return sub
+
+    command(
+        "serve",
+        "Migrate the database, then run the DICOM node and series completion in one process "
+        "(the analysis worker and the dashboard join here as they are built).",
+    ).set_defaults(func=cmd_serve)
+    command(
+        "scp", "Run the DICOM node (C-ECHO, C-STORE) and series completion alone."
+    ).set_defaults(func=cmd_scp)
+
+    db = command("db", "Database migrations.")
+    db_commands = db.add_subparsers(dest="db_command", required=True, metavar="ACTION")
+    up = db_commands.add_parser("upgrade", help="Apply migrations up to REVISION (default head).")
+    up.add_argument("revision", nargs="?", default="head")
+    down = db_commands.add_parser(
+        "downgrade", help="Revert migrations down to REVISION (e.g. base)."
+    )
+    down.add_argument("revision")
+    db.set_defaults(func=cmd_db)
+
+    send = command("send", "C-STORE DICOM files or folders to a peer; exits 1 if any file fails.")
+    send.add_argument(
+        "paths", nargs="+", metavar="PATH", help="files or folders (searched recursively)"
+    )
+    send.add_argument("--host", required=True)
+    send.add_argument("--port", required=True, type=int)
+    send.add_argument("--aec", required=True, metavar="AE", help="called AE title (the peer's)")
+    send.add_argument("--aet", metavar="AE", help="calling AE title (default: node.ae_title)")
+    send.set_defaults(func=cmd_send)
+
+    demo = command("demo", "What `make demo` runs: start the node and send it a demo study.")
+    demo.add_argument(
+        "--study", metavar="DIR", help="series folder to send (default: a bundled or synthetic one)"
+    )
+    demo.add_argument(
+        "--exit-after-send", action="store_true", help="stop once the study is sent (for scripts)"
+    )
+    demo.set_defaults(func=cmd_demo)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the `radassist` console script."""
+    args = build_parser().parse_args(argv)
+    _configure_logging(args.verbose)
+    try:
+        settings = load_settings(args.config)
+    except SettingsError as exc:
+        print(f"radassist: bad settings: {exc}", file=sys.stderr)
+        return 2
+    try:
+        return int(args.func(settings, args))
+    except KeyboardInterrupt:
+        return 130
+    except Exception as exc:
+        from assistant.receiver import DatabaseNotMigrated
+
+        if isinstance(exc, (DatabaseNotMigrated, OSError)):
+            print(f"radassist: {exc}", file=sys.stderr)
+            return 1
+        raise
+
+
+if __name__ == "__main__":
+    sys.exit(main())

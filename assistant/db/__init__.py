@@ -1,0 +1,25 @@
+"""Database models, engines and migrations (SQLAlchemy 2 + Alembic)."""
+
+from assistant.db.models import (
+    Base,
+    CompletionReason,
+    Instance,
+    Patient,
+    Series,
+    SeriesState,
+    Study,
+)
+from assistant.db.session import make_engine, make_session_factory, utcnow
+
+__all__ = [
+    "Base",
+    "CompletionReason",
+    "Instance",
+    "Patient",
+    "Series",
+    "SeriesState",
+    "Study",
+    "make_engine",
+    "make_session_factory",
+    "utcnow",
+]

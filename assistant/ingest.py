@@ -1,0 +1,227 @@
+"""What the DICOM node does with an instance: keep the file, record it, feed completion.
+
+:class:`Ingest` is the :class:`dicom_node.InstanceSink` the SCP is built with (and the
+STOW-RS endpoint will use the same path). It returns only once the file is on disk and
+its row is committed; anything else raises, and the SCP answers a failure status.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+
+from pydicom.dataset import Dataset
+from sqlalchemy import insert, select, update
+from sqlalchemy.exc import IntegrityError, OperationalError
+from sqlalchemy.orm import Session, sessionmaker
+
+from assistant.db import Instance, Patient, Series, SeriesState, Study, utcnow
+from assistant.jobs.completion import SeriesCompletion
+from assistant.store import InstanceStore, InvalidUID
+from dicom_node import AssociationSummary, ReceivedInstance, Status, StoreRefused
+
+LOGGER = logging.getLogger(__name__)
+
+
+def _text(header: Dataset, keyword: str, length: int) -> str:
+    """A header value as text that fits its column (values are never trusted to fit)."""
+    value = header.get(keyword)
+    if value is None:
+        return ""
+    try:
+        text = str(value).strip()
+    except Exception:  # an undecodable value is not worth refusing the instance for
+        return ""
+    return text[:length]
+
+
+def _integer(header: Dataset, keyword: str) -> int | None:
+    try:
+        value = header.get(keyword)
+        return None if value in (None, "") else int(value)
+    except (TypeError, ValueError, OverflowError):
+        return None
+
+
+def slice_geometry(header: Dataset) -> tuple[float | None, str]:
+    """Position along the slice normal (mm) and the orientation text, where present."""
+    try:
+        orientation = [float(v) for v in header.ImageOrientationPatient]
+        position = [float(v) for v in header.ImagePositionPatient]
+    except (AttributeError, TypeError, ValueError):
+        return None, ""
+    if len(orientation) != 6 or len(position) != 3:
+        return None, ""
+    r, c = orientation[:3], orientation[3:]
+    normal = (r[1] * c[2] - r[2] * c[1], r[2] * c[0] - r[0] * c[2], r[0] * c[1] - r[1] * c[0])
+    along = sum(n * p for n, p in zip(normal, position, strict=True))
+    return along, "\\".join(f"{v:g}" for v in orientation)[:128]
+
+
+@dataclass(frozen=True)
+class _SeriesKey:
+    pk: int
+    state: SeriesState
+
+
+class Ingest:
+    """Stores instances for the SCP and STOW-RS, and tells completion when peers finish."""
+
+    def __init__(
+        self,
+        store: InstanceStore,
+        sessions: sessionmaker[Session],
+        data_dir: Path,
+        completion: SeriesCompletion,
+    ) -> None:
+        self._store = store
+        self._sessions = sessions
+        self._data_dir = data_dir
+        self._completion = completion
+
+    # -- InstanceSink --------------------------------------------------------------------
+
+    def store(self, instance: ReceivedInstance) -> None:
+        try:
+            stored = self._store.write(
+                instance.study_instance_uid,
+                instance.series_instance_uid,
+                instance.sop_instance_uid,
+                instance.file_chunks(),
+            )
+        except InvalidUID as exc:
+            raise StoreRefused(Status.MISSING_OR_INVALID_UID, str(exc)) from exc
+        relative = stored.path.relative_to(self._data_dir).as_posix()
+        for attempt in (1, 2):
+            try:
+                self._record(instance, relative, stored.size_bytes)
+                return
+            except IntegrityError:
+                # Another association created the same patient/study/series (or stored
+                # the same instance) between our read and our write: read again.
+                if attempt == 2:
+                    raise
+            except OperationalError as exc:
+                LOGGER.error("database unavailable while recording an instance: %s", exc.orig)
+                raise StoreRefused(Status.OUT_OF_RESOURCES, "database unavailable") from exc
+
+    def association_ended(self, summary: AssociationSummary) -> None:
+        if summary.released and summary.series:
+            self._completion.association_released([series for _study, series in summary.series])
+
+    # -- recording ---------------------------------------------------------------------
+
+    def _record(self, instance: ReceivedInstance, relative_path: str, size: int) -> None:
+        header = instance.header
+        now = utcnow()
+        with self._sessions() as session, session.begin():
+            series = self._series(session, instance, now)
+            exists = session.scalar(
+                select(Instance.id).where(Instance.sop_instance_uid == instance.sop_instance_uid)
+            )
+            if exists is not None:
+                LOGGER.info("duplicate instance in series %d stored once", series.pk)
+                return
+            position, orientation = slice_geometry(header)
+            session.execute(
+                insert(Instance).values(
+                    sop_instance_uid=instance.sop_instance_uid,
+                    series_pk=series.pk,
+                    sop_class_uid=instance.sop_class_uid,
+                    transfer_syntax_uid=instance.transfer_syntax_uid,
+                    instance_number=_integer(header, "InstanceNumber"),
+                    slice_position=position,
+                    image_orientation=orientation,
+                    path=relative_path,
+                    size_bytes=size,
+                    calling_ae_title=instance.calling_ae_title[:16],
+                    received_at=now,
+                )
+            )
+            reopened = series.state is not SeriesState.RECEIVING
+            values: dict[str, object] = {
+                "last_received_at": now,
+                "instance_count": Series.instance_count + 1,
+            }
+            if reopened:
+                values.update(
+                    state=SeriesState.RECEIVING,
+                    completed_at=None,
+                    completion_reason=None,
+                    reopened_count=Series.reopened_count + 1,
+                )
+            session.execute(update(Series).where(Series.id == series.pk).values(**values))
+        if reopened:
+            LOGGER.info(
+                "series %d reopened: an instance arrived after it was %s", series.pk, series.state
+            )
+
+    def _series(self, session: Session, instance: ReceivedInstance, now: datetime) -> _SeriesKey:
+        row = session.execute(
+            select(Series.id, Series.state).where(
+                Series.series_instance_uid == instance.series_instance_uid
+            )
+        ).first()
+        if row is not None:
+            return _SeriesKey(row.id, row.state)
+        header = instance.header
+        study_pk = session.scalar(
+            select(Study.id).where(Study.study_instance_uid == instance.study_instance_uid)
+        )
+        if study_pk is None:
+            study_pk = self._create_study(session, instance, now)
+        series = Series(
+            series_instance_uid=instance.series_instance_uid,
+            study_pk=study_pk,
+            modality=_text(header, "Modality", 16),
+            series_number=_integer(header, "SeriesNumber"),
+            series_description=_text(header, "SeriesDescription", 64),
+            body_part_examined=_text(header, "BodyPartExamined", 16),
+            calling_ae_title=instance.calling_ae_title[:16],
+            instance_count=0,
+            state=SeriesState.RECEIVING,
+            first_received_at=now,
+            last_received_at=now,
+            reopened_count=0,
+        )
+        session.add(series)
+        session.flush()
+        return _SeriesKey(series.id, SeriesState.RECEIVING)
+
+    def _create_study(self, session: Session, instance: ReceivedInstance, now: datetime) -> int:
+        header = instance.header
+        patient_id = _text(header, "PatientID", 64)
+        issuer = _text(header, "IssuerOfPatientID", 64)
+        patient_pk = session.scalar(
+            select(Patient.id).where(
+                Patient.patient_id == patient_id, Patient.issuer_of_patient_id == issuer
+            )
+        )
+        if patient_pk is None:
+            patient = Patient(
+                patient_id=patient_id,
+                issuer_of_patient_id=issuer,
+                patient_name=_text(header, "PatientName", 324),
+                birth_date=_text(header, "PatientBirthDate", 8),
+                sex=_text(header, "PatientSex", 16),
+                created_at=now,
+            )
+            session.add(patient)
+            session.flush()
+            patient_pk = patient.id
+        study = Study(
+            study_instance_uid=instance.study_instance_uid,
+            patient_pk=patient_pk,
+            study_date=_text(header, "StudyDate", 8),
+            study_time=_text(header, "StudyTime", 16),
+            accession_number=_text(header, "AccessionNumber", 16),
+            study_id=_text(header, "StudyID", 16),
+            study_description=_text(header, "StudyDescription", 64),
+            referring_physician_name=_text(header, "ReferringPhysicianName", 324),
+            received_at=now,
+        )
+        session.add(study)
+        session.flush()
+        return study.id

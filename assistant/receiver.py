@@ -1,0 +1,79 @@
+"""The receiving side of the node, assembled from Settings: store, database, SCP, completion.
+
+`radassist scp` and `radassist serve` run one; the tests start one on a free port.
+"""
+
+from __future__ import annotations
+
+import logging
+import ssl
+from collections.abc import Callable
+
+from assistant.db import make_engine, make_session_factory
+from assistant.db.migrate import is_up_to_date
+from assistant.ingest import Ingest
+from assistant.jobs.completion import CompletedSeries, SeriesCompletion
+from assistant.settings import NodeSettings, Settings
+from assistant.store import InstanceStore
+from dicom_node import StorageSCP
+
+LOGGER = logging.getLogger(__name__)
+
+
+class DatabaseNotMigrated(RuntimeError):
+    """The database is missing tables or is behind the code: run `radassist db upgrade`."""
+
+
+def tls_context(node: NodeSettings) -> ssl.SSLContext | None:
+    """A server-side TLS context when a certificate is configured; mutual TLS with a CA."""
+    if not node.tls_cert:
+        return None
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(node.tls_cert, node.tls_key)
+    if node.tls_ca:
+        context.verify_mode = ssl.CERT_REQUIRED
+        context.load_verify_locations(cafile=node.tls_ca)
+    return context
+
+
+class Receiver:
+    """Everything that takes instances in and decides when series are complete."""
+
+    def __init__(
+        self, settings: Settings, on_complete: Callable[[CompletedSeries], None] | None = None
+    ) -> None:
+        self.settings = settings
+        self.engine = make_engine(settings.database_url)
+        if not is_up_to_date(self.engine):
+            self.engine.dispose()
+            raise DatabaseNotMigrated(
+                f"the database {self.engine.url!r} is not at the current schema: run `radassist db upgrade`"
+            )
+        self.sessions = make_session_factory(self.engine)
+        self.store = InstanceStore(settings.storage.instances_dir)
+        kwargs = {"on_complete": on_complete} if on_complete else {}
+        self.completion = SeriesCompletion(self.sessions, settings.completion, **kwargs)
+        self.ingest = Ingest(self.store, self.sessions, settings.storage.data_dir, self.completion)
+        node = settings.node
+        self.scp = StorageSCP(
+            self.ingest,
+            ae_title=node.ae_title,
+            host=node.host,
+            port=node.port,
+            allowed_callers=node.allowed_callers,
+            max_pdu_size=node.max_pdu_size,
+            ssl_context=tls_context(node),
+        )
+
+    def start(self) -> None:
+        removed = self.store.remove_partial_files()
+        if removed:
+            LOGGER.warning("removed %d partial file(s) left by an earlier crash", removed)
+        self.completion.sweep()  # series that went quiet while the node was down
+        self.completion.start()
+        self.scp.start()
+
+    def stop(self) -> None:
+        self.scp.stop()
+        self.completion.stop()
+        self.engine.dispose()

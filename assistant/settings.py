@@ -1,0 +1,370 @@
+"""The node's settings: one frozen object built once at start-up and passed down.
+
+Sources, later ones winning: built-in defaults (everything embedded under ``./var``),
+a TOML file (``--config FILE``, else ``$RADASSIST_CONFIG``, else ``./radassist.toml`` if
+present), then ``RADASSIST_<SECTION>__<KEY>`` environment variables. A bad value stops
+start-up with a :class:`SettingsError` naming the key, never a silent fallback.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import re
+import tomllib
+import typing
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+ENV_PREFIX = "RADASSIST_"
+CONFIG_ENV = "RADASSIST_CONFIG"
+DEFAULT_CONFIG_NAME = "radassist.toml"
+
+_AE_TITLE = re.compile(r"^[\x20-\x5b\x5d-\x7e]{1,16}$")  # default character repertoire, no "\"
+
+
+class SettingsError(ValueError):
+    """A setting is missing, unknown or has a value the node cannot use."""
+
+
+def _check_ae_title(key: str, value: str) -> None:
+    if not _AE_TITLE.match(value) or not value.strip():
+        raise SettingsError(
+            f"{key}: {value!r} is not an AE title (1-16 printable characters, no backslash,"
+            " not all spaces)"
+        )
+
+
+def _check_port(key: str, value: int, *, allow_any: bool = False) -> None:
+    low = 0 if allow_any else 1
+    if not low <= value < 65536:
+        raise SettingsError(f"{key}: {value} is not a TCP port ({low}-65535)")
+
+
+@dataclass(frozen=True)
+class NodeSettings:
+    """The DICOM side: who we are, where we listen, who may talk to us."""
+
+    ae_title: str = "RADASSIST"
+    host: str = "0.0.0.0"
+    port: int = 11112
+    allowed_callers: tuple[str, ...] = ()
+    allowed_addresses: tuple[str, ...] = ()
+    max_pdu_size: int = 4 * 1024 * 1024
+    tls_cert: str = ""
+    tls_key: str = ""
+    tls_ca: str = ""
+
+    def __post_init__(self) -> None:
+        _check_ae_title("node.ae_title", self.ae_title)
+        _check_port("node.port", self.port, allow_any=True)  # 0: any free port
+        for caller in self.allowed_callers:
+            _check_ae_title("node.allowed_callers", caller)
+        if self.max_pdu_size != 0 and not 4096 <= self.max_pdu_size <= 2**32 - 1:
+            raise SettingsError("node.max_pdu_size: must be 0 (unlimited) or 4096..4294967295")
+        if bool(self.tls_cert) != bool(self.tls_key):
+            raise SettingsError("node.tls_cert and node.tls_key: set both or neither")
+
+
+@dataclass(frozen=True)
+class WebSettings:
+    host: str = "127.0.0.1"
+    port: int = 8080
+    secret_key_file: str = "var/secret_key"
+
+    def __post_init__(self) -> None:
+        _check_port("web.port", self.port)
+
+
+@dataclass(frozen=True)
+class StorageSettings:
+    data_dir: Path = Path("var")
+
+    @property
+    def instances_dir(self) -> Path:
+        return self.data_dir / "instances"
+
+
+@dataclass(frozen=True)
+class DatabaseSettings:
+    url: str = ""  # empty: sqlite:///<data_dir>/radassist.db
+
+    def __post_init__(self) -> None:
+        if self.url:
+            from sqlalchemy.engine import make_url
+            from sqlalchemy.exc import ArgumentError
+
+            try:
+                make_url(self.url)
+            except ArgumentError as exc:
+                raise SettingsError(f"database.url: {exc}") from exc
+
+
+@dataclass(frozen=True)
+class QueueSettings:
+    redis_url: str = ""
+    workers: int = 1
+
+    def __post_init__(self) -> None:
+        if self.workers < 1:
+            raise SettingsError(f"queue.workers: {self.workers} must be at least 1")
+
+
+@dataclass(frozen=True)
+class CompletionSettings:
+    """When a series counts as complete (see assistant/jobs/completion.py)."""
+
+    quiet_seconds: float = 10.0
+    check_interval_seconds: float = 1.0
+
+    def __post_init__(self) -> None:
+        if self.quiet_seconds <= 0:
+            raise SettingsError(f"completion.quiet_seconds: {self.quiet_seconds} must be > 0")
+        if self.check_interval_seconds <= 0:
+            raise SettingsError("completion.check_interval_seconds: must be > 0")
+
+
+@dataclass(frozen=True)
+class SelectionSettings:
+    modalities: tuple[str, ...] = ("CT",)
+    min_slices: int = 10
+    series_description_patterns: tuple[str, ...] = ()
+    calling_ae_titles: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        if self.min_slices < 1:
+            raise SettingsError(f"selection.min_slices: {self.min_slices} must be at least 1")
+
+
+@dataclass(frozen=True)
+class ModelSettings:
+    path: str = ""  # empty: the bundled demo model
+
+
+@dataclass(frozen=True)
+class DicomwebSettings:
+    token: str = ""
+    max_body_mb: int = 2048
+
+    def __post_init__(self) -> None:
+        if self.max_body_mb < 1:
+            raise SettingsError("dicomweb.max_body_mb: must be at least 1")
+
+
+@dataclass(frozen=True)
+class Destination:
+    """A peer that receives our results: a DIMSE SCP or a DICOMweb STOW-RS root."""
+
+    name: str
+    kind: Literal["dimse", "dicomweb"] = "dimse"
+    host: str = ""
+    port: int = 104
+    ae_title: str = ""
+    url: str = ""
+
+    def __post_init__(self) -> None:
+        key = f"destinations[{self.name}]"
+        if not self.name:
+            raise SettingsError("destinations: every destination needs a name")
+        if self.kind == "dimse":
+            if not self.host:
+                raise SettingsError(f"{key}.host: required for kind 'dimse'")
+            _check_port(f"{key}.port", self.port)
+            _check_ae_title(f"{key}.ae_title", self.ae_title)
+        elif self.kind == "dicomweb":
+            if not self.url.startswith(("http://", "https://")):
+                raise SettingsError(f"{key}.url: {self.url!r} is not an http(s) URL")
+        else:
+            raise SettingsError(f"{key}.kind: {self.kind!r} is not 'dimse' or 'dicomweb'")
+
+
+@dataclass(frozen=True)
+class Settings:
+    node: NodeSettings = field(default_factory=NodeSettings)
+    web: WebSettings = field(default_factory=WebSettings)
+    storage: StorageSettings = field(default_factory=StorageSettings)
+    database: DatabaseSettings = field(default_factory=DatabaseSettings)
+    queue: QueueSettings = field(default_factory=QueueSettings)
+    completion: CompletionSettings = field(default_factory=CompletionSettings)
+    selection: SelectionSettings = field(default_factory=SelectionSettings)
+    model: ModelSettings = field(default_factory=ModelSettings)
+    dicomweb: DicomwebSettings = field(default_factory=DicomwebSettings)
+    destinations: tuple[Destination, ...] = ()
+
+    def __post_init__(self) -> None:
+        names = [d.name for d in self.destinations]
+        if len(names) != len(set(names)):
+            raise SettingsError(f"destinations: names must be unique, got {names}")
+
+    @property
+    def database_url(self) -> str:
+        """The SQLAlchemy URL; the embedded SQLite file under the data folder by default."""
+        return self.database.url or f"sqlite:///{self.storage.data_dir / 'radassist.db'}"
+
+
+_SECTIONS: dict[str, type] = {
+    name: hint for name, hint in typing.get_type_hints(Settings).items() if name != "destinations"
+}
+
+
+def _coerce(key: str, hint: Any, value: Any) -> Any:
+    """Convert a TOML or environment value to the annotated type, or raise naming the key."""
+    origin = typing.get_origin(hint)
+    if hint is bool:
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.lower() in {
+            "1",
+            "true",
+            "yes",
+            "on",
+            "0",
+            "false",
+            "no",
+            "off",
+        }:
+            return value.lower() in {"1", "true", "yes", "on"}
+    elif hint is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        if isinstance(value, str) and re.fullmatch(r"[+-]?\d+", value.strip()):
+            return int(value)
+    elif hint is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+        if isinstance(value, str):
+            try:
+                return float(value)
+            except ValueError:
+                pass
+    elif hint is str:
+        if isinstance(value, str):
+            return value
+    elif hint is Path:
+        if isinstance(value, str) and value:
+            return Path(value)
+    elif origin is Literal:
+        if value in typing.get_args(hint):
+            return value
+        raise SettingsError(f"{key}: {value!r} is not one of {list(typing.get_args(hint))}")
+    elif origin is tuple:
+        (item,) = {a for a in typing.get_args(hint) if a is not Ellipsis}
+        if isinstance(value, str):
+            text = value.strip()
+            value = json.loads(text) if text.startswith("[") else [v for v in text.split(",") if v]
+        if isinstance(value, list):
+            return tuple(_coerce(key, item, v) for v in value)
+    else:  # pragma: no cover - a new annotation without a converter is a programming error
+        raise TypeError(f"no converter for {key}: {hint}")
+    name = getattr(hint, "__name__", str(hint))
+    raise SettingsError(f"{key}: expected {name}, got {value!r}")
+
+
+def _build(cls: type, key: str, values: Mapping[str, Any]) -> Any:
+    hints = typing.get_type_hints(cls)
+    known = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(values) - known)
+    if unknown:
+        raise SettingsError(
+            f"{key}: unknown setting(s) {', '.join(unknown)}; known: {sorted(known)}"
+        )
+    kwargs = {name: _coerce(f"{key}.{name}", hints[name], v) for name, v in values.items()}
+    try:
+        return cls(**kwargs)
+    except TypeError as exc:  # a required field is missing
+        raise SettingsError(f"{key}: {exc}") from exc
+
+
+def _env_overrides(environ: Mapping[str, str]) -> dict[str, Any]:
+    overrides: dict[str, Any] = {}
+    for name, value in environ.items():
+        if not name.startswith(ENV_PREFIX) or name == CONFIG_ENV:
+            continue
+        rest = name[len(ENV_PREFIX) :].lower()
+        if rest == "destinations":
+            try:
+                overrides["destinations"] = json.loads(value)
+            except json.JSONDecodeError as exc:
+                raise SettingsError(f"{name}: not a JSON list of destinations: {exc}") from exc
+            continue
+        section, sep, key = rest.partition("__")
+        if not sep or not key:
+            raise SettingsError(f"{name}: expected {ENV_PREFIX}<SECTION>__<KEY>")
+        overrides.setdefault(section, {})[key] = value
+    return overrides
+
+
+def resolve_config_path(
+    config: str | os.PathLike[str] | None, environ: Mapping[str, str]
+) -> Path | None:
+    """The TOML file to read: the flag, else $RADASSIST_CONFIG, else ./radassist.toml if present."""
+    if config:
+        return Path(config)
+    if environ.get(CONFIG_ENV):
+        return Path(environ[CONFIG_ENV])
+    local = Path(DEFAULT_CONFIG_NAME)
+    return local if local.is_file() else None
+
+
+def load_settings(
+    config: str | os.PathLike[str] | None = None, environ: Mapping[str, str] | None = None
+) -> Settings:
+    """Build the one Settings object from the config file and the environment."""
+    environ = os.environ if environ is None else environ
+    path = resolve_config_path(config, environ)
+    raw: dict[str, Any] = {}
+    if path is not None:
+        try:
+            raw = tomllib.loads(path.read_text(encoding="utf-8"))
+        except FileNotFoundError as exc:
+            raise SettingsError(f"config file {path} does not exist") from exc
+        except tomllib.TOMLDecodeError as exc:
+            raise SettingsError(f"config file {path}: {exc}") from exc
+    for section, values in _env_overrides(environ).items():
+        if isinstance(values, dict) and isinstance(raw.get(section), dict):
+            raw[section] = {**raw[section], **values}
+        else:
+            raw[section] = values
+
+    unknown = sorted(set(raw) - set(_SECTIONS) - {"destinations"})
+    if unknown:
+        raise SettingsError(f"unknown section(s) {', '.join(unknown)}; known: {sorted(_SECTIONS)}")
+    kwargs: dict[str, Any] = {}
+    for section, cls in _SECTIONS.items():
+        values = raw.get(section, {})
+        if not isinstance(values, dict):
+            raise SettingsError(f"{section}: expected a table of settings")
+        kwargs[section] = _build(cls, section, values)
+    destinations = raw.get("destinations", [])
+    if not isinstance(destinations, list) or not all(isinstance(d, dict) for d in destinations):
+        raise SettingsError("destinations: expected an array of tables ([[destinations]])")
+    kwargs["destinations"] = tuple(
+        _build(Destination, f"destinations[{i}]", d) for i, d in enumerate(destinations)
+    )
+    return Settings(**kwargs)
+
+
+def replace(settings: Settings, **sections: Any) -> Settings:
+    """A copy with whole sections swapped (tests and the CLI use it; Settings stays frozen)."""
+    return dataclasses.replace(settings, **sections)
+
+
+__all__ = [
+    "CompletionSettings",
+    "DatabaseSettings",
+    "Destination",
+    "DicomwebSettings",
+    "ModelSettings",
+    "NodeSettings",
+    "QueueSettings",
+    "SelectionSettings",
+    "Settings",
+    "SettingsError",
+    "StorageSettings",
+    "WebSettings",
+    "load_settings",
+    "replace",
+]

@@ -1,0 +1,99 @@
+"""Instance files: ``<data>/instances/<study>/<series>/<sop>.dcm``, written atomically.
+
+A file appears under its final name only once its bytes are on disk: it is written to
+a hidden temporary name in the same folder, fsync'd, then hard-linked to the final name
+(which fails instead of overwriting when the instance is already stored), and the
+folder is fsync'd. A crash leaves at most a temporary file, which
+:meth:`InstanceStore.remove_partial_files` deletes at start-up.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+from dicom_node import is_valid_uid
+
+_TEMP_PREFIX = ".partial-"
+
+
+class InvalidUID(ValueError):
+    """A UID that would not be safe or meaningful as a path part."""
+
+
+@dataclass(frozen=True)
+class StoredFile:
+    path: Path
+    size_bytes: int
+    #: False when the instance was already stored (a duplicate; the first copy is kept).
+    created: bool
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+class InstanceStore:
+    """The folder of received instances."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+
+    def path_for(self, study_uid: str, series_uid: str, sop_uid: str) -> Path:
+        """Where an instance lives; refuses anything that is not a valid UID."""
+        for name, uid in (("study", study_uid), ("series", series_uid), ("SOP instance", sop_uid)):
+            if not is_valid_uid(uid):
+                raise InvalidUID(f"{name} UID {uid!r} is not a valid UID")
+        return self.root / study_uid / series_uid / f"{sop_uid}.dcm"
+
+    def write(
+        self, study_uid: str, series_uid: str, sop_uid: str, chunks: Iterable[bytes | memoryview]
+    ) -> StoredFile:
+        """Durably write an instance once; a second write of the same UID keeps the first."""
+        final = self.path_for(study_uid, series_uid, sop_uid)
+        if final.exists():
+            return StoredFile(final, final.stat().st_size, created=False)
+        folder = final.parent
+        if not folder.is_dir():
+            folder.mkdir(parents=True, exist_ok=True)
+            _fsync_dir(folder.parent)
+            _fsync_dir(folder.parent.parent)
+        temp = folder / f"{_TEMP_PREFIX}{sop_uid}.{secrets.token_hex(4)}"
+        try:
+            fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o640)
+            try:
+                size = 0
+                for chunk in chunks:
+                    view = memoryview(chunk)
+                    while view:
+                        written = os.write(fd, view)
+                        view = view[written:]
+                        size += written
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+            try:
+                os.link(temp, final)
+                created = True
+            except FileExistsError:  # the same instance arrived on another association
+                created = False
+        finally:
+            temp.unlink(missing_ok=True)
+        _fsync_dir(folder)
+        return StoredFile(final, final.stat().st_size if not created else size, created)
+
+    def remove_partial_files(self) -> int:
+        """Delete temporary files left by a crash mid-write; returns how many."""
+        removed = 0
+        if self.root.is_dir():
+            for leftover in self.root.glob(f"*/*/{_TEMP_PREFIX}*"):
+                leftover.unlink(missing_ok=True)
+                removed += 1
+        return removed

@@ -1,0 +1,1 @@
+"""Alembic migrations; the app and the tests migrate, never ``create_all()``."""

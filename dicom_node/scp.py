@@ -118,43 +118,71 @@ class TruncatedDataset(ValueError):
     """The dataset ends before its last element does."""
 
 
-def _check_tail(data: bytes | memoryview, offset: int, implicit: bool, little: bool) -> None:
-    """Check that the elements from `offset` (pixel data onwards) are whole.
+_ITEM, _ITEM_END, _SEQUENCE_END = 0xFFFEE000, 0xFFFEE00D, 0xFFFEE0DD
 
-    The header decode stops before the pixel data, so a dataset cut short in its pixel
-    data would otherwise be stored as if it were complete.
+
+def _walk_elements(data: bytes | memoryview, offset: int, implicit: bool, order: str, *, in_item: bool) -> int:
+    """Skip over encoded elements from `offset`; raise TruncatedDataset if any is cut short.
+
+    Returns the offset after the last element, or after the item delimiter when
+    walking an undefined-length item.
     """
     end = len(data)
-    order = "<" if little else ">"
     while offset < end:
         if end - offset < 8:
-            raise TruncatedDataset(f"{end - offset} stray byte(s) at the end")
-        if implicit:
-            length = struct.unpack_from(order + "L", data, offset + 4)[0]
-            offset += 8
+            raise TruncatedDataset(f"{end - offset} stray byte(s) where an element should start")
+        group, element = struct.unpack_from(order + "HH", data, offset)
+        tag = group << 16 | element
+        if tag == _ITEM_END:
+            if not in_item:
+                raise TruncatedDataset("an item delimiter outside any item")
+            return offset + 8
+        if implicit or group == 0xFFFE:
+            length, offset = struct.unpack_from(order + "L", data, offset + 4)[0], offset + 8
         elif bytes(data[offset + 4 : offset + 6]) in _LONG_VRS:
             if end - offset < 12:
-                raise TruncatedDataset("element header cut short")
-            length = struct.unpack_from(order + "L", data, offset + 8)[0]
-            offset += 12
+                raise TruncatedDataset("an element header is cut short")
+            length, offset = struct.unpack_from(order + "L", data, offset + 8)[0], offset + 12
         else:
-            length = struct.unpack_from(order + "H", data, offset + 6)[0]
-            offset += 8
-        if length == _UNDEFINED_LENGTH:  # encapsulated pixel data: items up to a delimiter
-            while True:
-                if end - offset < 8:
-                    raise TruncatedDataset("encapsulated pixel data without its delimiter")
-                item_tag, item_length = struct.unpack_from(order + "2L", data, offset)
-                offset += 8
-                if item_tag in (0xE0DDFFFE, 0xFFFEE0DD):  # sequence delimiter
-                    break
-                offset += item_length
-                if offset > end:
-                    raise TruncatedDataset("a pixel data fragment is cut short")
+            length, offset = struct.unpack_from(order + "H", data, offset + 6)[0], offset + 8
+        if length == _UNDEFINED_LENGTH:
+            offset = _walk_items(data, offset, implicit, order)
+        elif offset + length > end:
+            raise TruncatedDataset(f"element ({group:04X},{element:04X}) is cut short")
         else:
             offset += length
-            if offset > end:
-                raise TruncatedDataset(f"the last element is cut short by {offset - end} byte(s)")
+    if in_item:
+        raise TruncatedDataset("an item ends without its delimiter")
+    return offset
+
+
+def _walk_items(data: bytes | memoryview, offset: int, implicit: bool, order: str) -> int:
+    """Skip the items of an undefined-length sequence or encapsulated pixel data."""
+    end = len(data)
+    while True:
+        if end - offset < 8:
+            raise TruncatedDataset("a sequence ends without its delimiter")
+        group, element, length = struct.unpack_from(order + "HHL", data, offset)
+        tag, offset = group << 16 | element, offset + 8
+        if tag == _SEQUENCE_END:
+            return offset
+        if tag != _ITEM:
+            raise TruncatedDataset(f"({group:04X},{element:04X}) where an item should be")
+        if length == _UNDEFINED_LENGTH:
+            offset = _walk_elements(data, offset, implicit, order, in_item=True)
+        elif offset + length > end:
+            raise TruncatedDataset("an item is cut short")
+        else:
+            offset += length
+
+
+def check_whole(data: bytes | memoryview, implicit: bool, little: bool) -> None:
+    """Raise TruncatedDataset unless every element of the encoded dataset is complete.
+
+    pydicom reads a dataset cut short without complaint, so a truncated transfer
+    would otherwise be stored as if it were whole.
+    """
+    _walk_elements(data, 0, implicit, "<" if little else ">", in_item=False)
 
 
 def decode_header(encoded: bytes | memoryview, transfer_syntax: str) -> Dataset:
@@ -164,9 +192,11 @@ def decode_header(encoded: bytes | memoryview, transfer_syntax: str) -> Dataset:
         data = zlib.decompressobj(-zlib.MAX_WBITS).decompress(encoded)
     implicit = transfer_syntax == ImplicitVRLittleEndian
     little = transfer_syntax != ExplicitVRBigEndian
+    check_whole(data, implicit, little)
     stream = BytesIO(data)
     header = read_dataset(stream, implicit, little, stop_when=_stop_at_pixel_data)
-    _check_tail(data, stream.tell(), implicit, little)
+    if "Rows" in header and stream.tell() >= len(data):  # cut exactly before its pixels
+        raise TruncatedDataset("an image without pixel data")
     return header
 
 
@@ -185,6 +215,20 @@ def encode_file_meta(
     buffer.write(b"\x00" * 128 + b"DICM")
     write_file_meta_info(buffer, meta, enforce_standard=True)
     return buffer.getvalue()
+
+
+_REQUIRED_UIDS = ("SOPClassUID", "SOPInstanceUID", "StudyInstanceUID", "SeriesInstanceUID")
+
+
+def _raw_uid(header: Dataset, keyword: str) -> str:
+    """A UID value as sent, without pydicom's conversion (which warns on bad UIDs)."""
+    if keyword not in header:
+        return ""
+    element = header.get_item(keyword)
+    value = element.value
+    if isinstance(value, bytes):
+        return value.decode("ascii", errors="replace").rstrip("\0 ")
+    return "" if value is None else str(value).strip()
 
 
 def _failure(status: Status, comment: str) -> Dataset:
@@ -354,15 +398,7 @@ class StorageSCP:
             raise StoreRefused(Status.CANNOT_UNDERSTAND, "empty dataset")
         try:
             header = decode_header(encoded, transfer_syntax)
-            uids = {
-                "SOPClassUID": header.get("SOPClassUID", ""),
-                "SOPInstanceUID": header.get("SOPInstanceUID", ""),
-                "StudyInstanceUID": header.get("StudyInstanceUID", ""),
-                "SeriesInstanceUID": header.get("SeriesInstanceUID", ""),
-            }
-            uids = {
-                key: str(value).strip() if value is not None else "" for key, value in uids.items()
-            }
+            uids = {keyword: _raw_uid(header, keyword) for keyword in _REQUIRED_UIDS}
         except Exception as exc:
             raise StoreRefused(
                 Status.CANNOT_UNDERSTAND, f"dataset does not decode: {type(exc).__name__}"

@@ -121,7 +121,9 @@ class TruncatedDataset(ValueError):
 _ITEM, _ITEM_END, _SEQUENCE_END = 0xFFFEE000, 0xFFFEE00D, 0xFFFEE0DD
 
 
-def _walk_elements(data: bytes | memoryview, offset: int, implicit: bool, order: str, *, in_item: bool) -> int:
+def _walk_elements(
+    data: bytes | memoryview, offset: int, implicit: bool, order: str, *, in_item: bool
+) -> int:
     """Skip over encoded elements from `offset`; raise TruncatedDataset if any is cut short.
 
     Returns the offset after the last element, or after the item delimiter when

@@ -73,6 +73,11 @@ def _inspect(path: Path, explicit: bool) -> _Item | SendResult:
         return SendResult(path, None, outcome, f"not a DICOM Part 10 file ({exc})")
     except OSError as exc:
         return SendResult(path, None, "failed", f"cannot read: {exc.strerror or exc}")
+    if "SOPInstanceUID" not in header or "SOPClassUID" not in header:  # e.g. a DICOMDIR
+        outcome = "failed" if explicit else "skipped"
+        return SendResult(
+            path, None, outcome, "not a storable instance (no SOP Class/Instance UID)"
+        )
     return _Item(path, sop_class, transfer_syntax)
 
 
@@ -126,7 +131,7 @@ def _send_batch(
             try:
                 dataset = dcmread(item.path)
                 response = assoc.send_c_store(dataset)
-            except (ValueError, RuntimeError, OSError) as exc:
+            except (AttributeError, ValueError, RuntimeError, OSError) as exc:
                 results.append(SendResult(item.path, None, "failed", str(exc)))
                 continue
             if "Status" not in response:

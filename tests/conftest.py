@@ -10,6 +10,7 @@ import os
 import shutil
 import socket
 import subprocess
+import tempfile
 import time
 import urllib.request
 import uuid
@@ -89,10 +90,11 @@ def _postgres_bin(name: str) -> str:
 
 
 @pytest.fixture(scope="session")
-def postgres_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+def postgres_server() -> Iterator[str]:
     """A throwaway PostgreSQL cluster on a free loopback port; yields its base URL."""
     initdb, pg_ctl = _postgres_bin("initdb"), _postgres_bin("pg_ctl")
-    root = tmp_path_factory.mktemp("postgres")
+    # Not under pytest's tmp folder: its 0700 parents would lock the postgres user out.
+    root = Path(tempfile.mkdtemp(prefix="radassist-pg-"))
     data, sockets, port = root / "data", root / "sockets", free_port()
     sockets.mkdir()
     as_user: list[str] = []
@@ -118,6 +120,7 @@ def postgres_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         subprocess.run(
             [*as_user, pg_ctl, "-D", str(data), "-m", "immediate", "stop"], capture_output=True
         )
+        shutil.rmtree(root, ignore_errors=True)
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
@@ -158,9 +161,13 @@ def make_settings(tmp_path: Path) -> Callable[..., Settings]:
         allowed_callers: tuple[str, ...] = (),
     ) -> Settings:
         return Settings(
-            node=NodeSettings(ae_title=NODE_AE, host="127.0.0.1", port=0, allowed_callers=allowed_callers),
+            node=NodeSettings(
+                ae_title=NODE_AE, host="127.0.0.1", port=0, allowed_callers=allowed_callers
+            ),
             storage=StorageSettings(data_dir=tmp_path / "var"),
-            database=DatabaseSettings(url=database_url or f"sqlite:///{tmp_path / 'var' / 'radassist.db'}"),
+            database=DatabaseSettings(
+                url=database_url or f"sqlite:///{tmp_path / 'var' / 'radassist.db'}"
+            ),
             completion=CompletionSettings(quiet_seconds=quiet_seconds, check_interval_seconds=0.1),
         )
 
@@ -205,7 +212,12 @@ STORESCU_SYNTAX_FLAGS = {
 
 
 def storescu(
-    port: int, files: list[Path], *, aec: str = NODE_AE, aet: str = "STORESCU", extra: tuple[str, ...] = ()
+    port: int,
+    files: list[Path],
+    *,
+    aec: str = NODE_AE,
+    aet: str = "STORESCU",
+    extra: tuple[str, ...] = (),
 ) -> subprocess.CompletedProcess[str]:
     """Run dcmtk's storescu (never pynetdicom's, which shadows it in the venv)."""
     binary = require_tool("/usr/bin/storescu")
@@ -268,7 +280,13 @@ class Orthanc:
         except OSError:
             return False
 
-    def request(self, method: str, path: str, body: bytes | None = None, content_type: str = "application/json") -> Any:
+    def request(
+        self,
+        method: str,
+        path: str,
+        body: bytes | None = None,
+        content_type: str = "application/json",
+    ) -> Any:
         req = urllib.request.Request(self.url + path, data=body, method=method)
         if body is not None:
             req.add_header("Content-Type", content_type)

@@ -47,7 +47,9 @@ def raw_c_store(
     assert assoc.is_established
     with tempfile.TemporaryDirectory() as scratch:
         path = Path(scratch) / "crafted.dcm"
-        path.write_bytes(encode_file_meta(sop_class, sop_instance, transfer_syntax, calling_ae) + encoded)
+        path.write_bytes(
+            encode_file_meta(sop_class, sop_instance, transfer_syntax, calling_ae) + encoded
+        )
         _config.STORE_SEND_CHUNKED_DATASET = True  # send the file's bytes, not a re-encoding
         try:
             with warnings.catch_warnings():  # crafted UIDs are the point of the exercise
@@ -61,7 +63,9 @@ def raw_c_store(
 
 
 def stored_path(node: Receiver, dataset: Dataset) -> Path:
-    return node.store.path_for(dataset.StudyInstanceUID, dataset.SeriesInstanceUID, dataset.SOPInstanceUID)
+    return node.store.path_for(
+        dataset.StudyInstanceUID, dataset.SeriesInstanceUID, dataset.SOPInstanceUID
+    )
 
 
 def instance_count(node: Receiver) -> int:
@@ -71,7 +75,11 @@ def instance_count(node: Receiver) -> int:
 
 def files_under(folder: Path) -> set[str]:
     """Every file (hidden ones included) under `folder`, relative, for before/after checks."""
-    return {str(p.relative_to(folder)) for p in folder.rglob("*") if p.is_file()} if folder.exists() else set()
+    return (
+        {str(p.relative_to(folder)) for p in folder.rglob("*") if p.is_file()}
+        if folder.exists()
+        else set()
+    )
 
 
 def assert_stored_as_sent(node: Receiver, files: list[Path], *, same_syntax: bool = False) -> None:

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 import pytest
 from pydicom import dcmread
 from pydicom.uid import CTImageStorage
@@ -21,14 +19,16 @@ def slice_dataset():
     return dcmread(dicom_files(shared_ct("philips_brain_phantom_5mm"))[0])
 
 
-def _send(node: Receiver, dataset, *, sop_instance: str | None = None, cut: slice | None = None) -> int | None:
+def _send(
+    node: Receiver, dataset, *, sop_instance: str | None = None, cut: slice | None = None
+) -> int | None:
     encoded = encode(dataset)
     if cut is not None:
         encoded = encoded[cut]
-    uid = sop_instance if sop_instance is not None else str(dataset.get("SOPInstanceUID", "1.2.3.4"))
+    uid = (
+        sop_instance if sop_instance is not None else str(dataset.get("SOPInstanceUID", "1.2.3.4"))
+    )
     return raw_c_store(node.scp.port, CTImageStorage, uid, encoded)
-
-
 
 
 def test_truncated_header_cannot_be_understood(node: Receiver, slice_dataset) -> None:
@@ -57,7 +57,9 @@ def test_missing_sop_instance_uid_is_refused(node: Receiver, slice_dataset) -> N
 
 @pytest.mark.filterwarnings("ignore:Invalid value for VR UI")  # crafting it is the point
 @pytest.mark.parametrize("keyword", ["SOPInstanceUID", "StudyInstanceUID", "SeriesInstanceUID"])
-def test_uid_crafted_to_escape_the_data_folder_is_refused(node: Receiver, slice_dataset, keyword: str) -> None:
+def test_uid_crafted_to_escape_the_data_folder_is_refused(
+    node: Receiver, slice_dataset, keyword: str
+) -> None:
     data_dir = node.settings.storage.data_dir
     before = files_under(data_dir.parent)
     setattr(slice_dataset, keyword, "../../../../tmp/escaped")
@@ -91,5 +93,8 @@ def test_node_keeps_serving_after_a_burst_of_bad_input(node: Receiver, slice_dat
     for cut in range(0, len(encoded), len(encoded) // 40):
         raw_c_store(node.scp.port, CTImageStorage, slice_dataset.SOPInstanceUID, encoded[:cut])
     assert echoscu(node.scp.port)
-    assert raw_c_store(node.scp.port, CTImageStorage, slice_dataset.SOPInstanceUID, encoded) == Status.SUCCESS
+    assert (
+        raw_c_store(node.scp.port, CTImageStorage, slice_dataset.SOPInstanceUID, encoded)
+        == Status.SUCCESS
+    )
     assert instance_count(node) == 1

@@ -16,7 +16,12 @@ pytestmark = pytest.mark.integration
 
 @pytest.mark.parametrize(
     "folder",
-    ["ge_head_tilted", "philips_brain_phantom_5mm", "philips_phantom_141", "philips_exam_summary_sc"],
+    [
+        "ge_head_tilted",
+        "philips_brain_phantom_5mm",
+        "philips_phantom_141",
+        "philips_exam_summary_sc",
+    ],
 )
 def test_storescu_series_is_stored_as_sent(node: Receiver, folder: str) -> None:
     files = dicom_files(shared_ct(folder))

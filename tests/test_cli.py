@@ -1,0 +1,83 @@
+"""The command line: db upgrade, send (per-file status, exit codes), bad settings."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from sqlalchemy import create_engine, inspect
+
+from assistant.cli import main
+from assistant.receiver import Receiver
+from tests.conftest import dicom_files, shared_ct
+from tests.helpers import instance_count
+
+
+def test_db_upgrade_creates_the_schema(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("RADASSIST_STORAGE__DATA_DIR", str(tmp_path / "data"))
+    assert main(["db", "upgrade"]) == 0
+    engine = create_engine(f"sqlite:///{tmp_path / 'data' / 'radassist.db'}")
+    assert {"patient", "study", "series", "instance"} <= set(inspect(engine).get_table_names())
+    engine.dispose()
+    assert main(["db", "downgrade", "base"]) == 0
+
+
+def test_bad_settings_exit_2_naming_the_key(monkeypatch: pytest.MonkeyPatch, capsys) -> None:
+    monkeypatch.setenv("RADASSIST_NODE__PORT", "not-a-port")
+    assert main(["db", "upgrade"]) == 2
+    assert "node.port" in capsys.readouterr().err
+
+
+def test_send_reports_each_file_and_skips_non_dicom_in_folders(node: Receiver, capsys) -> None:
+    folder = shared_ct("philips_brain_phantom_5mm")  # 28 slices and a DIRFILE
+    code = main(
+        [
+            "send",
+            str(folder),
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(node.scp.port),
+            "--aec",
+            "RADASSIST",
+        ]
+    )
+    out = capsys.readouterr()
+    assert code == 0
+    assert out.out.count("sent     0x0000") == 28
+    assert "skipped" in out.out and "DIRFILE" in out.out
+    assert instance_count(node) == 28
+
+
+def test_send_exits_non_zero_when_a_file_fails(node: Receiver, tmp_path: Path, capsys) -> None:
+    not_dicom = tmp_path / "notes.txt"
+    not_dicom.write_text("not an image")
+    good = dicom_files(shared_ct("philips_brain_phantom_5mm"))[0]
+    code = main(
+        [
+            "send",
+            str(good),
+            str(not_dicom),
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(node.scp.port),
+            "--aec",
+            "RADASSIST",
+        ]
+    )
+    out = capsys.readouterr().out
+    assert code == 1
+    assert "failed" in out and "notes.txt" in out
+    assert instance_count(node) == 1
+
+
+def test_send_to_a_peer_that_is_not_there_fails(tmp_path: Path, capsys) -> None:
+    good = dicom_files(shared_ct("philips_brain_phantom_5mm"))[0]
+    from tests.conftest import free_port
+
+    code = main(
+        ["send", str(good), "--host", "127.0.0.1", "--port", str(free_port()), "--aec", "NOBODY"]
+    )
+    assert code == 1
+    assert "association" in capsys.readouterr().out

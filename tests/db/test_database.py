@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable
 from datetime import timedelta
 
@@ -68,10 +69,7 @@ def test_received_series_is_recorded(
     assert series.modality == "CT" and series.calling_ae_title == "MODALITY"
     assert series.instance_count == len(files) == len(instances)
     positions = [i.slice_position for i in instances]
-    assert all(
-        b - a == pytest.approx(5.0, abs=0.01)
-        for a, b in zip(positions, positions[1:], strict=False)
-    )
+    assert all(b - a == pytest.approx(5.0, abs=0.01) for a, b in itertools.pairwise(positions))
     for instance in instances:
         assert (node.settings.storage.data_dir / instance.path).is_file()
         assert instance.transfer_syntax_uid == "1.2.840.10008.1.2.1"

@@ -13,9 +13,8 @@ from datetime import datetime
 from pathlib import Path
 
 from pydicom.dataset import Dataset
-from sqlalchemy import insert, select, update
+from sqlalchemy import Connection, Engine, bindparam, insert, select, update
 from sqlalchemy.exc import IntegrityError, OperationalError
-from sqlalchemy.orm import Session, sessionmaker
 
 from assistant.db import Instance, Patient, Series, SeriesState, Study, utcnow
 from assistant.jobs.completion import SeriesCompletion
@@ -72,12 +71,12 @@ class Ingest:
     def __init__(
         self,
         store: InstanceStore,
-        sessions: sessionmaker[Session],
+        engine: Engine,
         data_dir: Path,
         completion: SeriesCompletion,
     ) -> None:
         self._store = store
-        self._sessions = sessions
+        self._engine = engine
         self._data_dir = data_dir
         self._completion = completion
 
@@ -114,114 +113,131 @@ class Ingest:
     # -- recording ---------------------------------------------------------------------
 
     def _record(self, instance: ReceivedInstance, relative_path: str, size: int) -> None:
+        """Insert the instance row and touch its series, in one transaction.
+
+        Core statements built once (at the end of this module) on a plain connection:
+        this runs once per C-STORE, and building statements every time would cost
+        several times the commit itself.
+        """
         header = instance.header
         now = utcnow()
-        with self._sessions() as session, session.begin():
-            series = self._series(session, instance, now)
-            exists = session.scalar(
-                select(Instance.id).where(Instance.sop_instance_uid == instance.sop_instance_uid)
-            )
-            if exists is not None:
+        with self._engine.begin() as connection:
+            series = self._series(connection, instance, now)
+            if connection.scalar(_INSTANCE_EXISTS, {"uid": instance.sop_instance_uid}):
                 LOGGER.info("duplicate instance in series %d stored once", series.pk)
                 return
             position, orientation = slice_geometry(header)
-            session.execute(
-                insert(Instance).values(
-                    sop_instance_uid=instance.sop_instance_uid,
-                    series_pk=series.pk,
-                    sop_class_uid=instance.sop_class_uid,
-                    transfer_syntax_uid=instance.transfer_syntax_uid,
-                    instance_number=_integer(header, "InstanceNumber"),
-                    slice_position=position,
-                    image_orientation=orientation,
-                    path=relative_path,
-                    size_bytes=size,
-                    calling_ae_title=instance.calling_ae_title[:16],
-                    received_at=now,
-                )
+            connection.execute(
+                _INSERT_INSTANCE,
+                {
+                    "sop_instance_uid": instance.sop_instance_uid,
+                    "series_pk": series.pk,
+                    "sop_class_uid": instance.sop_class_uid,
+                    "transfer_syntax_uid": instance.transfer_syntax_uid,
+                    "instance_number": _integer(header, "InstanceNumber"),
+                    "slice_position": position,
+                    "image_orientation": orientation,
+                    "path": relative_path,
+                    "size_bytes": size,
+                    "calling_ae_title": instance.calling_ae_title[:16],
+                    "received_at": now,
+                },
             )
             reopened = series.state is not SeriesState.RECEIVING
-            values: dict[str, object] = {
-                "last_received_at": now,
-                "instance_count": Series.instance_count + 1,
-            }
-            if reopened:
-                values.update(
-                    state=SeriesState.RECEIVING,
-                    completed_at=None,
-                    completion_reason=None,
-                    reopened_count=Series.reopened_count + 1,
-                )
-            session.execute(update(Series).where(Series.id == series.pk).values(**values))
+            touch = _REOPEN_SERIES if reopened else _TOUCH_SERIES
+            connection.execute(touch, {"pk": series.pk, "now": now})
         if reopened:
             LOGGER.info(
                 "series %d reopened: an instance arrived after it was %s", series.pk, series.state
             )
 
-    def _series(self, session: Session, instance: ReceivedInstance, now: datetime) -> _SeriesKey:
-        row = session.execute(
-            select(Series.id, Series.state).where(
-                Series.series_instance_uid == instance.series_instance_uid
-            )
-        ).first()
+    def _series(
+        self, connection: Connection, instance: ReceivedInstance, now: datetime
+    ) -> _SeriesKey:
+        row = connection.execute(_FIND_SERIES, {"uid": instance.series_instance_uid}).first()
         if row is not None:
             return _SeriesKey(row.id, row.state)
         header = instance.header
-        study_pk = session.scalar(
+        study_pk = connection.scalar(
             select(Study.id).where(Study.study_instance_uid == instance.study_instance_uid)
         )
         if study_pk is None:
-            study_pk = self._create_study(session, instance, now)
-        series = Series(
-            series_instance_uid=instance.series_instance_uid,
-            study_pk=study_pk,
-            modality=_text(header, "Modality", 16),
-            series_number=_integer(header, "SeriesNumber"),
-            series_description=_text(header, "SeriesDescription", 64),
-            body_part_examined=_text(header, "BodyPartExamined", 16),
-            calling_ae_title=instance.calling_ae_title[:16],
-            instance_count=0,
-            state=SeriesState.RECEIVING,
-            first_received_at=now,
-            last_received_at=now,
-            reopened_count=0,
+            study_pk = self._create_study(connection, instance, now)
+        series_pk = connection.scalar(
+            insert(Series)
+            .values(
+                series_instance_uid=instance.series_instance_uid,
+                study_pk=study_pk,
+                modality=_text(header, "Modality", 16),
+                series_number=_integer(header, "SeriesNumber"),
+                series_description=_text(header, "SeriesDescription", 64),
+                body_part_examined=_text(header, "BodyPartExamined", 16),
+                calling_ae_title=instance.calling_ae_title[:16],
+                instance_count=0,
+                state=SeriesState.RECEIVING,
+                first_received_at=now,
+                last_received_at=now,
+                reopened_count=0,
+            )
+            .returning(Series.id)
         )
-        session.add(series)
-        session.flush()
-        return _SeriesKey(series.id, SeriesState.RECEIVING)
+        return _SeriesKey(series_pk, SeriesState.RECEIVING)
 
-    def _create_study(self, session: Session, instance: ReceivedInstance, now: datetime) -> int:
+    def _create_study(
+        self, connection: Connection, instance: ReceivedInstance, now: datetime
+    ) -> int:
         header = instance.header
         patient_id = _text(header, "PatientID", 64)
         issuer = _text(header, "IssuerOfPatientID", 64)
-        patient_pk = session.scalar(
+        patient_pk = connection.scalar(
             select(Patient.id).where(
                 Patient.patient_id == patient_id, Patient.issuer_of_patient_id == issuer
             )
         )
         if patient_pk is None:
-            patient = Patient(
-                patient_id=patient_id,
-                issuer_of_patient_id=issuer,
-                patient_name=_text(header, "PatientName", 324),
-                birth_date=_text(header, "PatientBirthDate", 8),
-                sex=_text(header, "PatientSex", 16),
-                created_at=now,
+            patient_pk = connection.scalar(
+                insert(Patient)
+                .values(
+                    patient_id=patient_id,
+                    issuer_of_patient_id=issuer,
+                    patient_name=_text(header, "PatientName", 324),
+                    birth_date=_text(header, "PatientBirthDate", 8),
+                    sex=_text(header, "PatientSex", 16),
+                    created_at=now,
+                )
+                .returning(Patient.id)
             )
-            session.add(patient)
-            session.flush()
-            patient_pk = patient.id
-        study = Study(
-            study_instance_uid=instance.study_instance_uid,
-            patient_pk=patient_pk,
-            study_date=_text(header, "StudyDate", 8),
-            study_time=_text(header, "StudyTime", 16),
-            accession_number=_text(header, "AccessionNumber", 16),
-            study_id=_text(header, "StudyID", 16),
-            study_description=_text(header, "StudyDescription", 64),
-            referring_physician_name=_text(header, "ReferringPhysicianName", 324),
-            received_at=now,
+        return int(
+            connection.scalar(
+                insert(Study)
+                .values(
+                    study_instance_uid=instance.study_instance_uid,
+                    patient_pk=patient_pk,
+                    study_date=_text(header, "StudyDate", 8),
+                    study_time=_text(header, "StudyTime", 16),
+                    accession_number=_text(header, "AccessionNumber", 16),
+                    study_id=_text(header, "StudyID", 16),
+                    study_description=_text(header, "StudyDescription", 64),
+                    referring_physician_name=_text(header, "ReferringPhysicianName", 324),
+                    received_at=now,
+                )
+                .returning(Study.id)
+            )
         )
-        session.add(study)
-        session.flush()
-        return study.id
+
+
+# Statements of the per-instance path, built once.
+_FIND_SERIES = select(Series.id, Series.state).where(Series.series_instance_uid == bindparam("uid"))
+_INSTANCE_EXISTS = select(Instance.id).where(Instance.sop_instance_uid == bindparam("uid"))
+_INSERT_INSTANCE = insert(Instance)
+_TOUCH_SERIES = (
+    update(Series)
+    .where(Series.id == bindparam("pk"))
+    .values(last_received_at=bindparam("now"), instance_count=Series.instance_count + 1)
+)
+_REOPEN_SERIES = _TOUCH_SERIES.values(
+    state=SeriesState.RECEIVING,
+    completed_at=None,
+    completion_reason=None,
+    reopened_count=Series.reopened_count + 1,
+)

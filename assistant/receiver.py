@@ -53,7 +53,7 @@ class Receiver:
         self.store = InstanceStore(settings.storage.instances_dir)
         kwargs = {"on_complete": on_complete} if on_complete else {}
         self.completion = SeriesCompletion(self.sessions, settings.completion, **kwargs)
-        self.ingest = Ingest(self.store, self.sessions, settings.storage.data_dir, self.completion)
+        self.ingest = Ingest(self.store, self.engine, settings.storage.data_dir, self.completion)
         node = settings.node
         self.scp = StorageSCP(
             self.ingest,

@@ -1,0 +1,161 @@
+"""Ingest benchmark: dcmtk's storescu pushes a 300-slice 512² CT series into our node and
+into dcmtk's own storescp, alternating, and prints median images/s and the ratio.
+
+    .venv/bin/python bench/ingest.py [--runs 3] [--slices 300]
+
+Each run gets a fresh data folder and database for our node (a resend would only hit
+the duplicate path) and a fresh output folder for storescp. Both receivers write every
+file to the same disk; ours also fsyncs each file and commits its database row before
+answering, as it does in production.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from assistant.db.migrate import upgrade  # noqa: E402
+from assistant.demo_series import write_demo_series  # noqa: E402
+from assistant.receiver import Receiver  # noqa: E402
+from assistant.settings import (  # noqa: E402
+    CompletionSettings,
+    DatabaseSettings,
+    NodeSettings,
+    Settings,
+    StorageSettings,
+)
+
+STORESCU, STORESCP = "/usr/bin/storescu", "/usr/bin/storescp"
+ENV = {**os.environ, "TCP_NODELAY": "1"}  # dcmtk leaves Nagle on otherwise (~40 ms a C-STORE)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def wait_for_port(port: int, timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with socket.socket() as sock:
+            if sock.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        time.sleep(0.05)
+    raise RuntimeError(f"nothing listens on port {port}")
+
+
+def push(port: int, groups: list[list[Path]], aec: str) -> float:
+    """Seconds for len(groups) concurrent storescu associations to send their files."""
+    start = time.perf_counter()
+    procs = [
+        subprocess.Popen(
+            [STORESCU, "-aec", aec, "127.0.0.1", str(port), *map(str, files)],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            env=ENV,
+        )
+        for files in groups
+    ]
+    for proc in procs:
+        _, err = proc.communicate(timeout=600)
+        if proc.returncode != 0:
+            raise RuntimeError(f"storescu failed: {err.decode(errors='replace')[-500:]}")
+    return time.perf_counter() - start
+
+
+@contextmanager
+def our_node(root: Path) -> Iterator[int]:
+    settings = Settings(
+        node=NodeSettings(ae_title="RADASSIST", host="127.0.0.1", port=0),
+        storage=StorageSettings(data_dir=root),
+        database=DatabaseSettings(url=f"sqlite:///{root / 'radassist.db'}"),
+        completion=CompletionSettings(quiet_seconds=600),
+    )
+    upgrade(settings.database_url)
+    receiver = Receiver(settings)
+    receiver.start()
+    try:
+        yield receiver.scp.port
+    finally:
+        receiver.stop()
+
+
+@contextmanager
+def dcmtk_storescp(root: Path, fork: bool) -> Iterator[int]:
+    port = free_port()
+    root.mkdir(parents=True)
+    args = [STORESCP, "-od", str(root), *(["--fork"] if fork else []), str(port)]
+    proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=ENV)
+    try:
+        wait_for_port(port)
+        yield port
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+
+
+def split(files: list[Path], n: int) -> list[list[Path]]:
+    return [files[i::n] for i in range(n)]
+
+
+def measure(
+    files: list[Path], associations: int, runs: int, scratch: Path
+) -> tuple[list[float], list[float]]:
+    ours: list[float] = []
+    theirs: list[float] = []
+    groups = split(files, associations)
+    for run in range(runs):  # alternate, so drift in the machine hits both alike
+        with our_node(scratch / f"ours-{associations}-{run}") as port:
+            ours.append(len(files) / push(port, groups, "RADASSIST"))
+        with dcmtk_storescp(scratch / f"dcmtk-{associations}-{run}", fork=associations > 1) as port:
+            theirs.append(len(files) / push(port, groups, "STORESCP"))
+    return ours, theirs
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--slices", type=int, default=300)
+    args = parser.parse_args(argv)
+    for tool in (STORESCU, STORESCP):
+        if not os.access(tool, os.X_OK):
+            print(f"{tool} is missing: make system-deps installs dcmtk", file=sys.stderr)
+            return 2
+
+    scratch = Path(tempfile.mkdtemp(prefix="radassist-bench-"))
+    try:
+        files = write_demo_series(scratch / "series", count=args.slices)
+        size_mb = sum(f.stat().st_size for f in files) / 1e6
+        print(f"{len(files)} CT slices 512x512, {size_mb:.0f} MB, {args.runs} runs each, alternating\n")
+        rows: list[tuple[str, float, float, float]] = []
+        targets: dict[int, float] = {1: 0.5, 4: 0.8}
+        for associations in (1, 4):
+            ours, theirs = measure(files, associations, args.runs, scratch)
+            mine, base = statistics.median(ours), statistics.median(theirs)
+            rows.append((f"{associations} association(s)", base, mine, mine / base))
+        header = f"{'scenario':<18} {'dcmtk img/s':>12} {'radassist img/s':>16} {'ratio':>6} {'target':>7}"
+        print(header)
+        print("-" * len(header))
+        for (name, base, mine, ratio), target in zip(rows, targets.values(), strict=True):
+            print(f"{name:<18} {base:>12.0f} {mine:>16.0f} {ratio:>6.2f} {'>= ' + str(target):>7}")
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+    return 0
+
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -8,6 +8,7 @@ its row is committed; anything else raises, and the SCP answers a failure status
 from __future__ import annotations
 
 import logging
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -16,7 +17,7 @@ from pydicom.dataset import Dataset
 from sqlalchemy import Connection, Engine, bindparam, insert, select, update
 from sqlalchemy.exc import IntegrityError, OperationalError
 
-from assistant.db import Instance, Patient, Series, SeriesState, Study, utcnow
+from assistant.db import Instance, Patient, Series, SeriesState, Study, make_write_lock, utcnow
 from assistant.jobs.completion import SeriesCompletion
 from assistant.store import InstanceStore, InvalidUID
 from dicom_node import AssociationSummary, ReceivedInstance, Status, StoreRefused
@@ -74,9 +75,11 @@ class Ingest:
         engine: Engine,
         data_dir: Path,
         completion: SeriesCompletion,
+        write_lock: AbstractContextManager[object] | None = None,
     ) -> None:
         self._store = store
         self._engine = engine
+        self._write_lock = write_lock if write_lock is not None else make_write_lock(engine)
         self._data_dir = data_dir
         self._completion = completion
 
@@ -121,7 +124,7 @@ class Ingest:
         """
         header = instance.header
         now = utcnow()
-        with self._engine.begin() as connection:
+        with self._write_lock, self._engine.begin() as connection:
             series = self._series(connection, instance, now)
             if connection.scalar(_INSTANCE_EXISTS, {"uid": instance.sop_instance_uid}):
                 LOGGER.info("duplicate instance in series %d stored once", series.pk)

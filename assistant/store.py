@@ -76,7 +76,7 @@ class InstanceStore:
                         written = os.write(fd, view)
                         view = view[written:]
                         size += written
-                os.fsync(fd)
+                os.fdatasync(fd)  # data and the size: all a new file needs
             finally:
                 os.close(fd)
             try:

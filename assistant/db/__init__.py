@@ -9,7 +9,7 @@ from assistant.db.models import (
     SeriesState,
     Study,
 )
-from assistant.db.session import make_engine, make_session_factory, utcnow
+from assistant.db.session import make_engine, make_session_factory, make_write_lock, utcnow
 
 __all__ = [
     "Base",
@@ -21,5 +21,6 @@ __all__ = [
     "Study",
     "make_engine",
     "make_session_factory",
+    "make_write_lock",
     "utcnow",
 ]

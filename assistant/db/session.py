@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+from contextlib import AbstractContextManager, nullcontext
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -50,6 +52,19 @@ def make_engine(url: str) -> Engine:
         event.listen(engine, "begin", _begin_immediate)
         return engine
     return create_engine(url, pool_pre_ping=True)
+
+
+def make_write_lock(engine: Engine) -> AbstractContextManager[object]:
+    """A lock for this process's writers: a real one for SQLite, a no-op otherwise.
+
+    SQLite allows one writer at a time; a writer that finds the database locked sleeps
+    on SQLite's back-off schedule (up to 100 ms a try). Queueing our own threads on a
+    lock first hands the database from one to the next at once. Other processes still
+    meet the busy timeout; PostgreSQL needs neither.
+    """
+    if engine.dialect.name == "sqlite":
+        return threading.Lock()
+    return nullcontext()
 
 
 def make_session_factory(engine: Engine) -> sessionmaker[Session]:

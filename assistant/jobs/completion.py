@@ -18,6 +18,7 @@ import logging
 import statistics
 import threading
 from collections.abc import Callable, Iterable, Sequence
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -77,8 +78,10 @@ class SeriesCompletion:
         settings: CompletionSettings,
         on_complete: Callable[[CompletedSeries], None] = _log_completion,
         clock: Callable[[], datetime] = utcnow,
+        write_lock: AbstractContextManager[object] | None = None,
     ) -> None:
         self._sessions = sessions
+        self._write_lock = write_lock if write_lock is not None else nullcontext()
         self._settings = settings
         self._on_complete = on_complete
         self._clock = clock
@@ -99,7 +102,7 @@ class SeriesCompletion:
         """Complete every series that has been quiet for the quiet period."""
         now = self._clock()
         cutoff = now - timedelta(seconds=self._settings.quiet_seconds)
-        with self._sessions() as session, session.begin():
+        with self._write_lock, self._sessions() as session, session.begin():
             rows = session.execute(
                 update(Series)
                 .where(Series.state == SeriesState.RECEIVING, Series.last_received_at <= cutoff)
@@ -120,7 +123,7 @@ class SeriesCompletion:
         return completed
 
     def _complete_if_contiguous(self, series_uid: str) -> CompletedSeries | None:
-        with self._sessions() as session, session.begin():
+        with self._write_lock, self._sessions() as session, session.begin():
             series = session.execute(
                 select(
                     Series.id, Series.state, Series.last_received_at, Series.instance_count

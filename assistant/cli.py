@@ -34,6 +34,7 @@ def _configure_logging(verbose: bool) -> None:
     )
     # pynetdicom logs identifiers at INFO; ours say what matters without PHI.
     logging.getLogger("pynetdicom").setLevel(logging.WARNING)
+    logging.getLogger("alembic.runtime.plugins").setLevel(logging.WARNING)
 
 
 def _wait_for_signal() -> None:

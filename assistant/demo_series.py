@@ -46,6 +46,7 @@ def write_demo_series(folder: Path, count: int = 24, seed: int = 0) -> list[Path
         ds.SOPInstanceUID = meta.MediaStorageSOPInstanceUID
         ds.StudyInstanceUID, ds.SeriesInstanceUID = study_uid, series_uid
         ds.FrameOfReferenceUID = generate_uid(entropy_srcs=[study_uid, "frame"])
+        ds.PositionReferenceIndicator = ""
         ds.PatientName, ds.PatientID = "DEMO^PHANTOM", "DEMO0001"
         ds.PatientBirthDate, ds.PatientSex = "", "O"
         ds.StudyDate, ds.StudyTime, ds.AccessionNumber = "20261122", "120000", "DEMO0001"

@@ -26,10 +26,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from assistant.db.migrate import upgrade  # noqa: E402
-from assistant.demo_series import write_demo_series  # noqa: E402
-from assistant.receiver import Receiver  # noqa: E402
-from assistant.settings import (  # noqa: E402
+from assistant.db.migrate import upgrade
+from assistant.demo_series import write_demo_series
+from assistant.receiver import Receiver
+from assistant.settings import (
     CompletionSettings,
     DatabaseSettings,
     NodeSettings,
@@ -139,7 +139,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         files = write_demo_series(scratch / "series", count=args.slices)
         size_mb = sum(f.stat().st_size for f in files) / 1e6
-        print(f"{len(files)} CT slices 512x512, {size_mb:.0f} MB, {args.runs} runs each, alternating\n")
+        print(
+            f"{len(files)} CT slices 512x512, {size_mb:.0f} MB, {args.runs} runs each, alternating\n"
+        )
         rows: list[tuple[str, float, float, float]] = []
         targets: dict[int, float] = {1: 0.5, 4: 0.8}
         for associations in (1, 4):
@@ -154,7 +156,6 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
     return 0
-
 
 
 if __name__ == "__main__":

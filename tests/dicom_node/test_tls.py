@@ -1,0 +1,82 @@
+"""DICOM over TLS: the node accepts a TLS client and refuses a plain one."""
+
+from __future__ import annotations
+
+import dataclasses
+import ssl
+import subprocess
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from pydicom.uid import CTImageStorage
+from pynetdicom import AE
+
+from assistant.db.migrate import upgrade
+from assistant.receiver import Receiver
+from assistant.settings import Settings
+from tests.conftest import NODE_AE, dicom_files, require_tool, shared_ct
+from tests.helpers import instance_count
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+def certificate(tmp_path: Path) -> tuple[Path, Path]:
+    openssl = require_tool("openssl")
+    key, cert = tmp_path / "key.pem", tmp_path / "cert.pem"
+    subprocess.run(
+        [
+            openssl,
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            str(key),
+            "-out",
+            str(cert),
+            "-subj",
+            "/CN=127.0.0.1",
+            "-days",
+            "1",
+            "-addext",
+            "subjectAltName=IP:127.0.0.1",
+        ],
+        check=True,
+        capture_output=True,
+    )
+    return key, cert
+
+
+def test_tls_association_stores_and_plain_one_is_refused(
+    make_settings: Callable[..., Settings], certificate: tuple[Path, Path]
+) -> None:
+    key, cert = certificate
+    base = make_settings()
+    settings = dataclasses.replace(
+        base, node=dataclasses.replace(base.node, tls_cert=str(cert), tls_key=str(key))
+    )
+    upgrade(settings.database_url)
+    node = Receiver(settings)
+    node.start()
+    try:
+        from pydicom import dcmread
+
+        dataset = dcmread(dicom_files(shared_ct("philips_brain_phantom_5mm"))[0])
+        client = ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cafile=str(cert))
+        ae = AE(ae_title="TLSCLIENT")
+        ae.add_requested_context(CTImageStorage, dataset.file_meta.TransferSyntaxUID)
+        assoc = ae.associate(
+            "127.0.0.1", node.scp.port, ae_title=NODE_AE, tls_args=(client, "127.0.0.1")
+        )
+        assert assoc.is_established
+        assert assoc.send_c_store(dataset).Status == 0x0000
+        assoc.release()
+
+        plain = ae.associate("127.0.0.1", node.scp.port, ae_title=NODE_AE)
+        assert not plain.is_established
+        assert instance_count(node) == 1
+    finally:
+        node.stop()

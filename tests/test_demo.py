@@ -1,0 +1,53 @@
+"""The demo: its synthetic series is valid DICOM, and `radassist demo` stores a study."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+import pytest
+from sqlalchemy import create_engine, func, select
+
+from assistant.cli import main
+from assistant.db import Instance
+from assistant.demo_series import write_demo_series
+from assistant.ingest import slice_geometry
+from assistant.jobs.completion import is_contiguous
+from tests.conftest import require_tool
+
+
+def test_synthetic_demo_series_passes_dciodvfy(tmp_path: Path) -> None:
+    dciodvfy = require_tool("dciodvfy")
+    paths = write_demo_series(tmp_path, count=4)
+    for path in paths:
+        report = subprocess.run([dciodvfy, str(path)], capture_output=True, text=True)
+        errors = [
+            line
+            for line in (report.stdout + report.stderr).splitlines()
+            if line.startswith("Error")
+        ]
+        assert errors == [], errors
+
+
+def test_synthetic_demo_series_is_contiguous(tmp_path: Path) -> None:
+    from pydicom import dcmread
+
+    paths = write_demo_series(tmp_path, count=6)
+    positions = [slice_geometry(dcmread(p, stop_before_pixels=True))[0] for p in paths]
+    assert is_contiguous(positions)
+
+
+@pytest.mark.integration
+def test_demo_command_stores_the_demo_study(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys
+) -> None:
+    monkeypatch.setenv("RADASSIST_STORAGE__DATA_DIR", str(tmp_path / "var"))
+    monkeypatch.setenv("RADASSIST_NODE__PORT", "0")
+    study = tmp_path / "study"
+    write_demo_series(study, count=12)
+    assert main(["demo", "--study", str(study), "--exit-after-send"]) == 0
+    assert "Demo study sent: 12/12" in capsys.readouterr().out
+    engine = create_engine(f"sqlite:///{tmp_path / 'var' / 'radassist.db'}")
+    with engine.connect() as connection:
+        assert connection.scalar(select(func.count(Instance.id))) == 12
+    engine.dispose()

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
+from pydicom import dcmread
 from pydicom.dataset import Dataset
 from sqlalchemy import Connection, Engine, bindparam, insert, select, update
 from sqlalchemy.exc import IntegrityError, OperationalError
@@ -58,6 +59,24 @@ def slice_geometry(header: Dataset) -> tuple[float | None, str]:
     normal = (r[1] * c[2] - r[2] * c[1], r[2] * c[0] - r[0] * c[2], r[0] * c[1] - r[1] * c[0])
     along = sum(n * p for n, p in zip(normal, position, strict=True))
     return along, "\\".join(f"{v:g}" for v in orientation)[:128]
+
+
+def _instance_from_file(path: Path, study: str, series: str, sop: str) -> ReceivedInstance:
+    """A stored file described as the SCP described it on arrival (for re-recording)."""
+    header = dcmread(path, stop_before_pixels=True)
+    meta = header.file_meta
+    return ReceivedInstance(
+        association_id=0,
+        calling_ae_title=str(meta.get("SourceApplicationEntityTitle", "")).strip(),
+        sop_class_uid=str(meta.MediaStorageSOPClassUID),
+        sop_instance_uid=sop,
+        study_instance_uid=study,
+        series_instance_uid=series,
+        transfer_syntax_uid=str(meta.TransferSyntaxUID),
+        header=header,
+        file_meta_bytes=b"",
+        encoded=memoryview(b""),
+    )
 
 
 @dataclass(frozen=True)
@@ -108,6 +127,29 @@ class Ingest:
             except OperationalError as exc:
                 LOGGER.error("database unavailable while recording an instance: %s", exc.orig)
                 raise StoreRefused(Status.OUT_OF_RESOURCES, "database unavailable") from exc
+
+    def record_unrecorded_files(self) -> int:
+        """Record instance files that are on disk but not in the database; return how many.
+
+        Every file was fsync'd before its Success; after a power loss or OS crash an
+        SQLite commit made just before may be gone (see assistant/db/session.py). The
+        receiver runs this at start-up after an unclean stop.
+        """
+        with self._engine.connect() as connection:
+            known = set(connection.scalars(select(Instance.path)))
+        recorded = 0
+        for study, series, sop, path in self._store.stored_files():
+            relative = path.relative_to(self._data_dir).as_posix()
+            if relative in known:
+                continue
+            try:
+                instance = _instance_from_file(path, study, series, sop)
+            except Exception as exc:  # leave it for a person; never delete received data
+                LOGGER.error("cannot read back %s (%s); left in place", relative, exc)
+                continue
+            self._record(instance, relative, path.stat().st_size)
+            recorded += 1
+        return recorded
 
     def association_ended(self, summary: AssociationSummary) -> None:
         if summary.released and summary.series:

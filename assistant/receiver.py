@@ -53,6 +53,8 @@ class Receiver:
         self.sessions = make_session_factory(self.engine)
         write_lock = make_write_lock(self.engine)
         self.store = InstanceStore(settings.storage.instances_dir)
+        #: Present while a receiver runs; found at start-up, it means the last one crashed.
+        self._running_marker = settings.storage.data_dir / "receiver.running"
         kwargs = {"on_complete": on_complete} if on_complete else {}
         self.completion = SeriesCompletion(
             self.sessions, settings.completion, write_lock=write_lock, **kwargs
@@ -80,6 +82,11 @@ class Receiver:
         removed = self.store.remove_partial_files()
         if removed:
             LOGGER.warning("removed %d partial file(s) left by an earlier crash", removed)
+        if self._running_marker.exists():  # the last run did not stop cleanly
+            recorded = self.ingest.record_unrecorded_files()
+            LOGGER.warning("unclean stop before: %d stored file(s) re-recorded", recorded)
+        self._running_marker.parent.mkdir(parents=True, exist_ok=True)
+        self._running_marker.touch()
         self.completion.sweep()  # series that went quiet while the node was down
         self.completion.start()
         self.scp.start()
@@ -88,3 +95,4 @@ class Receiver:
         self.scp.stop()
         self.completion.stop()
         self.engine.dispose()
+        self._running_marker.unlink(missing_ok=True)

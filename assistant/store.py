@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import os
 import secrets
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -88,6 +88,12 @@ class InstanceStore:
             temp.unlink(missing_ok=True)
         _fsync_dir(folder)
         return StoredFile(final, final.stat().st_size if not created else size, created)
+
+    def stored_files(self) -> Iterator[tuple[str, str, str, Path]]:
+        """Every complete instance file as (study UID, series UID, SOP Instance UID, path)."""
+        for path in self.root.glob("*/*/*.dcm"):
+            if not path.name.startswith(_TEMP_PREFIX):
+                yield path.parent.parent.name, path.parent.name, path.name[: -len(".dcm")], path
 
     def remove_partial_files(self) -> int:
         """Delete temporary files left by a crash mid-write; returns how many."""

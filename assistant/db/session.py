@@ -23,10 +23,13 @@ def utcnow() -> datetime:
 
 def _sqlite_pragmas(dbapi_connection, _record) -> None:  # type: ignore[no-untyped-def]
     cursor = dbapi_connection.cursor()
-    # WAL: readers (dashboard) never block the SCP's writers. synchronous=FULL: a commit
-    # is on disk before it returns, so Success is never answered for a lost row.
+    # WAL: readers (the dashboard) never block the SCP's writers. synchronous=NORMAL: a
+    # commit survives a crash of the process, not of the machine; the instance files
+    # are fsync'd before Success, and after an unclean stop the receiver re-records any
+    # file whose row was lost (Ingest.record_unrecorded_files). A FULL commit would add
+    # ~0.9 ms to every C-STORE for nothing the files do not already guarantee.
     cursor.execute("PRAGMA journal_mode=WAL")
-    cursor.execute("PRAGMA synchronous=FULL")
+    cursor.execute("PRAGMA synchronous=NORMAL")
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
     cursor.close()

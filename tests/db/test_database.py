@@ -110,3 +110,27 @@ def test_quiet_period_completion_with_a_clock(
     with node.sessions() as session:
         series = session.scalars(select(Series)).one()
     assert series.state is SeriesState.COMPLETE and series.completed_at is not None
+
+
+def test_files_whose_rows_were_lost_are_recorded_after_an_unclean_stop(
+    start_node: Callable[..., Receiver], database_url: str
+) -> None:
+    """A power loss can drop the last SQLite commits; the fsync'd files bring them back."""
+    node = start_node(database_url=database_url)
+    files = dicom_files(shared_ct("philips_brain_phantom_5mm"))[:4]
+    send_files(files, host="127.0.0.1", port=node.scp.port, called_ae="RADASSIST")
+    node.stop()
+    with node.engine.begin() as connection:  # lose two rows, as a crash could
+        lost = connection.scalars(select(Instance.id).limit(2)).all()
+        connection.execute(Instance.__table__.delete().where(Instance.id.in_(lost)))
+    marker = node.settings.storage.data_dir / "receiver.running"
+    marker.touch()  # what a crash leaves behind
+
+    again = Receiver(node.settings)
+    again.start()
+    try:
+        with again.sessions() as session:
+            assert len(session.scalars(select(Instance)).all()) == 4
+    finally:
+        again.stop()
+    assert not marker.exists()

@@ -1,0 +1,21 @@
+"""DICOM series → ordered HU slices → model input, without torch.
+
+`read_series` orders a series by position along the slice normal and refuses what the
+model cannot read, with a reason; `SeriesGeometry.batches` streams windowed, resampled
+slices so a long series never sits whole in memory at full size.
+"""
+
+from assistant.imaging.pixels import DEFAULT_WINDOWS, Window, hu_pixels, resize, to_windows
+from assistant.imaging.series import SeriesGeometry, SliceInfo, UnreadableSeries, read_series
+
+__all__ = [
+    "DEFAULT_WINDOWS",
+    "SeriesGeometry",
+    "SliceInfo",
+    "UnreadableSeries",
+    "Window",
+    "hu_pixels",
+    "read_series",
+    "resize",
+    "to_windows",
+]

@@ -1,0 +1,181 @@
+"""A CT series as the model reads it: slices ordered along the slice normal.
+
+Order comes from Image Position (Patient) projected on the normal of Image Orientation
+(Patient), never from Instance Number, so gantry tilt and irregular spacing (such as
+the GE head in ../shared/data/ct/ge_head_tilted) come out right. Objects that are not
+single-frame CT images are left out with a reason; a series the model cannot read at
+all raises UnreadableSeries with the reason.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from pydicom import dcmread
+from pydicom.errors import InvalidDicomError
+
+from assistant.imaging.pixels import DEFAULT_WINDOWS, Window, hu_pixels, resize, to_windows
+
+CT_IMAGE_STORAGE = "1.2.840.10008.5.1.4.1.1.2"
+#: Orientations that differ by more than this (cosine distance) are not one stack.
+_ORIENTATION_TOLERANCE = 1e-3
+#: Slices closer than this along the normal are duplicates (two stacks in one series).
+_MIN_SPACING_MM = 0.01
+
+
+class UnreadableSeries(ValueError):
+    """The series cannot be read by the model; the message says why."""
+
+
+@dataclass(frozen=True)
+class SliceInfo:
+    path: Path
+    sop_instance_uid: str
+    instance_number: int | None
+    #: Position along the slice normal, mm.
+    position: float
+
+
+@dataclass(frozen=True)
+class SeriesGeometry:
+    """Ordered slices of one series and what is known of their geometry."""
+
+    series_instance_uid: str
+    slices: tuple[SliceInfo, ...]
+    rows: int
+    columns: int
+    #: (row spacing, column spacing) in mm.
+    pixel_spacing: tuple[float, float]
+    orientation: tuple[float, ...]
+    #: Angle between the slice normal and the direction the slices advance, degrees:
+    #: 0 for an ordinary axial stack, the gantry tilt for a tilted acquisition.
+    tilt_degrees: float
+    #: Files left out, each with the reason.
+    skipped: tuple[tuple[Path, str], ...] = field(default=())
+
+    @property
+    def positions(self) -> np.ndarray:
+        return np.array([s.position for s in self.slices])
+
+    @property
+    def spacings(self) -> np.ndarray:
+        """Distance between neighbouring slices along the normal (len - 1 values), mm."""
+        return np.diff(self.positions)
+
+    def hu(self, index: int) -> np.ndarray:
+        """One slice in HU at full size."""
+        return hu_pixels(dcmread(self.slices[index].path))
+
+    def batches(
+        self, size: int, batch: int = 32, windows: tuple[Window, ...] = DEFAULT_WINDOWS
+    ) -> Iterator[np.ndarray]:
+        """Model input in slice order, `batch` slices at a time: (b, channels, size, size)
+        float32. Only one batch is in memory at a time."""
+        for start in range(0, len(self.slices), batch):
+            chunk = self.slices[start : start + batch]
+            out = np.empty((len(chunk), len(windows), size, size), dtype=np.float32)
+            for i, info in enumerate(chunk):
+                out[i] = to_windows(resize(hu_pixels(dcmread(info.path)), size), windows)
+            yield out
+
+
+def _files(source: Path | Iterable[Path]) -> list[Path]:
+    if isinstance(source, (str, os.PathLike)):
+        folder = Path(source)
+        if not folder.is_dir():
+            raise UnreadableSeries(f"{folder} is not a folder")
+        return sorted(p for p in folder.iterdir() if p.is_file())
+    return sorted(Path(p) for p in source)
+
+
+def _skip_reason(header) -> str | None:  # type: ignore[no-untyped-def]
+    if "PixelData" not in header and "Rows" not in header:
+        return "not an image (no pixel data)"
+    if str(header.get("SOPClassUID", "")) != CT_IMAGE_STORAGE:
+        return f"not a CT image ({header.get('SOPClassUID', 'no SOP class')})"
+    if int(header.get("NumberOfFrames", 1) or 1) > 1:
+        return "multi-frame images are not supported"
+    if str(header.get("PhotometricInterpretation", "")) not in {"MONOCHROME1", "MONOCHROME2"}:
+        return f"photometric interpretation {header.get('PhotometricInterpretation')!r} is not greyscale"
+    if "ImageOrientationPatient" not in header or "ImagePositionPatient" not in header:
+        return "no Image Orientation/Position (Patient): cannot order the slice"
+    return None
+
+
+def read_series(source: Path | Sequence[Path]) -> SeriesGeometry:
+    """Read the headers of a series folder (or files) and order its CT slices.
+
+    Raises UnreadableSeries when no usable CT slice is left, when the slices belong to
+    more than one series, orientation or matrix size, or when two share a position.
+    """
+    skipped: list[tuple[Path, str]] = []
+    headers = []
+    for path in _files(source):
+        try:
+            header = dcmread(path, stop_before_pixels=True)
+        except (InvalidDicomError, OSError) as exc:
+            skipped.append((path, f"not a DICOM file ({exc})"))
+            continue
+        reason = _skip_reason(header)
+        if reason:
+            skipped.append((path, reason))
+        else:
+            headers.append((path, header))
+    if not headers:
+        reasons = sorted({reason for _, reason in skipped}) or ["no files"]
+        raise UnreadableSeries(f"no CT image slices to read: {'; '.join(reasons)}")
+
+    first = headers[0][1]
+    series_uids = {str(h.SeriesInstanceUID) for _, h in headers}
+    if len(series_uids) > 1:
+        raise UnreadableSeries(f"files from {len(series_uids)} series mixed together")
+    orientation = np.array([float(v) for v in first.ImageOrientationPatient])
+    shape = (int(first.Rows), int(first.Columns))
+    row_dir, col_dir = orientation[:3], orientation[3:]
+    normal = np.cross(row_dir, col_dir)
+    infos, positions_3d = [], []
+    for path, header in headers:
+        iop = np.array([float(v) for v in header.ImageOrientationPatient])
+        if np.abs(iop - orientation).max() > _ORIENTATION_TOLERANCE:
+            raise UnreadableSeries("slices have different orientations (not one stack)")
+        if (int(header.Rows), int(header.Columns)) != shape:
+            raise UnreadableSeries("slices have different matrix sizes")
+        ipp = np.array([float(v) for v in header.ImagePositionPatient])
+        number = header.get("InstanceNumber")
+        infos.append(
+            SliceInfo(
+                path=path,
+                sop_instance_uid=str(header.SOPInstanceUID),
+                instance_number=int(number) if number not in (None, "") else None,
+                position=float(np.dot(normal, ipp)),
+            )
+        )
+        positions_3d.append(ipp)
+    order = np.argsort([info.position for info in infos], kind="stable")
+    ordered = tuple(infos[i] for i in order)
+    positions = np.array([s.position for s in ordered])
+    if len(positions) > 1 and np.diff(positions).min() < _MIN_SPACING_MM:
+        raise UnreadableSeries("two slices share a position (more than one stack in the series)")
+
+    tilt = 0.0
+    if len(ordered) > 1:
+        stacked = np.array(positions_3d)[order]
+        advance = stacked[-1] - stacked[0]
+        cosine = abs(float(np.dot(advance, normal))) / (float(np.linalg.norm(advance)) or 1.0)
+        tilt = math.degrees(math.acos(min(1.0, cosine)))
+    spacing = [float(v) for v in first.get("PixelSpacing", [1.0, 1.0])]
+    return SeriesGeometry(
+        series_instance_uid=str(first.SeriesInstanceUID),
+        slices=ordered,
+        rows=shape[0],
+        columns=shape[1],
+        pixel_spacing=(spacing[0], spacing[1]),
+        orientation=tuple(float(v) for v in orientation),
+        tilt_degrees=tilt,
+        skipped=tuple(skipped),
+    )

@@ -1,0 +1,163 @@
+"""The CNN-RNN: a 2D CNN encodes each slice, a bidirectional GRU reads across slices.
+
+Heads give a probability per slice, one for the study, and (optionally) a coarse mask
+per slice for localisation. nn.Module code only: no files, no DICOM.
+
+Shapes: slices (B, S, C, H, W) → study (B,), slice (B, S), mask (B, S, H/4, W/4)
+with a stride-2 stem (H/2, W/2 with stride 1).
+"""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import asdict, dataclass
+
+import torch
+from torch import nn
+from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
+
+
+@dataclass(frozen=True)
+class NetworkSpec:
+    """Architecture hyperparameters; saved in the model card, rebuilt from it."""
+
+    in_channels: int = 3
+    widths: tuple[int, ...] = (16, 32, 64, 128)
+    stem_stride: int = 2
+    gru_hidden: int = 64
+    mask_head: bool = True
+    dropout: float = 0.2
+
+    def to_dict(self) -> dict[str, object]:
+        return {**asdict(self), "widths": list(self.widths)}
+
+    @classmethod
+    def from_dict(cls, values: dict[str, object]) -> NetworkSpec:
+        data = dict(values)
+        data["widths"] = tuple(data["widths"])  # type: ignore[arg-type]
+        return cls(**data)  # type: ignore[arg-type]
+
+
+@dataclass
+class NetworkOutput:
+    study_logit: torch.Tensor
+    slice_logits: torch.Tensor
+    mask_logits: torch.Tensor | None
+
+
+def _conv(cin: int, cout: int, stride: int, kernel: int = 3) -> nn.Sequential:
+    return nn.Sequential(
+        nn.Conv2d(cin, cout, kernel, stride=stride, padding=kernel // 2, bias=False),
+        nn.BatchNorm2d(cout),
+        nn.ReLU(inplace=True),
+    )
+
+
+class SliceEncoder(nn.Module):
+    """Per-slice CNN: a strided stem, then stride-2 stages; pooled to one vector."""
+
+    def __init__(self, spec: NetworkSpec) -> None:
+        super().__init__()
+        widths = spec.widths
+        self.stem = _conv(spec.in_channels, widths[0], spec.stem_stride, kernel=5)
+        stages = []
+        for cin, cout in itertools.pairwise(widths):
+            stages.append(nn.Sequential(_conv(cin, cout, 2), _conv(cout, cout, 1)))
+        self.stages = nn.ModuleList(stages)
+        self.out_features = widths[-1] * 2  # average and max pooling
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(N, C, H, W) → pooled features (N, F), shallow map (stride 2·stem), deep map."""
+        x = self.stem(x)
+        shallow = x
+        for index, stage in enumerate(self.stages):
+            x = stage(x)
+            if index == 0:
+                shallow = x
+        pooled = torch.cat((x.mean(dim=(2, 3)), x.amax(dim=(2, 3))), dim=1)
+        return pooled, shallow, x
+
+
+class MaskDecoder(nn.Module):
+    """A light decoder: deep features upsampled onto the first stage's map."""
+
+    def __init__(self, shallow_channels: int, deep_channels: int) -> None:
+        super().__init__()
+        self.reduce = nn.Conv2d(deep_channels, shallow_channels, 1)
+        self.refine = nn.Sequential(
+            _conv(shallow_channels, shallow_channels, 1), nn.Conv2d(shallow_channels, 1, 1)
+        )
+
+    def forward(self, shallow: torch.Tensor, deep: torch.Tensor) -> torch.Tensor:
+        up = nn.functional.interpolate(
+            self.reduce(deep), size=shallow.shape[-2:], mode="bilinear", align_corners=False
+        )
+        return self.refine(shallow + up).squeeze(1)
+
+
+class CnnRnn(nn.Module):
+    """Slice CNN + bidirectional GRU with slice, study and mask heads."""
+
+    def __init__(self, spec: NetworkSpec | None = None) -> None:
+        super().__init__()
+        self.spec = spec or NetworkSpec()
+        self.encoder = SliceEncoder(self.spec)
+        features = self.encoder.out_features
+        self.dropout = nn.Dropout(self.spec.dropout)
+        self.gru = nn.GRU(features, self.spec.gru_hidden, batch_first=True, bidirectional=True)
+        context = 2 * self.spec.gru_hidden
+        self.slice_head = nn.Linear(context, 1)
+        self.attention = nn.Linear(context, 1)
+        self.study_head = nn.Linear(2 * context, 1)
+        self.mask_decoder = (
+            MaskDecoder(
+                self.spec.widths[1] if len(self.spec.widths) > 1 else self.spec.widths[0],
+                self.spec.widths[-1],
+            )
+            if self.spec.mask_head
+            else None
+        )
+
+    def encode(self, slices: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """(N, C, H, W) → features (N, F) and mask logits (N, h, w) or None."""
+        pooled, shallow, deep = self.encoder(slices)
+        masks = self.mask_decoder(shallow, deep) if self.mask_decoder is not None else None
+        return pooled, masks
+
+    def read(
+        self, features: torch.Tensor, lengths: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """(B, S, F) slice features → study logits (B,) and slice logits (B, S)."""
+        batch, steps, _ = features.shape
+        features = self.dropout(features)
+        if lengths is None:
+            context, _ = self.gru(features)
+            valid = torch.ones(batch, steps, dtype=torch.bool, device=features.device)
+        else:
+            packed = pack_padded_sequence(
+                features, lengths.cpu(), batch_first=True, enforce_sorted=False
+            )
+            context, _ = pad_packed_sequence(
+                self.gru(packed)[0], batch_first=True, total_length=steps
+            )
+            valid = (
+                torch.arange(steps, device=features.device)[None, :]
+                < lengths.to(features.device)[:, None]
+            )
+        slice_logits = self.slice_head(context).squeeze(-1)
+        scores = self.attention(context).squeeze(-1).masked_fill(~valid, float("-inf"))
+        weights = torch.softmax(scores, dim=1).unsqueeze(-1)
+        attended = (weights * context).sum(dim=1)
+        peak = context.masked_fill(~valid.unsqueeze(-1), float("-inf")).amax(dim=1)
+        study_logit = self.study_head(torch.cat((attended, peak), dim=1)).squeeze(-1)
+        return study_logit, slice_logits
+
+    def forward(self, slices: torch.Tensor, lengths: torch.Tensor | None = None) -> NetworkOutput:
+        batch, steps = slices.shape[:2]
+        flat = slices.reshape(batch * steps, *slices.shape[2:]).contiguous(
+            memory_format=torch.channels_last
+        )
+        features, masks = self.encode(flat)
+        study_logit, slice_logits = self.read(features.reshape(batch, steps, -1), lengths)
+        mask_logits = masks.reshape(batch, steps, *masks.shape[-2:]) if masks is not None else None
+        return NetworkOutput(study_logit, slice_logits, mask_logits)

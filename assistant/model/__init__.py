@@ -9,7 +9,7 @@ from assistant.model.folder import (
     save_model,
     sha256_of,
 )
-from assistant.model.network import CnnRnn, NetworkOutput, NetworkSpec
+from assistant.model.network import CnnRnn, NetworkOutput, NetworkSpec, fused_for_inference
 
 __all__ = [
     "CnnRnn",
@@ -19,6 +19,7 @@ __all__ = [
     "ModelIntegrityError",
     "NetworkOutput",
     "NetworkSpec",
+    "fused_for_inference",
     "load_model",
     "read_card",
     "save_model",

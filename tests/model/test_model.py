@@ -73,3 +73,20 @@ def test_weights_that_do_not_match_the_card_are_refused(small: CnnRnn, tmp_path:
     weights.unlink()
     with pytest.raises(ModelIntegrityError, match="missing"):
         load_model(tmp_path / "m")
+
+
+def test_fusing_batchnorm_keeps_the_outputs(small: CnnRnn) -> None:
+    from assistant.model import fused_for_inference
+
+    for module in small.modules():  # make the folding non-trivial
+        if isinstance(module, torch.nn.BatchNorm2d):
+            module.running_mean.uniform_(-1, 1)
+            module.running_var.uniform_(0.5, 2.0)
+    small.eval()
+    fused = fused_for_inference(small)
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in fused.encoder.modules())
+    x = torch.rand(1, 6, 3, 64, 64)
+    with torch.inference_mode():
+        a, b = small(x), fused(x)
+    assert torch.allclose(a.study_logit, b.study_logit, atol=1e-4)
+    assert torch.allclose(a.slice_logits, b.slice_logits, atol=1e-4)

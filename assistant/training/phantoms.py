@@ -1,0 +1,459 @@
+"""Synthetic non-contrast head CT phantoms, with and without acute blood.
+
+What a real head CT has, and so what the generator varies (DESIGN.md §7): a head whose
+outline and size change from skull base to vertex; scalp with fat; a skull 4-9 mm thick,
+thicker and irregular at the base with air in the sinuses and mastoids; grey and white
+matter; CSF in ventricles (whose shape changes with z) and sulci; hyperdense things that
+are NOT findings (pineal and choroid plexus calcification, falx, bone partial volume at
+the inner table, beam-hardening streaks near the base); and acquisitions with
+0.4-0.5 mm pixels, 0.6-7 mm slices (sometimes irregular), noise, blur, head rotation,
+translation and gantry tilt. Findings are acute blood (50-90 HU), irregular, 3-40 mm:
+intraparenchymal, subdural and epidural collections along the inner table, blood in
+sulci and in a ventricle; single and multiple; with a mask of where the blood is.
+
+Everything is drawn from one `numpy.random.Generator` seeded per case, so a case is the
+same on every machine. Slices are computed in HU at 512x512; a 40-slice case takes well
+under a second.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+from scipy import ndimage
+
+MATRIX = 512
+FINDING_KINDS = ("intraparenchymal", "subdural", "epidural", "subarachnoid", "intraventricular")
+
+
+@dataclass(frozen=True)
+class Acquisition:
+    """How the phantom was 'scanned'."""
+
+    pixel_spacing: float
+    slice_thickness: float
+    #: Slice positions along the normal (mm), ascending (feet to head).
+    positions: tuple[float, ...]
+    noise_sigma: float
+    gantry_tilt_degrees: float
+    #: How the slices would be stored: "int16" (intercept 0 or -1024) or "uint16".
+    storage: str
+    rescale_intercept: float
+
+
+@dataclass(frozen=True)
+class Lesion:
+    kind: str
+    #: Centre in head coordinates (mm): x right-left, y anterior-posterior, z up.
+    center: tuple[float, float, float]
+    size_mm: float
+    density_hu: float
+
+
+@dataclass
+class PhantomCase:
+    """One synthetic series: HU slices, blood masks and labels."""
+
+    seed: int
+    hu: np.ndarray  # (slices, 512, 512) float32
+    mask: np.ndarray  # (slices, 512, 512) bool: acute blood
+    acquisition: Acquisition
+    lesions: tuple[Lesion, ...] = field(default=())
+
+    @property
+    def slice_labels(self) -> np.ndarray:
+        return self.mask.reshape(len(self.mask), -1).any(axis=1)
+
+    @property
+    def label(self) -> bool:
+        return bool(self.slice_labels.any())
+
+
+def _smoothstep(x: np.ndarray) -> np.ndarray:
+    """0 below -1, 1 above +1, linear between: soft partial-volume edges, cheaply."""
+    out = np.multiply(x, 0.5, dtype=np.float32)
+    out += 0.5
+    return np.clip(out, 0.0, 1.0, out=out)
+
+
+_BLUR = np.array([0.25, 0.5, 0.25], dtype=np.float32)
+
+
+def _blur3(image: np.ndarray) -> np.ndarray:
+    """A separable [1, 2, 1]/4 blur: the scanner's slight unsharpness."""
+    out = ndimage.correlate1d(image, _BLUR, axis=0, mode="nearest")
+    return ndimage.correlate1d(out, _BLUR, axis=1, mode="nearest")
+
+
+def _upsampler(coarse: int, fine: int) -> np.ndarray:
+    """(fine, coarse) matrix of linear-interpolation weights: U @ plane @ U.T upsamples."""
+    positions = np.linspace(0, coarse - 1, fine)
+    low = np.floor(positions).astype(int).clip(0, coarse - 2)
+    frac = (positions - low).astype(np.float32)
+    matrix = np.zeros((fine, coarse), dtype=np.float32)
+    matrix[np.arange(fine), low] = 1 - frac
+    matrix[np.arange(fine), low + 1] = frac
+    return matrix
+
+
+class _Field:
+    """Smooth random field over the head, sampled per slice (sulci, outline wobble)."""
+
+    def __init__(self, rng: np.random.Generator, shape: tuple[int, int, int]) -> None:
+        self.coarse = ndimage.gaussian_filter(rng.standard_normal(shape).astype(np.float32), 1.0)
+        self.coarse /= self.coarse.std() + 1e-6
+        self._up: np.ndarray | None = None
+
+    def slice(self, t: float, size: int) -> np.ndarray:
+        z = np.clip(t, 0.0, 1.0) * (self.coarse.shape[0] - 1)
+        low = math.floor(z)
+        high = min(low + 1, self.coarse.shape[0] - 1)
+        plane = (1 - (z - low)) * self.coarse[low] + (z - low) * self.coarse[high]
+        if self._up is None or self._up.shape[0] != size:
+            self._up = _upsampler(plane.shape[0], size)
+        return self._up @ plane @ self._up.T
+
+
+@dataclass(frozen=True)
+class _Head:
+    """The subject: size, shape and pose, drawn once per case."""
+
+    length: float  # anterior-posterior semi-axis at the widest level, mm
+    width: float  # left-right semi-axis, mm
+    height: float  # base of skull to vertex, mm
+    skull: float  # calvarial thickness, mm
+    scalp: float
+    ventricle_scale: float
+    rotation: float  # in-plane, radians
+    shift: tuple[float, float]
+    pitch: float  # head flexion: centre moves anteriorly with z, mm per mm
+    wobble: tuple[tuple[float, float], ...]  # outline harmonics (amplitude, phase)
+
+
+def _draw_head(rng: np.random.Generator) -> _Head:
+    return _Head(
+        length=rng.uniform(72, 86),
+        width=rng.uniform(58, 70),
+        height=rng.uniform(120, 140),
+        skull=rng.uniform(4.0, 7.5),
+        scalp=rng.uniform(3.0, 7.0),
+        ventricle_scale=rng.uniform(0.7, 1.5),
+        rotation=math.radians(rng.uniform(-12, 12)),
+        shift=(rng.uniform(-8, 8), rng.uniform(-8, 8)),
+        pitch=rng.uniform(-0.15, 0.15),
+        wobble=tuple((rng.uniform(0, 0.025), rng.uniform(0, 2 * math.pi)) for _ in range(4)),
+    )
+
+
+def _draw_acquisition(rng: np.random.Generator, head: _Head, max_slices: int) -> Acquisition:
+    thickness = float(np.exp(rng.uniform(np.log(0.6), np.log(7.0))))
+    spacing = thickness * rng.uniform(0.8, 1.0)
+    count = min(max_slices, max(8, int(head.height * 0.9 / spacing)))
+    start = rng.uniform(5, max(6.0, head.height - count * spacing))
+    positions = start + spacing * np.arange(count)
+    if rng.random() < 0.25:  # two spacing regimes, as on the tilted GE head
+        split = int(rng.integers(count // 3, 2 * count // 3))
+        positions[split:] += (rng.uniform(1.3, 1.8) - 1) * spacing * np.arange(1, count - split + 1)
+        positions = positions[positions < head.height - 2]
+    storage = str(rng.choice(["int16", "int16", "uint16"]))
+    intercept = -1024.0 if storage == "uint16" else float(rng.choice([0.0, -1024.0]))
+    return Acquisition(
+        pixel_spacing=float(rng.uniform(0.4, 0.5)),
+        slice_thickness=thickness,
+        positions=tuple(float(p) for p in positions),
+        noise_sigma=float(rng.uniform(3, 8)),
+        gantry_tilt_degrees=float(rng.choice([0.0, 0.0, rng.uniform(-20, 20)])),
+        storage=storage,
+        rescale_intercept=intercept,
+    )
+
+
+def _draw_lesions(rng: np.random.Generator, head: _Head, count: int) -> tuple[Lesion, ...]:
+    lesions = []
+    for _ in range(count):
+        kind = str(rng.choice(FINDING_KINDS, p=[0.35, 0.25, 0.12, 0.14, 0.14]))
+        z = rng.uniform(0.35, 0.85) * head.height
+        size = float(np.exp(rng.uniform(np.log(3.0), np.log(40.0))))
+        if kind == "intraparenchymal":
+            angle, radius = rng.uniform(0, 2 * np.pi), rng.uniform(0.0, 0.55)
+            center = (
+                radius * head.width * math.cos(angle),
+                radius * head.length * math.sin(angle),
+                z,
+            )
+        elif kind == "intraventricular":
+            center = (rng.choice([-1.0, 1.0]) * 12.0, -18.0, head.height * rng.uniform(0.5, 0.62))
+            size = min(size, 15.0)
+        else:
+            center = (0.0, 0.0, z)
+        lesions.append(Lesion(kind, center, size, float(rng.uniform(50, 90))))
+    return tuple(lesions)
+
+
+class _SliceMaker:
+    """Computes one slice (HU and blood mask) at a given height.
+
+    Everything that depends only on the in-plane position is computed once per case;
+    gantry tilt and neck flexion shift each finished slice along the image rows.
+    """
+
+    def __init__(
+        self,
+        rng: np.random.Generator,
+        head: _Head,
+        acq: Acquisition,
+        lesions: tuple[Lesion, ...],
+        matrix: int,
+    ) -> None:
+        self.rng, self.head, self.acq, self.lesions, self.matrix = rng, head, acq, lesions, matrix
+        self.spacing = acq.pixel_spacing * MATRIX / matrix  # same field of view at any matrix
+        axis = (np.arange(matrix, dtype=np.float32) - matrix / 2 + 0.5) * self.spacing
+        cos, sin = math.cos(head.rotation), math.sin(head.rotation)
+        gx, gy = np.meshgrid(axis - head.shift[0], axis - head.shift[1])
+        # Head coordinates of every pixel (x left-right, y anterior-posterior).
+        x = (cos * gx + sin * gy).astype(np.float32)
+        y = (-sin * gx + cos * gy).astype(np.float32)
+        self.x, self.y = x, y
+        self.x2, self.y2 = x * x, y * y
+        angle = np.arctan2(y, x)
+        self.angle = angle
+        self.wobble_inv = 1.0 / (
+            1.0
+            + sum(
+                amp * np.cos((k + 2) * angle + phase) for k, (amp, phase) in enumerate(head.wobble)
+            )
+        ).astype(np.float32)
+        self.streak_sin, self.streak_cos = np.sin(9 * angle), np.cos(9 * angle)
+        # Streaks run across the posterior fossa, between the petrous bones.
+        self.streak_fall = np.exp(-np.abs(y + 25) / 25).astype(np.float32)
+        self.sulci = _Field(rng, (16, 48, 48))
+        self.texture = _Field(rng, (12, 64, 64))
+        self.airs = [  # sinus and mastoid air cells near the base: (distance map, radius)
+            (np.hypot(x - ax, y - ay), radius)
+            for ax, ay, radius in (
+                (rng.uniform(-20, 20), rng.uniform(55, 75), rng.uniform(6, 14)),
+                (rng.uniform(-55, -45), rng.uniform(-25, -5), rng.uniform(4, 9)),
+                (rng.uniform(45, 55), rng.uniform(-25, -5), rng.uniform(4, 9)),
+            )
+        ]
+        # Tissue densities of this subject.
+        self.scalp_hu, self.fat_hu = rng.uniform(20, 60), rng.uniform(80, 140)
+        self.bone_hu = rng.uniform(1000, 1800)
+        self.grey, self.white, self.csf = (
+            rng.uniform(35, 45),
+            rng.uniform(22, 32),
+            rng.uniform(0, 15),
+        )
+        # Hyperdense things that are not findings, as (mask, HU, z range as fractions).
+        self.calcifications: list[tuple[np.ndarray, float, float, float]] = []
+        if rng.random() < 0.7:  # pineal, midline behind the third ventricle
+            self.calcifications.append(
+                (_smoothstep((2.5 - np.hypot(x, y + 24)) / 0.8), rng.uniform(100, 400), 0.38, 0.46)
+            )
+        if rng.random() < 0.6:  # choroid plexus in both lateral ventricles
+            for side in (-1.0, 1.0):
+                spot = _smoothstep((2.0 - np.hypot(x - side * 12, y + 20)) / 0.7)
+                self.calcifications.append((spot, rng.uniform(120, 250), 0.5, 0.6))
+        if rng.random() < 0.3:  # a calcified plaque on the falx
+            y0, length = rng.uniform(-40, 40), rng.uniform(8, 25)
+            plaque = _smoothstep((1.0 - np.abs(x)) / 0.5) * _smoothstep(
+                (length / 2 - np.abs(y - y0)) / 1.0
+            )
+            self.calcifications.append((plaque, rng.uniform(150, 300), 0.5, 0.95))
+        self.falx = (_smoothstep((0.6 - np.abs(x)) / 0.4) * (y > -10)).astype(np.float32)
+        self.streaks = rng.uniform(5, 20)
+        self.tilt = math.tan(math.radians(acq.gantry_tilt_degrees))
+
+    def outline(self, t: float) -> tuple[np.ndarray, float]:
+        """Normalised radius (1 at the outer scalp) and the mean semi-axis at height t."""
+        h = self.head
+        profile = math.sqrt(max(0.0, 1.0 - ((t - 0.45) / 0.62) ** 2))  # widest a little below mid
+        base_narrow = 1.0 - 0.18 * max(0.0, 0.25 - t) / 0.25
+        a, b = h.width * profile * base_narrow + 8, h.length * profile + 10
+        r = (
+            np.sqrt(self.x2 * np.float32(1 / a**2) + self.y2 * np.float32(1 / b**2))
+            * self.wobble_inv
+        )
+        return r, 0.5 * (a + b)
+
+    def make(self, z: float) -> tuple[np.ndarray, np.ndarray]:
+        h = self.head
+        t = z / h.height
+        r, semi = self.outline(t)
+        depth = (1.0 - r) * np.float32(semi)  # mm inside the outer surface (approximately)
+        base = t < 0.28
+        skull = h.skull * (1.0 + (1.6 * (0.28 - t) / 0.28 if base else 0.0))
+        if base:  # thicker and irregular at the skull base
+            skull = skull * (1 + 0.25 * self.texture.slice(t, self.matrix))
+        inner = depth - h.scalp - skull  # mm inside the inner table
+        hu = _smoothstep(depth / 0.6) * np.float32(1000.0 + self.scalp_hu) - 1000.0
+        hu -= (
+            _smoothstep((depth - 1.0) / 0.4)
+            * _smoothstep((h.scalp * 0.5 - depth) / 0.4)
+            * self.fat_hu
+        )
+        bone_in = _smoothstep((depth - h.scalp) / 0.5)
+        hu += bone_in * (self.bone_hu - hu)
+        if base:  # air cells in the bone
+            for distance, radius in self.airs:
+                air = _smoothstep(radius * (0.28 - t) / 0.28 * 3 - distance) * bone_in
+                hu += air * (-1000.0 - hu)
+        # Brain: a grey-matter ribbon over white matter, CSF in the sulci and ventricles.
+        brain = self.white + (self.grey - self.white) * _smoothstep((6.0 - inner) / 1.5)
+        brain += 2.0 * self.texture.slice(t + 0.3, self.matrix)
+        # Sulci: thin winding lines (where a smooth random field crosses zero) near the surface.
+        field = np.abs(self.sulci.slice(t, self.matrix))
+        sulcus = _smoothstep((0.12 - field) / 0.06) * _smoothstep((12.0 - inner) / 3.0)
+        brain += sulcus * (self.csf - brain)
+        ventricles = self._ventricles(t)
+        if ventricles is not None:
+            brain += ventricles * (self.csf - brain)
+        for mask, value, low, high in self.calcifications:
+            if low < t < high:
+                brain += mask * (value - brain)
+        if t > 0.5:
+            brain += 12.0 * self.falx
+        if base:  # dark and bright beam-hardening streaks between the dense bones
+            phase = t * 40
+            streak = (
+                self.streak_sin * math.cos(phase) + self.streak_cos * math.sin(phase)
+            ) * self.streak_fall
+            brain += streak * (self.streaks * (0.28 - t) / 0.28)
+        blood, density, mask = self._blood(z, inner, sulcus, ventricles, semi)
+        if blood is not None:
+            brain += blood * (density - brain)
+        hu += _smoothstep(inner / 0.5) * (brain - hu)  # partial volume at the inner table
+        hu = _blur3(hu)
+        hu += self.rng.standard_normal(hu.shape, dtype=np.float32) * np.float32(
+            self.acq.noise_sigma
+        )
+        # A tilted gantry (and a flexed neck) move the head along the rows slice by slice.
+        shift = (z - h.height / 2) * (self.tilt + h.pitch) / self.spacing
+        return _shift_rows(hu, shift, -1000.0), _shift_rows(
+            mask.astype(np.float32), shift, 0.0
+        ) > 0.5
+
+    def _ventricles(self, t: float) -> np.ndarray | None:
+        """Lateral ventricles (largest mid-head), third and fourth ventricles."""
+        s = self.head.ventricle_scale
+        x, y = self.x, self.y
+        v = None
+        if 0.42 < t < 0.78:
+            k = math.sin(math.pi * (t - 0.42) / 0.36)
+            for side in (-1.0, 1.0):
+                cx = side * (7 + 4 * k) * s
+                body = ((x - cx) * np.float32(1 / (5 * s * k + 1))) ** 2 + self.y2 * np.float32(
+                    1 / (28 * s * k + 2) ** 2
+                )
+                part = _smoothstep((1.0 - body) * 4)
+                v = part if v is None else np.maximum(v, part)
+        if 0.33 < t < 0.48:  # third ventricle: a midline slit
+            part = _smoothstep((1.0 - self.x2 * np.float32(1 / 1.8**2) - ((y + 5) / 12) ** 2) * 4)
+            v = part if v is None else np.maximum(v, part)
+        if 0.18 < t < 0.32:  # fourth ventricle, posterior fossa
+            part = _smoothstep((1.0 - self.x2 * np.float32(1 / 36) - ((y + 35) / 4) ** 2) * 4)
+            v = part if v is None else np.maximum(v, part)
+        return v
+
+    def _blood(
+        self,
+        z: float,
+        inner: np.ndarray,
+        sulcus: np.ndarray,
+        ventricles: np.ndarray | None,
+        semi: float,
+    ) -> tuple[np.ndarray | None, np.ndarray | float, np.ndarray]:
+        """Blood fraction per pixel, its density (HU) and the mask (fraction > 0.5)."""
+        blood: np.ndarray | None = None
+        density: np.ndarray | float = 70.0
+        edge_z = max(1.0, self.acq.slice_thickness / 2)  # thicker slices: softer in z
+        x, y = self.x, self.y
+        for lesion in self.lesions:
+            cx, cy, cz = lesion.center
+            half = lesion.size_mm / 2
+            dz = abs(z - cz)
+            if dz > half + edge_z + 1:
+                continue
+            z_weight = min(1.0, max(0.0, 0.5 + 0.5 * (half - dz) / edge_z))
+            if lesion.kind in ("intraparenchymal", "intraventricular"):
+                radius = math.sqrt(max(half**2 - dz**2, 0.0)) + 0.5
+                wobble = 1 + 0.25 * np.cos(3 * self.angle + cz) + 0.15 * np.sin(5 * self.angle + cx)
+                shape = _smoothstep((radius - np.hypot(x - cx, y - cy) / wobble) / 0.7)
+                if lesion.kind == "intraventricular":
+                    shape = shape * (ventricles if ventricles is not None else 0.0)
+                shape = shape * _smoothstep(inner / 0.5)
+            elif lesion.kind in ("subdural", "epidural"):
+                sector_center = cx / 10.0 + cy / 7.0 + cz  # a direction drawn from the centre
+                span = min(math.pi * 0.8, lesion.size_mm / semi * 2.5)
+                angular = np.cos(self.angle - sector_center) - math.cos(span / 2)
+                thickness = min(15.0, 2.0 + lesion.size_mm / 4)
+                if lesion.kind == "epidural":  # biconvex: thickest mid-sector
+                    profile = np.sqrt(np.clip(angular / (1 - math.cos(span / 2)), 0, 1))
+                else:  # crescent: even thickness, tapering at the ends
+                    profile = _smoothstep(angular * 12)
+                shape = (
+                    _smoothstep((thickness * profile - inner) / 0.6)
+                    * _smoothstep(inner / 0.4)
+                    * (angular > 0)
+                )
+            else:  # subarachnoid: blood in the sulci of a region
+                region = _smoothstep((lesion.size_mm - np.hypot(x - cy / 2, y - cx / 2)) / 3)
+                shape = region * sulcus * 0.9
+            shape = shape * np.float32(z_weight)
+            if blood is None:
+                blood, density = shape, np.full_like(shape, lesion.density_hu)
+            else:
+                density = np.where(shape > blood, lesion.density_hu, density)
+                blood = np.maximum(blood, shape)
+        if blood is None:
+            return None, density, np.zeros(x.shape, dtype=bool)
+        return blood, density, blood > 0.5
+
+
+def _shift_rows(image: np.ndarray, shift: float, fill: float) -> np.ndarray:
+    """Move an image by `shift` pixels along its rows (linear interpolation)."""
+    if abs(shift) < 1e-3:
+        return image
+    whole = math.floor(shift)
+    frac = np.float32(shift - whole)
+    moved = np.full_like(image, fill)
+    rows = image.shape[0]
+    if abs(whole) < rows - 1:
+        src = image[max(0, -whole) : rows - max(0, whole)]
+        moved[max(0, whole) : rows - max(0, -whole)] = src
+    ahead = np.full_like(moved, fill)
+    ahead[1:] = moved[:-1]
+    return moved * (1 - frac) + ahead * frac
+
+
+def make_case(seed: int, positive: bool, max_slices: int = 48, matrix: int = MATRIX) -> PhantomCase:
+    """One deterministic case: with `positive`, 1-3 lesions; without, none.
+
+    `matrix` below 512 renders the same field of view with larger pixels (training uses
+    256, what the model sees after resampling a 512 slice).
+    """
+    rng = np.random.default_rng(seed)
+    head = _draw_head(rng)
+    acquisition = _draw_acquisition(rng, head, max_slices)
+    count = int(rng.choice([1, 1, 1, 2, 3])) if positive else 0
+    lesions = _draw_lesions(rng, head, count)
+    if positive:  # make sure the blood falls inside the scanned slab
+        lo, hi = acquisition.positions[0], acquisition.positions[-1]
+        lesions = tuple(
+            Lesion(
+                les.kind,
+                (les.center[0], les.center[1], float(np.clip(les.center[2], lo + 2, hi - 2))),
+                les.size_mm,
+                les.density_hu,
+            )
+            for les in lesions
+        )
+    maker = _SliceMaker(rng, head, acquisition, lesions, matrix)
+    slices, masks = zip(*(maker.make(z) for z in acquisition.positions), strict=True)
+    hu, mask = np.stack(slices), np.stack(masks)
+    case = PhantomCase(seed, hu, mask, acquisition, lesions)
+    if positive and not case.label:  # a lesion too small to leave any blood voxel
+        return make_case(seed + 1_000_003, positive, max_slices, matrix)
+    return case

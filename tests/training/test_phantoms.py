@@ -1,0 +1,62 @@
+"""Synthetic head CT phantoms: deterministic, realistic HU, masks where the blood is."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from assistant.training.montage import write_montage
+from assistant.training.phantoms import FINDING_KINDS, make_case
+
+
+def test_same_seed_same_case() -> None:
+    a, b = (
+        make_case(11, True, max_slices=12, matrix=128),
+        make_case(11, True, max_slices=12, matrix=128),
+    )
+    assert np.array_equal(a.hu, b.hu) and np.array_equal(a.mask, b.mask)
+    assert not np.array_equal(a.hu, make_case(12, True, max_slices=12, matrix=128).hu)
+
+
+def test_hounsfield_units_of_a_head() -> None:
+    case = make_case(3, False, max_slices=24, matrix=256)
+    hu = case.hu
+    assert hu.shape[1:] == (256, 256)
+    assert np.percentile(hu, 5) < -900  # air around the head
+    assert hu.max() > 900  # skull
+    middle = hu[len(hu) // 2, 100:156, 100:156]  # brain at mid-head
+    assert 15 < np.median(middle) < 45
+    assert not case.label and not case.mask.any()
+
+
+@pytest.mark.parametrize("seed", [1, 5, 9])
+def test_positive_cases_have_blood_where_the_mask_says(seed: int) -> None:
+    case = make_case(seed, True, max_slices=32, matrix=256)
+    assert case.label and case.slice_labels.any() and 1 <= len(case.lesions) <= 3
+    blood = case.hu[case.mask]
+    assert 35 < np.median(blood) < 100  # 50-90 HU blood plus noise and partial volume
+    assert all(lesion.kind in FINDING_KINDS for lesion in case.lesions)
+
+
+def test_acquisitions_vary_like_real_scanners() -> None:
+    acquisitions = [
+        make_case(s, s % 2 == 0, max_slices=16, matrix=64).acquisition for s in range(40)
+    ]
+    assert (
+        min(a.slice_thickness for a in acquisitions) < 1.5
+        and max(a.slice_thickness for a in acquisitions) > 4
+    )
+    assert {a.storage for a in acquisitions} == {"int16", "uint16"}
+    assert any(a.gantry_tilt_degrees != 0 for a in acquisitions)
+    assert all(0.4 <= a.pixel_spacing <= 0.5 for a in acquisitions)
+    assert any(np.ptp(np.diff(a.positions)) > 0.5 for a in acquisitions)  # irregular spacing
+
+
+def test_montage_is_a_png(tmp_path: Path) -> None:
+    cases = [make_case(s, s == 1, max_slices=8, matrix=128) for s in (1, 2)]
+    path = write_montage(cases, tmp_path / "montage.png", slices_per_case=3, size=64)
+    with Image.open(path) as image:
+        assert image.size == (3 * 64, 2 * 64)

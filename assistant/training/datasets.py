@@ -1,0 +1,235 @@
+"""Datasets of studies for training and evaluation, named by a SPEC string.
+
+    synthetic[:N]          N generated head-CT phantoms (default 240), half with blood
+    medmnist:PATH.npz      a MedMNIST 3D file (AdrenalMNIST3D): its own train/val/test
+    dicom:DIR:LABELS.csv   DICOM series folders under DIR with a CSV of labels; split by
+                           patient (never by slice or series), 70/15/15
+
+A study is a sequence of slices (S, C, H, W) in [0, 1] with a study label and, where
+the data has them, per-slice labels and blood masks.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from assistant.imaging import DEFAULT_WINDOWS, read_series, to_windows
+from assistant.training.phantoms import make_case
+
+SPLITS = ("train", "val", "test")
+SYNTHETIC_DEFAULT_COUNT = 240
+#: Seeds of the three synthetic splits never overlap.
+_SPLIT_SEED_BASE = {"train": 0, "val": 10_000_000, "test": 20_000_000}
+
+
+class DatasetSpecError(ValueError):
+    """A dataset SPEC that cannot be read."""
+
+
+@dataclass
+class Study:
+    key: str
+    #: (S, C, H, W) float32 in [0, 1].
+    slices: np.ndarray
+    label: int
+    slice_labels: np.ndarray | None = None
+    #: (S, H, W) bool at full input resolution.
+    masks: np.ndarray | None = None
+
+
+class StudyDataset:
+    """A split of studies; `views` gives the test-time views of one study."""
+
+    name: str
+    in_channels: int
+    image_size: int
+
+    def __len__(self) -> int:
+        raise NotImplementedError
+
+    def __getitem__(self, index: int) -> Study:
+        raise NotImplementedError
+
+    def labels(self) -> np.ndarray:
+        raise NotImplementedError
+
+    def views(self, index: int) -> list[Study]:
+        return [self[index]]
+
+    def training_view(self, index: int, rng: np.random.Generator) -> Study:
+        return self[index]
+
+
+class SyntheticHeads(StudyDataset):
+    """Generated head CTs at 256 x 256 (the model's input), windowed like real ones."""
+
+    in_channels = 3
+    image_size = 256
+
+    def __init__(
+        self, count: int, split: str, positive_fraction: float = 0.5, max_slices: int = 32
+    ) -> None:
+        self.name = f"synthetic:{count}"
+        share = {"train": 0.7, "val": 0.15, "test": 0.15}[split]
+        self.count = max(2, round(count * share))
+        self.split = split
+        self.max_slices = max_slices
+        rng = np.random.default_rng(_SPLIT_SEED_BASE[split] + 7)
+        self._labels = (rng.random(self.count) < positive_fraction).astype(int)
+        self._labels[:2] = (0, 1)  # both classes in every split
+        self._cache: dict[int, Study] = {}
+
+    def __len__(self) -> int:
+        return self.count
+
+    def labels(self) -> np.ndarray:
+        return self._labels.copy()
+
+    def __getitem__(self, index: int) -> Study:
+        if index not in self._cache:
+            seed = _SPLIT_SEED_BASE[self.split] + index
+            case = make_case(
+                seed, bool(self._labels[index]), max_slices=self.max_slices, matrix=256
+            )
+            slices = np.stack([to_windows(hu, DEFAULT_WINDOWS) for hu in case.hu])
+            study = Study(
+                key=f"synthetic-{seed}",
+                slices=(slices * 255).round().astype(np.uint8),  # 4x less memory while cached
+                label=int(case.label),
+                slice_labels=case.slice_labels.astype(np.float32),
+                masks=case.mask,
+            )
+            self._cache[index] = study
+        cached = self._cache[index]
+        return Study(
+            cached.key,
+            cached.slices.astype(np.float32) / 255.0,
+            cached.label,
+            cached.slice_labels,
+            cached.masks,
+        )
+
+    def training_view(self, index: int, rng: np.random.Generator) -> Study:
+        study = self[index]
+        if rng.random() < 0.5:  # left-right mirror: blood is as likely on either side
+            study.slices = study.slices[..., ::-1].copy()
+            if study.masks is not None:
+                study.masks = study.masks[..., ::-1].copy()
+        return study
+
+
+class MedMNIST3D(StudyDataset):
+    """A MedMNIST 3D split: each volume read as a sequence of 2D slices along one axis.
+
+    Training reads each volume along a random axis with random flips; evaluation
+    averages the three axes (a 2.5D reading of a 3D shape).
+    """
+
+    in_channels = 1
+
+    def __init__(self, path: Path, split: str) -> None:
+        if not path.is_file():
+            raise DatasetSpecError(f"{path} does not exist")
+        with np.load(path) as data:
+            self.volumes = data[f"{split}_images"]
+            self._labels = data[f"{split}_labels"].reshape(-1).astype(int)
+        self.name = f"medmnist:{path.name}"
+        self.image_size = int(self.volumes.shape[-1])
+
+    def __len__(self) -> int:
+        return len(self.volumes)
+
+    def labels(self) -> np.ndarray:
+        return self._labels.copy()
+
+    def _study(self, index: int, volume: np.ndarray) -> Study:
+        slices = (volume.astype(np.float32) / 255.0)[:, None]
+        return Study(f"{self.name}#{index}", np.ascontiguousarray(slices), int(self._labels[index]))
+
+    def __getitem__(self, index: int) -> Study:
+        return self._study(index, self.volumes[index])
+
+    def views(self, index: int) -> list[Study]:
+        volume = self.volumes[index]
+        return [self._study(index, np.moveaxis(volume, axis, 0)) for axis in range(3)]
+
+    def training_view(self, index: int, rng: np.random.Generator) -> Study:
+        volume = np.moveaxis(self.volumes[index], int(rng.integers(3)), 0)
+        for axis in range(3):
+            if rng.random() < 0.5:
+                volume = np.flip(volume, axis)
+        if rng.random() < 0.5:
+            volume = np.swapaxes(volume, 1, 2)
+        return self._study(index, volume)
+
+
+def _patient_split(patient: str) -> str:
+    bucket = int(hashlib.sha256(patient.encode()).hexdigest(), 16) % 100
+    return "train" if bucket < 70 else "val" if bucket < 85 else "test"
+
+
+class DicomFolders(StudyDataset):
+    """Series folders under a root with labels in a CSV (columns: series, label and
+    optionally patient). Rows of one patient always land in the same split."""
+
+    in_channels = 3
+    image_size = 256
+
+    def __init__(self, root: Path, labels_csv: Path, split: str) -> None:
+        if not root.is_dir() or not labels_csv.is_file():
+            raise DatasetSpecError(f"need a folder and a CSV: {root}, {labels_csv}")
+        with labels_csv.open(newline="", encoding="utf-8") as handle:
+            rows = list(csv.DictReader(handle))
+        if not rows or not {"series", "label"} <= set(rows[0]):
+            raise DatasetSpecError(
+                f"{labels_csv} needs columns 'series' and 'label' (and optionally 'patient')"
+            )
+        self.rows = [r for r in rows if _patient_split(r.get("patient") or r["series"]) == split]
+        self.root = root
+        self.name = f"dicom:{root.name}"
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def labels(self) -> np.ndarray:
+        return np.array([int(r["label"]) for r in self.rows])
+
+    def __getitem__(self, index: int) -> Study:
+        row = self.rows[index]
+        series = read_series(self.root / row["series"])
+        slices = np.concatenate(list(series.batches(self.image_size)))
+        return Study(row["series"], slices, int(row["label"]))
+
+
+def parse_spec(spec: str, split: str) -> StudyDataset:
+    """The dataset a SPEC names, for one split."""
+    if split not in SPLITS:
+        raise DatasetSpecError(f"split must be one of {SPLITS}, not {split!r}")
+    kind, _, rest = spec.partition(":")
+    if kind == "synthetic":
+        try:
+            count = int(rest) if rest else SYNTHETIC_DEFAULT_COUNT
+        except ValueError as exc:
+            raise DatasetSpecError(f"synthetic[:N] needs a whole number, got {rest!r}") from exc
+        return SyntheticHeads(count, split)
+    if kind == "medmnist":
+        return MedMNIST3D(Path(rest), split)
+    if kind == "dicom":
+        folder, _, labels = rest.rpartition(":")
+        if not folder:
+            raise DatasetSpecError("dicom:DIR:LABELS.csv needs both a folder and a CSV")
+        return DicomFolders(Path(folder), Path(labels), split)
+    raise DatasetSpecError(
+        f"unknown dataset {spec!r}: use synthetic[:N], medmnist:PATH.npz or dicom:DIR:LABELS.csv"
+    )
+
+
+def positive_fraction(labels: Sequence[int]) -> float:
+    labels = np.asarray(labels)
+    return float(labels.mean()) if len(labels) else 0.0

@@ -28,6 +28,7 @@ test: install system-deps
 
 bench: install system-deps
 	$(BIN)/python bench/ingest.py
+	$(BIN)/python bench/inference.py
 
 lint: install
 	$(BIN)/ruff check assistant dicom_node migrations tests bench

@@ -147,6 +147,91 @@ def cmd_demo(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_train(_settings: Settings, args: argparse.Namespace) -> int:
+    from assistant.training.run import train_model
+
+    command = " ".join(["radassist", *sys.argv[1:]]) if sys.argv else "radassist train"
+    card = train_model(
+        args.dataset,
+        Path(args.out),
+        epochs=args.epochs,
+        seed=args.seed,
+        device=args.device,
+        command=command,
+        progress=sys.stderr.isatty(),
+    )
+    val = card.metrics["val"]
+    print(
+        f"model written to {args.out}: val AUC {val['auc']}, accuracy {val['accuracy']}, "
+        f"threshold {card.threshold:.4f} (best epoch {card.training['best_epoch']})"
+    )
+    return 0
+
+
+def cmd_evaluate(_settings: Settings, args: argparse.Namespace) -> int:
+    import json
+
+    from assistant.training.run import evaluate_model
+
+    roc = Path(args.roc) if args.roc else Path(args.model) / f"roc-{args.split}.png"
+    metrics = evaluate_model(Path(args.model), args.dataset, args.split, roc_png=roc)
+    if args.json:
+        print(json.dumps(metrics))
+        return 0
+    print(
+        f"{metrics['model']} on {metrics['dataset']} ({metrics['split']}, n={metrics['n']}, "
+        f"{metrics['positives']} positive)"
+    )
+    for key in (
+        "auc",
+        "accuracy",
+        "sensitivity",
+        "specificity",
+        "f1",
+        "balanced_accuracy",
+        "threshold",
+        "slice_auc",
+        "dice",
+        "jaccard",
+    ):
+        if key in metrics:
+            print(f"  {key:<18} {metrics[key]}")
+    print(f"  ROC curve          {roc}")
+    return 0
+
+
+def cmd_predict(settings: Settings, args: argparse.Namespace) -> int:
+    import json
+
+    from assistant.imaging import UnreadableSeries
+    from assistant.inference import predict_series
+    from assistant.model import load_model
+
+    model_dir = Path(args.model or settings.model.path or _bundled_model())
+    try:
+        prediction = predict_series(load_model(model_dir), Path(args.series))
+    except UnreadableSeries as exc:
+        print(f"radassist: cannot read {args.series}: {exc}", file=sys.stderr)
+        return 1
+    if args.json:
+        print(json.dumps(prediction.to_dict()))
+        return 0
+    verdict = "POSITIVE" if prediction.positive else "negative"
+    print(
+        f"{verdict}: study probability {prediction.study_probability:.3f} (threshold {prediction.threshold:.3f})"
+    )
+    for lesion in prediction.lesions:
+        print(
+            f"  lesion slices {lesion.first_slice + 1}-{lesion.last_slice + 1}, about {lesion.volume_ml} mL, "
+            f"{lesion.longest_diameter_mm} mm, mean {lesion.mean_hu} HU"
+        )
+    return 0
+
+
+def _bundled_model() -> Path:
+    return Path(__file__).resolve().parent / "model" / "bundled"
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="radassist", description="An AI node for radiology that sits beside a PACS."

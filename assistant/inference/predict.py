@@ -1,0 +1,182 @@
+"""A CT series folder → the model's probabilities, flagged slices and lesion outlines.
+
+The series is streamed in batches: each batch is decoded, resampled, windowed and
+encoded by the CNN before the next is read, so a 1,000-slice series never sits in
+memory at full size. The GRU then reads the per-slice features as one sequence.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from scipy import ndimage
+
+from assistant.imaging import read_series, resize, to_windows
+from assistant.model import LoadedModel, fused_for_inference
+
+#: Lesions smaller than this (mL) are dropped as noise.
+MIN_LESION_ML = 0.05
+OUTLINE_POINTS = 32
+
+
+@dataclass(frozen=True)
+class SliceProbability:
+    sop_instance_uid: str
+    probability: float
+
+
+@dataclass(frozen=True)
+class Lesion:
+    first_slice: int
+    last_slice: int
+    key_slice: int
+    key_sop_instance_uid: str
+    #: Closed polygon on the key slice, (column, row) in the original image's pixels.
+    outline: list[tuple[float, float]]
+    area_mm2: float
+    longest_diameter_mm: float
+    volume_ml: float
+    mean_hu: float
+    probability: float
+
+
+@dataclass(frozen=True)
+class Prediction:
+    series_instance_uid: str
+    study_probability: float
+    positive: bool
+    threshold: float
+    slices: list[SliceProbability]
+    flagged_instance_uids: list[str]
+    lesions: list[Lesion] = field(default_factory=list)
+    model: str = ""
+
+    def to_dict(self) -> dict[str, object]:
+        return asdict(self)
+
+
+def _outline(component: np.ndarray, scale: float) -> list[tuple[float, float]]:
+    """A star-shaped polygon around a 2D component: the farthest pixel along each ray."""
+    rows, cols = np.nonzero(component)
+    cy, cx = rows.mean(), cols.mean()
+    angles = np.arctan2(rows - cy, cols - cx)
+    radii = np.hypot(rows - cy, cols - cx)
+    points = []
+    for k in range(OUTLINE_POINTS):
+        theta = -math.pi + 2 * math.pi * k / OUTLINE_POINTS
+        sector = np.abs(np.angle(np.exp(1j * (angles - theta)))) < math.pi / OUTLINE_POINTS
+        r = (radii[sector].max() if sector.any() else 0.0) + 0.5
+        points.append(
+            ((cx + r * math.cos(theta) + 0.5) * scale, (cy + r * math.sin(theta) + 0.5) * scale)
+        )
+    return points
+
+
+@torch.inference_mode()
+def predict_series(
+    loaded: LoadedModel, folder: Path, batch: int = 32, threads: int | None = None
+) -> Prediction:
+    """Run the model over one series folder."""
+    if threads:
+        torch.set_num_threads(threads)
+    card = loaded.card
+    network = fused_for_inference(loaded.network).to(memory_format=torch.channels_last)
+    series = read_series(folder)
+    size = card.image_size
+    features, mask_probs, hu_small = [], [], []
+    for start in range(0, len(series.slices), batch):
+        chunk = series.slices[start : start + batch]
+        hu = [resize(series.hu(start + i), size) for i in range(len(chunk))]
+        x = torch.from_numpy(np.stack([to_windows(h, card.windows) for h in hu]))
+        encoded, masks = network.encode(x.contiguous(memory_format=torch.channels_last))
+        features.append(encoded)
+        if masks is not None:
+            mask_probs.append(torch.sigmoid(masks).numpy().astype(np.float16))
+            hu_small.extend(h.astype(np.float16) for h in hu)
+    study_logit, slice_logits = network.read(torch.cat(features)[None])
+    study_probability = float(torch.sigmoid(study_logit)[0])
+    slice_probability = torch.sigmoid(slice_logits[0]).numpy()
+    positive = study_probability >= card.threshold
+    flagged = [
+        s.sop_instance_uid
+        for s, p in zip(series.slices, slice_probability, strict=True)
+        if p >= card.slice_threshold
+    ]
+    lesions = []
+    if positive and mask_probs:
+        lesions = _lesions(
+            series, np.concatenate(mask_probs), np.stack(hu_small), slice_probability, size
+        )
+    return Prediction(
+        series_instance_uid=series.series_instance_uid,
+        study_probability=study_probability,
+        positive=positive,
+        threshold=card.threshold,
+        slices=[
+            SliceProbability(s.sop_instance_uid, float(p))
+            for s, p in zip(series.slices, slice_probability, strict=True)
+        ],
+        flagged_instance_uids=flagged if positive else [],
+        lesions=lesions,
+        model=f"{card.name} {card.version}",
+    )
+
+
+def _lesions(
+    series, masks: np.ndarray, hu: np.ndarray, slice_probability: np.ndarray, size: int
+) -> list[Lesion]:  # type: ignore[no-untyped-def]
+    """Connected components of the thresholded masks, measured in mm."""
+    mask_size = masks.shape[-1]
+    to_input = size / mask_size  # mask pixel → model input pixel
+    to_image = series.columns / size  # model input pixel → original image pixel
+    pixel_mm = series.pixel_spacing[0] * to_image * to_input
+    spacing = np.diff(series.positions)
+    thickness = (
+        np.concatenate([spacing[:1], (spacing[:-1] + spacing[1:]) / 2, spacing[-1:]])
+        if len(spacing)
+        else np.array([1.0])
+    )
+    labelled, count = ndimage.label(masks >= 0.5)
+    found = []
+    for index in range(1, count + 1):
+        component = labelled == index
+        areas = component.reshape(len(component), -1).sum(axis=1) * pixel_mm**2
+        volume_ml = float((areas * thickness).sum() / 1000.0)
+        if volume_ml < MIN_LESION_ML:
+            continue
+        slices = np.flatnonzero(areas)
+        key = int(slices[np.argmax(areas[slices])])
+        key_mask = component[key]
+        outline = _outline(key_mask, to_input * to_image)
+        points = np.array(outline)
+        diameter = (
+            float(np.max(np.hypot(*(points[:, None, :] - points[None, :, :]).transpose(2, 0, 1))))
+            * series.pixel_spacing[0]
+        )
+        upsampled = (
+            np.kron(key_mask, np.ones((int(to_input), int(to_input)), dtype=bool))
+            if to_input >= 1
+            else key_mask
+        )
+        mean_hu = (
+            float(hu[key][upsampled].astype(np.float32).mean()) if upsampled.any() else float("nan")
+        )
+        found.append(
+            Lesion(
+                first_slice=int(slices[0]),
+                last_slice=int(slices[-1]),
+                key_slice=key,
+                key_sop_instance_uid=series.slices[key].sop_instance_uid,
+                outline=[(round(x, 1), round(y, 1)) for x, y in outline],
+                area_mm2=round(float(areas[key]), 1),
+                longest_diameter_mm=round(diameter, 1),
+                volume_ml=round(volume_ml, 2),
+                mean_hu=round(mean_hu, 1),
+                probability=round(float(slice_probability[slices].max()), 4),
+            )
+        )
+    return sorted(found, key=lambda lesion: -lesion.volume_ml)

@@ -1,0 +1,90 @@
+"""The bundled model carries over to a real head: a lesion inserted into the GE head CT
+is found, and the clean scan stays negative."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from pydicom import dcmread
+
+from assistant.cli import _bundled_model, main
+from assistant.imaging import read_series
+from assistant.inference import predict_series
+from assistant.model import load_model
+from tests.conftest import shared_ct
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def bundled():
+    folder = _bundled_model()
+    if not (folder / "model.json").is_file():
+        pytest.fail("the bundled model is missing: make bundled-model trains it")
+    return load_model(folder)
+
+
+def insert_lesion(
+    source: Path, target: Path, hu: float = 70.0, radius_mm: float = 12.0
+) -> list[str]:
+    """Copy a series, adding an irregular hyperdense blob in the brain of a few slices.
+
+    Returns the SOP Instance UIDs of the slices that got blood."""
+    series = read_series(source)
+    target.mkdir(parents=True)
+    middle = len(series.slices) // 2
+    touched = []
+    rng = np.random.default_rng(0)
+    for index, info in enumerate(series.slices):
+        ds = dcmread(info.path)
+        distance = abs(index - middle)
+        if distance <= 2:
+            pixels = ds.pixel_array.astype(np.float32)
+            slope, intercept = float(ds.RescaleSlope), float(ds.RescaleIntercept)
+            current = pixels * slope + intercept
+            rows, cols = np.indices(current.shape)
+            spacing = float(ds.PixelSpacing[0])
+            cy, cx = current.shape[0] * 0.42, current.shape[1] * 0.60  # right frontal-parietal lobe
+            r = radius_mm * (1 - 0.3 * distance) / spacing
+            angle = np.arctan2(rows - cy, cols - cx)
+            edge = r * (1 + 0.2 * np.cos(3 * angle + 1.0)) - np.hypot(rows - cy, cols - cx)
+            weight = np.clip(edge / 2.0 + 0.5, 0, 1)
+            brain = (current > 0) & (current < 60)
+            blood = hu + rng.normal(0, 4, current.shape)
+            current = np.where(brain, current * (1 - weight) + blood * weight, current)
+            stored = np.round((current - intercept) / slope)
+            info_dtype = np.int16 if ds.PixelRepresentation == 1 else np.uint16
+            ds.PixelData = stored.astype(info_dtype).tobytes()
+            touched.append(str(ds.SOPInstanceUID))
+        ds.save_as(target / info.path.name)
+    return touched
+
+
+def test_clean_real_head_stays_negative(bundled) -> None:
+    prediction = predict_series(bundled, shared_ct("ge_head_tilted"))
+    assert not prediction.positive, prediction.study_probability
+
+
+def test_lesion_inserted_into_a_real_head_is_found(bundled, tmp_path: Path) -> None:
+    touched = insert_lesion(shared_ct("ge_head_tilted"), tmp_path / "with_lesion")
+    prediction = predict_series(bundled, tmp_path / "with_lesion")
+    assert prediction.positive, prediction.study_probability
+    assert set(prediction.flagged_instance_uids) & set(touched)
+    assert prediction.lesions and prediction.lesions[0].key_sop_instance_uid in touched
+
+
+def test_predict_json(bundled, capsys) -> None:
+    import json
+
+    assert main(["predict", str(shared_ct("ge_head_tilted")), "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert set(out) >= {
+        "study_probability",
+        "positive",
+        "slices",
+        "flagged_instance_uids",
+        "lesions",
+    }
+    assert len(out["slices"]) == 28 and {"sop_instance_uid", "probability"} <= set(out["slices"][0])

@@ -1,0 +1,67 @@
+"""Datasets by SPEC, and a short training run that learns the synthetic task."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from assistant.model import CnnRnn, NetworkSpec
+from assistant.training.datasets import DatasetSpecError, SyntheticHeads, parse_spec
+from assistant.training.metrics import roc_auc
+from assistant.training.trainer import CHECKPOINT_FILE, TrainConfig, score, train
+
+MEDMNIST = Path(__file__).resolve().parents[3] / "shared/data/medmnist/adrenalmnist3d.npz"
+
+
+def test_specs_name_their_datasets() -> None:
+    assert len(parse_spec("synthetic:100", "train")) == 70
+    assert len(parse_spec("synthetic:100", "val")) == 15
+    for bad in ("nothing:1", "synthetic:x", "dicom:onlyone"):
+        with pytest.raises(DatasetSpecError):
+            parse_spec(bad, "train")
+
+
+def test_synthetic_splits_never_share_a_case() -> None:
+    train, val = (
+        SyntheticHeads(40, "train", max_slices=4, image_size=64),
+        SyntheticHeads(40, "val", max_slices=4, image_size=64),
+    )
+    assert {train[i].key for i in range(len(train))}.isdisjoint(
+        {val[i].key for i in range(len(val))}
+    )
+    study = train[1]
+    assert (
+        study.slices.shape[1:] == (3, 64, 64)
+        and study.masks is not None
+        and study.slice_labels is not None
+    )
+
+
+@pytest.mark.skipif(not MEDMNIST.is_file(), reason=f"{MEDMNIST} is absent")
+def test_medmnist_views_are_the_three_axes() -> None:
+    data = parse_spec(f"medmnist:{MEDMNIST}", "val")
+    assert len(data) == 98 and data.labels().sum() == 22
+    views = data.views(0)
+    assert len(views) == 3 and views[0].slices.shape == (28, 1, 28, 28)
+    assert not np.array_equal(views[0].slices, views[1].slices)
+
+
+@pytest.mark.slow
+def test_a_short_run_learns_the_synthetic_task(tmp_path: Path) -> None:
+    torch.set_num_threads(2)
+    train_set = SyntheticHeads(80, "train", max_slices=10, image_size=128)
+    val_set = SyntheticHeads(80, "val", max_slices=10, image_size=128)
+    network = CnnRnn(NetworkSpec(widths=(8, 16, 32, 48), gru_hidden=24))
+    before = roc_auc(val_set.labels(), score(network, val_set)[0])
+    history: list[dict[str, float]] = []
+    config = TrainConfig(epochs=6, batch_size=4, learning_rate=3e-3, seed=1)
+    result = train(
+        network, train_set, val_set, config, tmp_path, on_epoch=history.append, progress=False
+    )
+    assert history[-1]["train_loss"] < history[0]["train_loss"]
+    assert result.best_val_auc > 0.75, (before, history)
+    assert 0.0 < result.threshold < 1.0
+    assert (tmp_path / CHECKPOINT_FILE).is_file()

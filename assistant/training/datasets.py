@@ -70,12 +70,17 @@ class SyntheticHeads(StudyDataset):
     """Generated head CTs at 256 x 256 (the model's input), windowed like real ones."""
 
     in_channels = 3
-    image_size = 256
 
     def __init__(
-        self, count: int, split: str, positive_fraction: float = 0.5, max_slices: int = 32
+        self,
+        count: int,
+        split: str,
+        positive_fraction: float = 0.5,
+        max_slices: int = 32,
+        image_size: int = 256,
     ) -> None:
         self.name = f"synthetic:{count}"
+        self.image_size = image_size
         share = {"train": 0.7, "val": 0.15, "test": 0.15}[split]
         self.count = max(2, round(count * share))
         self.split = split
@@ -95,7 +100,7 @@ class SyntheticHeads(StudyDataset):
         if index not in self._cache:
             seed = _SPLIT_SEED_BASE[self.split] + index
             case = make_case(
-                seed, bool(self._labels[index]), max_slices=self.max_slices, matrix=256
+                seed, bool(self._labels[index]), max_slices=self.max_slices, matrix=self.image_size
             )
             slices = np.stack([to_windows(hu, DEFAULT_WINDOWS) for hu in case.hu])
             study = Study(

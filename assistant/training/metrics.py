@@ -47,6 +47,21 @@ def youden_threshold(labels: np.ndarray, scores: np.ndarray) -> float:
     return 0.5 if not np.isfinite(threshold) else threshold
 
 
+def accuracy_threshold(labels: np.ndarray, scores: np.ndarray) -> float:
+    """The threshold with the highest accuracy (on validation data); midpoints between
+    neighbouring scores, so it generalises a little better than a score itself."""
+    labels = np.asarray(labels, dtype=bool)
+    ordered = np.unique(np.asarray(scores, dtype=np.float64))
+    candidates = np.concatenate(
+        ([ordered[0] - 1e-6], (ordered[:-1] + ordered[1:]) / 2, [ordered[-1] + 1e-6])
+    )
+    accuracy = [((scores >= t) == labels).mean() for t in candidates]
+    return float(candidates[int(np.argmax(accuracy))])
+
+
+THRESHOLD_RULES = {"youden": youden_threshold, "accuracy": accuracy_threshold}
+
+
 @dataclass(frozen=True)
 class BinaryMetrics:
     auc: float

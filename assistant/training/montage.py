@@ -34,3 +34,19 @@ def write_montage(
     path.parent.mkdir(parents=True, exist_ok=True)
     Image.fromarray(np.concatenate(rows, axis=0)).save(path)
     return path
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Write a montage of eight synthetic cases (half with blood) to the given path."""
+    import sys
+
+    from assistant.training.phantoms import make_case
+
+    target = Path((argv or sys.argv[1:] or ["phantoms.png"])[0])
+    cases = [make_case(seed, seed % 2 == 1, max_slices=40) for seed in range(1, 9)]
+    print(write_montage(cases, target))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

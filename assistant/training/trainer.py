@@ -21,7 +21,7 @@ from tqdm import tqdm
 
 from assistant.model import CnnRnn
 from assistant.training.datasets import Study, StudyDataset
-from assistant.training.metrics import roc_auc, youden_threshold
+from assistant.training.metrics import THRESHOLD_RULES, roc_auc
 
 LOGGER = logging.getLogger(__name__)
 CHECKPOINT_FILE = "checkpoint.pt"
@@ -41,6 +41,9 @@ class TrainConfig:
     class_balance: str = "weights"
     slice_loss_weight: float = 0.5
     mask_loss_weight: float = 0.5
+    #: How the decision threshold is chosen on validation: "youden" (sensitivity +
+    #: specificity) or "accuracy".
+    threshold_rule: str = "youden"
 
 
 @dataclass
@@ -255,5 +258,5 @@ def train(
 
     network.load_state_dict(best_state)
     val_scores, _ = score(network, val_set)
-    threshold = youden_threshold(val_set.labels(), val_scores)
+    threshold = THRESHOLD_RULES[config.threshold_rule](val_set.labels(), val_scores)
     return TrainResult(best_epoch, best_auc, threshold, history)

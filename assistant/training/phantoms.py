@@ -184,7 +184,8 @@ def _draw_lesions(rng: np.random.Generator, head: _Head, count: int) -> tuple[Le
                 z,
             )
         elif kind == "intraventricular":
-            center = (rng.choice([-1.0, 1.0]) * 12.0, -18.0, head.height * rng.uniform(0.5, 0.62))
+            # Blood in a ventricle layers posteriorly (the patient lies supine).
+            center = (rng.choice([-1.0, 1.0]) * 12.0, 18.0, head.height * rng.uniform(0.5, 0.62))
             size = min(size, 15.0)
         else:
             center = (0.0, 0.0, z)
@@ -212,7 +213,8 @@ class _SliceMaker:
         axis = (np.arange(matrix, dtype=np.float32) - matrix / 2 + 0.5) * self.spacing
         cos, sin = math.cos(head.rotation), math.sin(head.rotation)
         gx, gy = np.meshgrid(axis - head.shift[0], axis - head.shift[1])
-        # Head coordinates of every pixel (x left-right, y anterior-posterior).
+        # Head coordinates of every pixel: x to the patient's left, y posterior (image rows
+        # run anterior to posterior, as in a head-first supine scan).
         x = (cos * gx + sin * gy).astype(np.float32)
         y = (-sin * gx + cos * gy).astype(np.float32)
         self.x, self.y = x, y
@@ -227,15 +229,15 @@ class _SliceMaker:
         ).astype(np.float32)
         self.streak_sin, self.streak_cos = np.sin(9 * angle), np.cos(9 * angle)
         # Streaks run across the posterior fossa, between the petrous bones.
-        self.streak_fall = np.exp(-np.abs(y + 25) / 25).astype(np.float32)
+        self.streak_fall = np.exp(-np.abs(y - 25) / 25).astype(np.float32)
         self.sulci = _Field(rng, (16, 48, 48))
         self.texture = _Field(rng, (12, 64, 64))
         self.airs = [  # sinus and mastoid air cells near the base: (distance map, radius)
             (np.hypot(x - ax, y - ay), radius)
             for ax, ay, radius in (
-                (rng.uniform(-20, 20), rng.uniform(55, 75), rng.uniform(6, 14)),
-                (rng.uniform(-55, -45), rng.uniform(-25, -5), rng.uniform(4, 9)),
-                (rng.uniform(45, 55), rng.uniform(-25, -5), rng.uniform(4, 9)),
+                (rng.uniform(-20, 20), rng.uniform(-75, -55), rng.uniform(6, 14)),  # sinuses
+                (rng.uniform(-55, -45), rng.uniform(5, 25), rng.uniform(4, 9)),  # mastoids
+                (rng.uniform(45, 55), rng.uniform(5, 25), rng.uniform(4, 9)),
             )
         ]
         # Tissue densities of this subject.
@@ -250,11 +252,11 @@ class _SliceMaker:
         self.calcifications: list[tuple[np.ndarray, float, float, float]] = []
         if rng.random() < 0.7:  # pineal, midline behind the third ventricle
             self.calcifications.append(
-                (_smoothstep((2.5 - np.hypot(x, y + 24)) / 0.8), rng.uniform(100, 400), 0.38, 0.46)
+                (_smoothstep((2.5 - np.hypot(x, y - 22)) / 0.8), rng.uniform(100, 400), 0.38, 0.46)
             )
         if rng.random() < 0.6:  # choroid plexus in both lateral ventricles
             for side in (-1.0, 1.0):
-                spot = _smoothstep((2.0 - np.hypot(x - side * 12, y + 20)) / 0.7)
+                spot = _smoothstep((2.0 - np.hypot(x - side * 12, y - 20)) / 0.7)
                 self.calcifications.append((spot, rng.uniform(120, 250), 0.5, 0.6))
         if rng.random() < 0.3:  # a calcified plaque on the falx
             y0, length = rng.uniform(-40, 40), rng.uniform(8, 25)
@@ -264,14 +266,25 @@ class _SliceMaker:
             self.calcifications.append((plaque, rng.uniform(150, 300), 0.5, 0.95))
         self.falx = (_smoothstep((0.6 - np.abs(x)) / 0.4) * (y > -10)).astype(np.float32)
         self.streaks = rng.uniform(5, 20)
+        # The head holder of the table: a thin curved shell behind the head, in scanner
+        # coordinates (it does not turn with the head).
+        holder_radius = rng.uniform(92, 104)
+        shell = np.abs(np.hypot(gx * 0.85, gy - rng.uniform(-10, 5)) - holder_radius) < rng.uniform(
+            1.0, 2.5
+        )
+        self.holder = np.where(
+            shell & (gy > -20), np.float32(rng.uniform(150, 400)), np.float32(-1000.0)
+        )
         self.tilt = math.tan(math.radians(acq.gantry_tilt_degrees))
 
     def outline(self, t: float) -> tuple[np.ndarray, float]:
         """Normalised radius (1 at the outer scalp) and the mean semi-axis at height t."""
         h = self.head
-        profile = math.sqrt(max(0.0, 1.0 - ((t - 0.45) / 0.62) ** 2))  # widest a little below mid
+        # Widest a little below mid-head, closing to a cap at the vertex (t = 1), where the
+        # skull is cut tangentially: a bright disc of bone that is not a finding.
+        profile = math.sqrt(max(0.02, 1.0 - ((t - 0.42) / 0.585) ** 2))
         base_narrow = 1.0 - 0.18 * max(0.0, 0.25 - t) / 0.25
-        a, b = h.width * profile * base_narrow + 8, h.length * profile + 10
+        a, b = (h.width + 8) * profile * base_narrow, (h.length + 10) * profile
         r = (
             np.sqrt(self.x2 * np.float32(1 / a**2) + self.y2 * np.float32(1 / b**2))
             * self.wobble_inv
@@ -325,6 +338,7 @@ class _SliceMaker:
         if blood is not None:
             brain += blood * (density - brain)
         hu += _smoothstep(inner / 0.5) * (brain - hu)  # partial volume at the inner table
+        hu = np.maximum(hu, self.holder)
         hu = _blur3(hu)
         hu += self.rng.standard_normal(hu.shape, dtype=np.float32) * np.float32(
             self.acq.noise_sigma
@@ -350,10 +364,10 @@ class _SliceMaker:
                 part = _smoothstep((1.0 - body) * 4)
                 v = part if v is None else np.maximum(v, part)
         if 0.33 < t < 0.48:  # third ventricle: a midline slit
-            part = _smoothstep((1.0 - self.x2 * np.float32(1 / 1.8**2) - ((y + 5) / 12) ** 2) * 4)
+            part = _smoothstep((1.0 - self.x2 * np.float32(1 / 1.8**2) - ((y - 5) / 12) ** 2) * 4)
             v = part if v is None else np.maximum(v, part)
         if 0.18 < t < 0.32:  # fourth ventricle, posterior fossa
-            part = _smoothstep((1.0 - self.x2 * np.float32(1 / 36) - ((y + 35) / 4) ** 2) * 4)
+            part = _smoothstep((1.0 - self.x2 * np.float32(1 / 36) - ((y - 35) / 4) ** 2) * 4)
             v = part if v is None else np.maximum(v, part)
         return v
 

@@ -278,6 +278,39 @@ def build_parser() -> argparse.ArgumentParser:
     send.add_argument("--aet", metavar="AE", help="calling AE title (default: node.ae_title)")
     send.set_defaults(func=cmd_send)
 
+    train = command("train", "Train a CNN-RNN; every choice is made on the validation split.")
+    train.add_argument(
+        "--dataset",
+        required=True,
+        metavar="SPEC",
+        help="synthetic[:N] | medmnist:PATH.npz | dicom:DIR:LABELS.csv",
+    )
+    train.add_argument("--out", required=True, metavar="MODEL_DIR")
+    train.add_argument("--epochs", type=int, help="default: 30 medmnist, 14 synthetic, 20 dicom")
+    train.add_argument("--seed", type=int, default=0)
+    train.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
+    train.set_defaults(func=cmd_train)
+
+    evaluate = command("evaluate", "Metrics of a model on one split, at the threshold in its card.")
+    evaluate.add_argument("--model", required=True, metavar="MODEL_DIR")
+    evaluate.add_argument("--dataset", required=True, metavar="SPEC")
+    evaluate.add_argument("--split", default="test", choices=["train", "val", "test"])
+    evaluate.add_argument("--json", action="store_true", help="print one JSON object")
+    evaluate.add_argument(
+        "--roc",
+        metavar="PNG",
+        help="where to write the ROC curve (default: MODEL_DIR/roc-SPLIT.png)",
+    )
+    evaluate.set_defaults(func=cmd_evaluate)
+
+    predict = command("predict", "Run a model over one CT series folder.")
+    predict.add_argument("series", metavar="SERIES_DIR")
+    predict.add_argument(
+        "--model", metavar="MODEL_DIR", help="default: model.path, else the bundled model"
+    )
+    predict.add_argument("--json", action="store_true", help="print one JSON object")
+    predict.set_defaults(func=cmd_predict)
+
     demo = command("demo", "What `make demo` runs: start the node and send it a demo study.")
     demo.add_argument(
         "--study", metavar="DIR", help="series folder to send (default: a bundled or synthetic one)"

@@ -78,7 +78,9 @@ class SyntheticHeads(StudyDataset):
         positive_fraction: float = 0.5,
         max_slices: int = 32,
         image_size: int = 256,
+        lesion_sizes: tuple[float, float] = (3.0, 40.0),
     ) -> None:
+        self.lesion_sizes = lesion_sizes
         self.name = f"synthetic:{count}"
         self.image_size = image_size
         share = {"train": 0.7, "val": 0.15, "test": 0.15}[split]
@@ -100,7 +102,11 @@ class SyntheticHeads(StudyDataset):
         if index not in self._cache:
             seed = _SPLIT_SEED_BASE[self.split] + index
             case = make_case(
-                seed, bool(self._labels[index]), max_slices=self.max_slices, matrix=self.image_size
+                seed,
+                bool(self._labels[index]),
+                max_slices=self.max_slices,
+                matrix=self.image_size,
+                lesion_sizes=self.lesion_sizes,
             )
             slices = np.stack([to_windows(hu, DEFAULT_WINDOWS) for hu in case.hu])
             study = Study(

@@ -170,12 +170,14 @@ def _draw_acquisition(rng: np.random.Generator, head: _Head, max_slices: int) ->
     )
 
 
-def _draw_lesions(rng: np.random.Generator, head: _Head, count: int) -> tuple[Lesion, ...]:
+def _draw_lesions(
+    rng: np.random.Generator, head: _Head, count: int, sizes: tuple[float, float]
+) -> tuple[Lesion, ...]:
     lesions = []
     for _ in range(count):
         kind = str(rng.choice(FINDING_KINDS, p=[0.35, 0.25, 0.12, 0.14, 0.14]))
         z = rng.uniform(0.35, 0.85) * head.height
-        size = float(np.exp(rng.uniform(np.log(3.0), np.log(40.0))))
+        size = float(np.exp(rng.uniform(np.log(sizes[0]), np.log(sizes[1]))))
         if kind == "intraparenchymal":
             angle, radius = rng.uniform(0, 2 * np.pi), rng.uniform(0.0, 0.55)
             center = (
@@ -442,17 +444,24 @@ def _shift_rows(image: np.ndarray, shift: float, fill: float) -> np.ndarray:
     return moved * (1 - frac) + ahead * frac
 
 
-def make_case(seed: int, positive: bool, max_slices: int = 48, matrix: int = MATRIX) -> PhantomCase:
+def make_case(
+    seed: int,
+    positive: bool,
+    max_slices: int = 48,
+    matrix: int = MATRIX,
+    lesion_sizes: tuple[float, float] = (3.0, 40.0),
+) -> PhantomCase:
     """One deterministic case: with `positive`, 1-3 lesions; without, none.
 
     `matrix` below 512 renders the same field of view with larger pixels (training uses
-    256, what the model sees after resampling a 512 slice).
+    256, what the model sees after resampling a 512 slice). `lesion_sizes` bounds the
+    diameters (mm, drawn log-uniformly).
     """
     rng = np.random.default_rng(seed)
     head = _draw_head(rng)
     acquisition = _draw_acquisition(rng, head, max_slices)
     count = int(rng.choice([1, 1, 1, 2, 3])) if positive else 0
-    lesions = _draw_lesions(rng, head, count)
+    lesions = _draw_lesions(rng, head, count, lesion_sizes)
     if positive:  # make sure the blood falls inside the scanned slab
         lo, hi = acquisition.positions[0], acquisition.positions[-1]
         lesions = tuple(
@@ -469,5 +478,5 @@ def make_case(seed: int, positive: bool, max_slices: int = 48, matrix: int = MAT
     hu, mask = np.stack(slices), np.stack(masks)
     case = PhantomCase(seed, hu, mask, acquisition, lesions)
     if positive and not case.label:  # a lesion too small to leave any blood voxel
-        return make_case(seed + 1_000_003, positive, max_slices, matrix)
+        return make_case(seed + 1_000_003, positive, max_slices, matrix, lesion_sizes)
     return case

@@ -34,7 +34,7 @@ bench: install system-deps
 # (about 20 minutes on 2 CPU cores); its card records this command.
 bundled-model: install
 	rm -rf assistant/model/bundled
-	$(BIN)/radassist train --dataset synthetic:240 --out assistant/model/bundled --seed 0
+	$(BIN)/radassist train --dataset synthetic:300 --out assistant/model/bundled --seed 0
 	rm -rf assistant/model/bundled/training
 
 # A montage of synthetic cases: what the bundled model learns from.

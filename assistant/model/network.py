@@ -159,12 +159,20 @@ class CnnRnn(nn.Module):
 
     def forward(self, slices: torch.Tensor, lengths: torch.Tensor | None = None) -> NetworkOutput:
         batch, steps = slices.shape[:2]
-        flat = slices.reshape(batch * steps, *slices.shape[2:]).contiguous(
-            memory_format=torch.channels_last
-        )
-        features, masks = self.encode(flat)
-        study_logit, slice_logits = self.read(features.reshape(batch, steps, -1), lengths)
-        mask_logits = masks.reshape(batch, steps, *masks.shape[-2:]) if masks is not None else None
+        if lengths is None:
+            valid = torch.ones(batch, steps, dtype=torch.bool, device=slices.device)
+        else:
+            valid = torch.arange(steps, device=slices.device)[None, :] < lengths.to(slices.device)[:, None]
+        # Only real slices go through the CNN: padding would skew BatchNorm's statistics.
+        real = slices[valid].contiguous(memory_format=torch.channels_last)
+        encoded, masks = self.encode(real)
+        features = encoded.new_zeros(batch, steps, encoded.shape[-1])
+        features[valid] = encoded
+        study_logit, slice_logits = self.read(features, lengths)
+        mask_logits = None
+        if masks is not None:
+            mask_logits = masks.new_full((batch, steps, *masks.shape[-2:]), -20.0)
+            mask_logits[valid] = masks
         return NetworkOutput(study_logit, slice_logits, mask_logits)
 
 

@@ -162,7 +162,10 @@ class CnnRnn(nn.Module):
         if lengths is None:
             valid = torch.ones(batch, steps, dtype=torch.bool, device=slices.device)
         else:
-            valid = torch.arange(steps, device=slices.device)[None, :] < lengths.to(slices.device)[:, None]
+            valid = (
+                torch.arange(steps, device=slices.device)[None, :]
+                < lengths.to(slices.device)[:, None]
+            )
         # Only real slices go through the CNN: padding would skew BatchNorm's statistics.
         real = slices[valid].contiguous(memory_format=torch.channels_last)
         encoded, masks = self.encode(real)

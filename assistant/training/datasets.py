@@ -26,6 +26,7 @@ SPLITS = ("train", "val", "test")
 SYNTHETIC_DEFAULT_COUNT = 240
 #: Seeds of the three synthetic splits never overlap.
 _SPLIT_SEED_BASE = {"train": 0, "val": 10_000_000, "test": 20_000_000}
+_FRESH_SEED_BASE = 1 << 41  # seeds of replacement training cases: above every split's
 
 
 class DatasetSpecError(ValueError):
@@ -79,8 +80,11 @@ class SyntheticHeads(StudyDataset):
         max_slices: int = 32,
         image_size: int = 256,
         lesion_sizes: tuple[float, float] = (3.0, 40.0),
+        refresh: float = 0.0,
     ) -> None:
         self.lesion_sizes = lesion_sizes
+        #: Share of training cases replaced by new ones each time they are drawn.
+        self.refresh = refresh
         self.name = f"synthetic:{count}"
         self.image_size = image_size
         share = {"train": 0.7, "val": 0.15, "test": 0.15}[split]
@@ -98,25 +102,27 @@ class SyntheticHeads(StudyDataset):
     def labels(self) -> np.ndarray:
         return self._labels.copy()
 
+    def _generate(self, seed: int, positive: bool) -> Study:
+        case = make_case(
+            seed,
+            positive,
+            max_slices=self.max_slices,
+            matrix=self.image_size,
+            lesion_sizes=self.lesion_sizes,
+        )
+        slices = np.stack([to_windows(hu, DEFAULT_WINDOWS) for hu in case.hu])
+        return Study(
+            key=f"synthetic-{seed}",
+            slices=(slices * 255).round().astype(np.uint8),  # 4x less memory while cached
+            label=int(case.label),
+            slice_labels=case.slice_labels.astype(np.float32),
+            masks=case.mask,
+        )
+
     def __getitem__(self, index: int) -> Study:
         if index not in self._cache:
             seed = _SPLIT_SEED_BASE[self.split] + index
-            case = make_case(
-                seed,
-                bool(self._labels[index]),
-                max_slices=self.max_slices,
-                matrix=self.image_size,
-                lesion_sizes=self.lesion_sizes,
-            )
-            slices = np.stack([to_windows(hu, DEFAULT_WINDOWS) for hu in case.hu])
-            study = Study(
-                key=f"synthetic-{seed}",
-                slices=(slices * 255).round().astype(np.uint8),  # 4x less memory while cached
-                label=int(case.label),
-                slice_labels=case.slice_labels.astype(np.float32),
-                masks=case.mask,
-            )
-            self._cache[index] = study
+            self._cache[index] = self._generate(seed, bool(self._labels[index]))
         cached = self._cache[index]
         return Study(
             cached.key,
@@ -127,6 +133,11 @@ class SyntheticHeads(StudyDataset):
         )
 
     def training_view(self, index: int, rng: np.random.Generator) -> Study:
+        if self.refresh and index in self._cache and rng.random() < self.refresh:
+            # A new case in place of an old one: the model never sees the same few
+            # hundred heads too often (synthetic data is free; overfitting is not).
+            seed = _FRESH_SEED_BASE + int(rng.integers(1 << 40))
+            self._cache[index] = self._generate(seed, bool(self._labels[index]))
         study = self[index]
         if rng.random() < 0.5:  # left-right mirror: blood is as likely on either side
             study.slices = study.slices[..., ::-1].copy()
@@ -228,7 +239,7 @@ def parse_spec(spec: str, split: str) -> StudyDataset:
             count = int(rest) if rest else SYNTHETIC_DEFAULT_COUNT
         except ValueError as exc:
             raise DatasetSpecError(f"synthetic[:N] needs a whole number, got {rest!r}") from exc
-        return SyntheticHeads(count, split)
+        return SyntheticHeads(count, split, refresh=0.3 if split == "train" else 0.0)
     if kind == "medmnist":
         return MedMNIST3D(Path(rest), split)
     if kind == "dicom":

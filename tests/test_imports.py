@@ -13,7 +13,9 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def test_receiver_and_cli_start_without_torch() -> None:
     code = "import sys, assistant.cli, assistant.receiver, assistant.imaging; print('torch' in sys.modules)"
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT)
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT
+    )
     assert done.stdout.strip() == "False"
 
 
@@ -27,4 +29,6 @@ def test_dicom_node_imports_nothing_of_ours() -> None:
             elif isinstance(node, ast.ImportFrom) and node.module:
                 names = [node.module]
             for name in names:
-                assert not name.startswith(("assistant", "web", "migrations")), f"{path.name} imports {name}"
+                assert not name.startswith(("assistant", "web", "migrations")), (
+                    f"{path.name} imports {name}"
+                )

@@ -239,7 +239,7 @@ def parse_spec(spec: str, split: str) -> StudyDataset:
             count = int(rest) if rest else SYNTHETIC_DEFAULT_COUNT
         except ValueError as exc:
             raise DatasetSpecError(f"synthetic[:N] needs a whole number, got {rest!r}") from exc
-        return SyntheticHeads(count, split, refresh=0.3 if split == "train" else 0.0)
+        return SyntheticHeads(count, split, refresh=0.2 if split == "train" else 0.0)
     if kind == "medmnist":
         return MedMNIST3D(Path(rest), split)
     if kind == "dicom":

@@ -294,6 +294,28 @@ class _SliceMaker:
         return r, 0.5 * (a + b)
 
     def make(self, z: float) -> tuple[np.ndarray, np.ndarray]:
+        """The slice centred at z: thick slices average their thickness (partial volume
+        in z, which at the skull base and vertex makes bone look like soft tissue), then
+        the scanner's blur and noise, and the tilt's shift."""
+        thickness = self.acq.slice_thickness
+        offsets = (-thickness / 3, 0.0, thickness / 3) if thickness > 2.5 else (0.0,)
+        parts = [self._anatomy(z + offset) for offset in offsets]
+        hu = parts[0][0] if len(parts) == 1 else np.mean([p[0] for p in parts], axis=0)
+        fractions = [p[1] for p in parts if p[1] is not None]
+        blood = np.sum(fractions, axis=0) / len(parts) if fractions else None
+        mask = blood > 0.5 if blood is not None else np.zeros(hu.shape, dtype=bool)
+        hu = _blur3(hu)
+        hu += self.rng.standard_normal(hu.shape, dtype=np.float32) * np.float32(
+            self.acq.noise_sigma
+        )
+        # A tilted gantry (and a flexed neck) move the head along the rows slice by slice.
+        shift = (z - self.head.height / 2) * (self.tilt + self.head.pitch) / self.spacing
+        return _shift_rows(hu, shift, -1000.0), _shift_rows(
+            mask.astype(np.float32), shift, 0.0
+        ) > 0.5
+
+    def _anatomy(self, z: float) -> tuple[np.ndarray, np.ndarray | None]:
+        """HU of the thin section at z before blur and noise, and its blood fraction."""
         h = self.head
         t = z / h.height
         r, semi = self.outline(t)
@@ -336,20 +358,12 @@ class _SliceMaker:
                 self.streak_sin * math.cos(phase) + self.streak_cos * math.sin(phase)
             ) * self.streak_fall
             brain += streak * (self.streaks * (0.28 - t) / 0.28)
-        blood, density, mask = self._blood(z, inner, sulcus, ventricles, semi)
+        blood, density, _ = self._blood(z, inner, sulcus, ventricles, semi)
         if blood is not None:
             brain += blood * (density - brain)
         hu += _smoothstep(inner / 0.5) * (brain - hu)  # partial volume at the inner table
         hu = np.maximum(hu, self.holder)
-        hu = _blur3(hu)
-        hu += self.rng.standard_normal(hu.shape, dtype=np.float32) * np.float32(
-            self.acq.noise_sigma
-        )
-        # A tilted gantry (and a flexed neck) move the head along the rows slice by slice.
-        shift = (z - h.height / 2) * (self.tilt + h.pitch) / self.spacing
-        return _shift_rows(hu, shift, -1000.0), _shift_rows(
-            mask.astype(np.float32), shift, 0.0
-        ) > 0.5
+        return hu, blood
 
     def _ventricles(self, t: float) -> np.ndarray | None:
         """Lateral ventricles (largest mid-head), third and fourth ventricles."""

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import shlex
 import signal
 import sys
 import tempfile
@@ -150,7 +151,7 @@ def cmd_demo(settings: Settings, args: argparse.Namespace) -> int:
 def cmd_train(_settings: Settings, args: argparse.Namespace) -> int:
     from assistant.training.run import train_model
 
-    command = " ".join(["radassist", *sys.argv[1:]]) if sys.argv else "radassist train"
+    command = shlex.join(["radassist", *args.argv])
     card = train_model(
         args.dataset,
         Path(args.out),
@@ -325,6 +326,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the `radassist` console script."""
     args = build_parser().parse_args(argv)
+    args.argv = list(argv) if argv is not None else sys.argv[1:]
     _configure_logging(args.verbose)
     try:
         settings = load_settings(args.config)

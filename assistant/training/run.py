@@ -15,7 +15,7 @@ from assistant.imaging import DEFAULT_WINDOWS
 from assistant.model import CnnRnn, ModelCard, NetworkSpec, load_model, save_model
 from assistant.training.datasets import MedMNIST3D, StudyDataset, parse_spec
 from assistant.training.metrics import binary_metrics, dice, jaccard, roc_auc, roc_curve
-from assistant.training.trainer import TrainConfig, score, train
+from assistant.training.trainer import TrainConfig, score, seed_everything, train
 
 LOGGER = logging.getLogger(__name__)
 
@@ -51,6 +51,7 @@ def train_model(
     torch.set_num_threads(max(1, torch.get_num_threads()))
     kind = _kind(spec)
     train_set, val_set = parse_spec(spec, "train"), parse_spec(spec, "val")
+    seed_everything(seed)  # the initial weights depend on the seed, nothing else
     network = CnnRnn(network_for(train_set))
     config = TrainConfig(
         epochs=epochs or DEFAULT_EPOCHS.get(kind, 20),

@@ -52,14 +52,16 @@ def test_medmnist_views_are_the_three_axes() -> None:
 @pytest.mark.slow
 def test_a_short_run_learns_the_synthetic_task(tmp_path: Path) -> None:
     torch.set_num_threads(2)
-    # Lesions a 128-pixel image can show (at 1.8 mm a pixel, a 3 mm bleed is a dot).
-    kwargs = {"max_slices": 8, "image_size": 96, "lesion_sizes": (15.0, 40.0)}
-    train_set = SyntheticHeads(160, "train", **kwargs)
-    val_set = SyntheticHeads(160, "val", **kwargs)
+    # Small images and lesions they can show, so the run takes seconds; measured here
+    # over seeds 1-3: best val AUC 0.83-0.90 (chance is 0.5).
+    kwargs = {"max_slices": 6, "image_size": 64, "lesion_sizes": (25.0, 40.0)}
+    train_set = SyntheticHeads(240, "train", **kwargs)
+    val_set = SyntheticHeads(240, "val", **kwargs)
+    torch.manual_seed(1)  # the initial weights too: the run must not depend on test order
     network = CnnRnn(NetworkSpec(widths=(8, 16, 32, 48), gru_hidden=24))
     before = roc_auc(val_set.labels(), score(network, val_set)[0])
     history: list[dict[str, float]] = []
-    config = TrainConfig(epochs=8, batch_size=4, learning_rate=3e-3, seed=1)
+    config = TrainConfig(epochs=10, batch_size=4, learning_rate=3e-3, seed=1)
     result = train(
         network, train_set, val_set, config, tmp_path, on_epoch=history.append, progress=False
     )

@@ -51,7 +51,13 @@ def resize(image: np.ndarray, size: int) -> np.ndarray:
         return image
     if rows == cols and rows % size == 0:
         factor = rows // size
-        return image.reshape(size, factor, size, factor).mean(axis=(1, 3), dtype=np.float32)
+        # A sum of strided views: several times faster than reshape().mean() here.
+        total = np.zeros((size, size), dtype=np.float32)
+        for i in range(factor):
+            for j in range(factor):
+                total += image[i::factor, j::factor]
+        total *= np.float32(1.0 / (factor * factor))
+        return total
     return ndimage.zoom(image, (size / rows, size / cols), order=1, prefilter=False).astype(
         np.float32
     )

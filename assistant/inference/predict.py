@@ -8,6 +8,7 @@ memory at full size. The GRU then reads the per-slice features as one sequence.
 from __future__ import annotations
 
 import math
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -88,15 +89,27 @@ def predict_series(
     series = read_series(folder)
     size = card.image_size
     features, mask_probs, hu_small = [], [], []
-    for start in range(0, len(series.slices), batch):
-        chunk = series.slices[start : start + batch]
-        hu = [resize(series.hu(start + i), size) for i in range(len(chunk))]
+
+    def prepare(start: int) -> tuple[list[np.ndarray], torch.Tensor]:
+        count = min(batch, len(series.slices) - start)
+        hu = [resize(series.hu(start + i), size) for i in range(count)]
         x = torch.from_numpy(np.stack([to_windows(h, card.windows) for h in hu]))
-        encoded, masks = network.encode(x.contiguous(memory_format=torch.channels_last))
-        features.append(encoded)
-        if masks is not None:
-            mask_probs.append(torch.sigmoid(masks).numpy().astype(np.float16))
-            hu_small.extend(h.astype(np.float16) for h in hu)
+        return hu, x.contiguous(memory_format=torch.channels_last)
+
+    # Decode the next batch in a thread while the CNN runs on this one (both release
+    # the GIL for most of their work): the two stages overlap instead of adding up.
+    starts = list(range(0, len(series.slices), batch))
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="decode") as pool:
+        pending = pool.submit(prepare, starts[0])
+        for position in range(len(starts)):
+            hu, x = pending.result()
+            if position + 1 < len(starts):
+                pending = pool.submit(prepare, starts[position + 1])
+            encoded, masks = network.encode(x)
+            features.append(encoded)
+            if masks is not None:
+                mask_probs.append(torch.sigmoid(masks).numpy().astype(np.float16))
+                hu_small.extend(h.astype(np.float16) for h in hu)
     study_logit, slice_logits = network.read(torch.cat(features)[None])
     study_probability = float(torch.sigmoid(study_logit)[0])
     slice_probability = torch.sigmoid(slice_logits[0]).numpy()

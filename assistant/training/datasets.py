@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import csv
 import hashlib
-from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -250,8 +249,3 @@ def parse_spec(spec: str, split: str) -> StudyDataset:
     raise DatasetSpecError(
         f"unknown dataset {spec!r}: use synthetic[:N], medmnist:PATH.npz or dicom:DIR:LABELS.csv"
     )
-
-
-def positive_fraction(labels: Sequence[int]) -> float:
-    labels = np.asarray(labels)
-    return float(labels.mean()) if len(labels) else 0.0

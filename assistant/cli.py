@@ -45,28 +45,95 @@ def _wait_for_signal() -> None:
     stop.wait()
 
 
-def _run_receiver(settings: Settings, *, migrate: bool) -> int:
+def _run_receiver(settings: Settings, *, migrate: bool, with_worker: bool) -> int:
     from assistant.db.migrate import upgrade
     from assistant.receiver import Receiver
 
     if migrate:
         upgrade(settings.database_url)
     receiver = Receiver(settings)
+    worker = None
+    if with_worker:
+        from assistant.jobs.worker import Worker
+
+        worker = Worker(settings, receiver.engine, receiver.write_lock)
     receiver.start()
+    if worker is not None:
+        worker.start()
     try:
         _wait_for_signal()
     finally:
         LOGGER.info("stopping")
         receiver.stop()
+        if worker is not None:
+            worker.stop()
     return 0
 
 
 def cmd_serve(settings: Settings, _args: argparse.Namespace) -> int:
-    return _run_receiver(settings, migrate=True)
+    return _run_receiver(settings, migrate=True, with_worker=True)
 
 
 def cmd_scp(settings: Settings, _args: argparse.Namespace) -> int:
-    return _run_receiver(settings, migrate=False)
+    return _run_receiver(settings, migrate=False, with_worker=False)
+
+
+def _migrated_engine(settings: Settings):  # type: ignore[no-untyped-def]
+    from assistant.db import make_engine
+    from assistant.db.migrate import is_up_to_date
+    from assistant.receiver import DatabaseNotMigrated
+
+    engine = make_engine(settings.database_url)
+    if not is_up_to_date(engine):
+        engine.dispose()
+        raise DatabaseNotMigrated(
+            f"the database {settings.database_url!r} is not at the current schema: "
+            "run `radassist db upgrade`"
+        )
+    return engine
+
+
+def cmd_worker(settings: Settings, _args: argparse.Namespace) -> int:
+    from assistant.jobs.worker import Worker
+
+    engine = _migrated_engine(settings)
+    worker = Worker(settings, engine)
+    worker.start()
+    try:
+        _wait_for_signal()
+    finally:
+        LOGGER.info("stopping")
+        worker.stop()
+        engine.dispose()
+    return 0
+
+
+def cmd_jobs(settings: Settings, args: argparse.Namespace) -> int:
+    from sqlalchemy import select
+
+    from assistant.db import Job, Series, make_session_factory
+    from assistant.jobs.queue import JobQueue, make_huey
+    from assistant.jobs.submit import retry_job
+
+    engine = _migrated_engine(settings)
+    sessions = make_session_factory(engine)
+    try:
+        if args.jobs_command == "retry":
+            if not retry_job(sessions, args.job_id, JobQueue(make_huey(settings)).enqueue):
+                print(f"job {args.job_id} is not failed: nothing to retry", file=sys.stderr)
+                return 1
+            print(f"job {args.job_id} queued again")
+            return 0
+        with sessions() as session:
+            query = select(Job, Series.series_instance_uid).join(Series).order_by(Job.id.desc())
+            if args.state:
+                query = query.where(Job.state == args.state)
+            for job, series_uid in session.execute(query.limit(args.limit)):
+                detail = job.summary.splitlines()[0] if job.summary else job.reason
+                print(f"{job.id:6} {job.state.value:8} {series_uid}  {detail}")
+        return 0
+    finally:
+        engine.dispose()
 
 
 def cmd_db(settings: Settings, args: argparse.Namespace) -> int:
@@ -109,12 +176,15 @@ def cmd_send(settings: Settings, args: argparse.Namespace) -> int:
 def cmd_demo(settings: Settings, args: argparse.Namespace) -> int:
     from assistant.db.migrate import upgrade
     from assistant.demo_series import write_demo_series
+    from assistant.jobs.worker import Worker
     from assistant.receiver import Receiver
     from dicom_node import send_files
 
     upgrade(settings.database_url)
     receiver = Receiver(settings)
+    worker = Worker(settings, receiver.engine, receiver.write_lock)
     receiver.start()
+    worker.start()
     try:
         with tempfile.TemporaryDirectory() as scratch:
             if args.study:
@@ -145,6 +215,7 @@ def cmd_demo(settings: Settings, args: argparse.Namespace) -> int:
         _wait_for_signal()
     finally:
         receiver.stop()
+        worker.stop()
     return 0
 
 
@@ -230,7 +301,9 @@ def cmd_predict(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def _bundled_model() -> Path:
-    return Path(__file__).resolve().parent / "model" / "bundled"
+    from assistant.settings import BUNDLED_MODEL_DIR
+
+    return BUNDLED_MODEL_DIR
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -252,12 +325,26 @@ def build_parser() -> argparse.ArgumentParser:
 
     command(
         "serve",
-        "Migrate the database, then run the DICOM node and series completion in one process "
-        "(the analysis worker and the dashboard join here as they are built).",
+        "Migrate the database, then run the DICOM node, series completion, the analysis "
+        "worker and the outbox in one process (the dashboard joins as it is built).",
     ).set_defaults(func=cmd_serve)
     command(
-        "scp", "Run the DICOM node (C-ECHO, C-STORE) and series completion alone."
+        "scp",
+        "Run the DICOM node (C-ECHO, C-STORE) and series completion alone; complete series "
+        "are queued for workers.",
     ).set_defaults(func=cmd_scp)
+    command(
+        "worker", "Run queued analyses and send their results (scale out with more of these)."
+    ).set_defaults(func=cmd_worker)
+
+    jobs = command("jobs", "List analysis jobs, or retry a failed one.")
+    jobs_commands = jobs.add_subparsers(dest="jobs_command", required=True, metavar="ACTION")
+    listing = jobs_commands.add_parser("list", help="The newest jobs, newest first.")
+    listing.add_argument("--state", choices=["queued", "running", "done", "skipped", "failed"])
+    listing.add_argument("--limit", type=int, default=50)
+    retry = jobs_commands.add_parser("retry", help="Queue a failed job again.")
+    retry.add_argument("job_id", type=int, metavar="JOB_ID")
+    jobs.set_defaults(func=cmd_jobs)
 
     db = command("db", "Database migrations.")
     db_commands = db.add_subparsers(dest="db_command", required=True, metavar="ACTION")

@@ -14,6 +14,8 @@ from assistant.db import make_engine, make_session_factory, make_write_lock
 from assistant.db.migrate import is_up_to_date
 from assistant.ingest import Ingest
 from assistant.jobs.completion import CompletedSeries, SeriesCompletion
+from assistant.jobs.queue import JobQueue, make_huey
+from assistant.jobs.submit import JobSubmitter, model_identity
 from assistant.settings import NodeSettings, Settings
 from assistant.store import InstanceStore
 from dicom_node import StorageSCP
@@ -38,7 +40,10 @@ def tls_context(node: NodeSettings) -> ssl.SSLContext | None:
 
 
 class Receiver:
-    """Everything that takes instances in and decides when series are complete."""
+    """Everything that takes instances in and decides when series are complete.
+
+    A complete series becomes a job (queued or skipped) unless `on_complete` is given.
+    """
 
     def __init__(
         self, settings: Settings, on_complete: Callable[[CompletedSeries], None] | None = None
@@ -51,13 +56,21 @@ class Receiver:
                 f"the database {self.engine.url!r} is not at the current schema: run `radassist db upgrade`"
             )
         self.sessions = make_session_factory(self.engine)
-        write_lock = make_write_lock(self.engine)
+        self.write_lock = write_lock = make_write_lock(self.engine)
+        if on_complete is None:
+            self.queue = JobQueue(make_huey(settings))
+            on_complete = JobSubmitter(
+                self.sessions,
+                settings.selection,
+                model_identity(settings.model.folder),
+                self.queue.enqueue,
+                write_lock,
+            )
         self.store = InstanceStore(settings.storage.instances_dir)
         #: Present while a receiver runs; found at start-up, it means the last one crashed.
         self._running_marker = settings.storage.data_dir / "receiver.running"
-        kwargs = {"on_complete": on_complete} if on_complete else {}
         self.completion = SeriesCompletion(
-            self.sessions, settings.completion, write_lock=write_lock, **kwargs
+            self.sessions, settings.completion, on_complete=on_complete, write_lock=write_lock
         )
         self.ingest = Ingest(
             self.store, self.engine, settings.storage.data_dir, self.completion, write_lock

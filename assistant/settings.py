@@ -87,6 +87,11 @@ class StorageSettings:
     def instances_dir(self) -> Path:
         return self.data_dir / "instances"
 
+    @property
+    def results_dir(self) -> Path:
+        """Where the SR, KOS and SEG objects we write are kept."""
+        return self.data_dir / "results"
+
 
 @dataclass(frozen=True)
 class DatabaseSettings:
@@ -129,9 +134,17 @@ class CompletionSettings:
 
 @dataclass(frozen=True)
 class SelectionSettings:
+    """Which complete series are analysed (see assistant/jobs/selection.py).
+
+    Patterns are shell-style (``*HEAD*``), case-insensitive; an empty list admits all.
+    """
+
     modalities: tuple[str, ...] = ("CT",)
     min_slices: int = 10
+    #: Only stacks whose slice normal is within 45 degrees of the feet-head axis.
+    axial_only: bool = True
     series_description_patterns: tuple[str, ...] = ()
+    body_part_patterns: tuple[str, ...] = ()
     calling_ae_titles: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
@@ -140,8 +153,38 @@ class SelectionSettings:
 
 
 @dataclass(frozen=True)
+class DeliverySettings:
+    """How results are retried towards destinations (see assistant/jobs/outbox.py)."""
+
+    max_attempts: int = 10
+    #: The wait after the first failure; it doubles after each one, up to the maximum.
+    backoff_seconds: float = 5.0
+    max_backoff_seconds: float = 600.0
+    #: How often the outbox looks for due deliveries.
+    poll_seconds: float = 1.0
+
+    def __post_init__(self) -> None:
+        if self.max_attempts < 1:
+            raise SettingsError("delivery.max_attempts: must be at least 1")
+        if self.backoff_seconds <= 0 or self.max_backoff_seconds < self.backoff_seconds:
+            raise SettingsError(
+                "delivery.backoff_seconds: must be > 0 and not above delivery.max_backoff_seconds"
+            )
+        if self.poll_seconds <= 0:
+            raise SettingsError("delivery.poll_seconds: must be > 0")
+
+
+#: The demo model trained by `make bundled-model` and shipped in the package.
+BUNDLED_MODEL_DIR = Path(__file__).resolve().parent / "model" / "bundled"
+
+
+@dataclass(frozen=True)
 class ModelSettings:
     path: str = ""  # empty: the bundled demo model
+
+    @property
+    def folder(self) -> Path:
+        return Path(self.path) if self.path else BUNDLED_MODEL_DIR
 
 
 @dataclass(frozen=True)
@@ -190,6 +233,7 @@ class Settings:
     queue: QueueSettings = field(default_factory=QueueSettings)
     completion: CompletionSettings = field(default_factory=CompletionSettings)
     selection: SelectionSettings = field(default_factory=SelectionSettings)
+    delivery: DeliverySettings = field(default_factory=DeliverySettings)
     model: ModelSettings = field(default_factory=ModelSettings)
     dicomweb: DicomwebSettings = field(default_factory=DicomwebSettings)
     destinations: tuple[Destination, ...] = ()
@@ -355,6 +399,7 @@ def replace(settings: Settings, **sections: Any) -> Settings:
 __all__ = [
     "CompletionSettings",
     "DatabaseSettings",
+    "DeliverySettings",
     "Destination",
     "DicomwebSettings",
     "ModelSettings",

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Install the Debian packages the integration tests and benchmarks use, when missing:
-# dcmtk (storescu/storescp), dicom3tools (dciodvfy), orthanc (a real PACS), postgresql.
+# dcmtk (storescu/storescp), dicom3tools (dciodvfy), orthanc (a real PACS), postgresql,
+# redis-server (the Redis queue).
 # Needs root to install; without it, says what is missing and leaves the tests to skip
 # (under CI=true a missing tool fails the tests instead).
 set -euo pipefail
@@ -9,6 +10,7 @@ missing=()
 command -v /usr/bin/storescu >/dev/null 2>&1 || missing+=(dcmtk)
 command -v dciodvfy >/dev/null 2>&1 || missing+=(dicom3tools)
 command -v Orthanc >/dev/null 2>&1 || missing+=(orthanc)
+command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
 compgen -G "/usr/lib/postgresql/*/bin/pg_ctl" >/dev/null || missing+=(postgresql)
 
 if [ ${#missing[@]} -eq 0 ]; then

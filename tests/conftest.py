@@ -4,6 +4,7 @@ machine and fails them under CI=true."""
 
 from __future__ import annotations
 
+import dataclasses
 import glob
 import json
 import os
@@ -159,8 +160,10 @@ def make_settings(tmp_path: Path) -> Callable[..., Settings]:
         database_url: str | None = None,
         quiet_seconds: float = 60.0,
         allowed_callers: tuple[str, ...] = (),
+        **sections: Any,
     ) -> Settings:
-        return Settings(
+        """`sections`: whole sections to replace (destinations=, delivery=, model=…)."""
+        settings = Settings(
             node=NodeSettings(
                 ae_title=NODE_AE, host="127.0.0.1", port=0, allowed_callers=allowed_callers
             ),
@@ -170,6 +173,7 @@ def make_settings(tmp_path: Path) -> Callable[..., Settings]:
             ),
             completion=CompletionSettings(quiet_seconds=quiet_seconds, check_interval_seconds=0.1),
         )
+        return dataclasses.replace(settings, **sections)
 
     return build
 
@@ -260,11 +264,16 @@ class Orthanc:
             "DicomModalities": {name: list(peer) for name, peer in modalities.items()},
             "Plugins": [],
         }
-        config_path = root / "orthanc.json"
-        config_path.write_text(json.dumps(config))
-        self._log = (root / "orthanc.log").open("w")
+        self._config_path = root / "orthanc.json"
+        self._config_path.write_text(json.dumps(config))
+        self._log = (root / "orthanc.log").open("a")
+        self._process: subprocess.Popen[bytes] | None = None
+        self.start()
+
+    def start(self) -> None:
+        """Start (again, after stop(): same ports, same storage)."""
         self._process = subprocess.Popen(
-            [require_tool("Orthanc"), str(config_path)],
+            [require_tool("Orthanc"), str(self._config_path)],
             stdout=self._log,
             stderr=subprocess.STDOUT,
             env={**os.environ, "TCP_NODELAY": "1"},
@@ -272,6 +281,7 @@ class Orthanc:
         wait_until(self._ready, timeout=30)
 
     def _ready(self) -> bool:
+        assert self._process is not None
         if self._process.poll() is not None:
             raise RuntimeError(f"Orthanc exited with {self._process.returncode}")
         try:
@@ -296,6 +306,10 @@ class Orthanc:
     def get(self, path: str) -> Any:
         return self.request("GET", path)
 
+    def request_bytes(self, path: str) -> bytes:
+        with urllib.request.urlopen(self.url + path, timeout=120) as response:
+            return response.read()
+
     def post_json(self, path: str, payload: Any) -> Any:
         return self.request("POST", path, json.dumps(payload).encode())
 
@@ -303,11 +317,18 @@ class Orthanc:
         return self.request("POST", "/instances", path.read_bytes(), "application/dicom")
 
     def stop(self) -> None:
+        if self._process is None:
+            return
         self._process.terminate()
         try:
             self._process.wait(timeout=15)
         except subprocess.TimeoutExpired:
             self._process.kill()
+            self._process.wait()
+        self._process = None
+
+    def close(self) -> None:
+        self.stop()
         self._log.close()
 
 
@@ -324,4 +345,4 @@ def start_orthanc(tmp_path: Path) -> Iterator[Callable[..., Orthanc]]:
 
     yield start
     for orthanc in started:
-        orthanc.stop()
+        orthanc.close()

@@ -9,7 +9,18 @@ from __future__ import annotations
 import enum
 from datetime import datetime
 
-from sqlalchemy import DateTime, Enum, Float, ForeignKey, Index, Integer, String, UniqueConstraint
+from sqlalchemy import (
+    Boolean,
+    DateTime,
+    Enum,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+)
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 UID_LENGTH = 64
@@ -124,3 +135,114 @@ class Instance(Base):
     received_at: Mapped[datetime] = mapped_column(DateTime)
 
     series: Mapped[Series] = relationship(back_populates="instances")
+
+
+class JobState(enum.StrEnum):
+    """Where the analysis of one series (by one model, on one set of inputs) is."""
+
+    QUEUED = "queued"
+    RUNNING = "running"
+    DONE = "done"
+    SKIPPED = "skipped"
+    FAILED = "failed"
+
+
+class ResultKind(enum.StrEnum):
+    SR = "sr"
+    KOS = "kos"
+    SEG = "seg"
+
+
+class DeliveryState(enum.StrEnum):
+    PENDING = "pending"
+    SENDING = "sending"
+    SENT = "sent"
+    FAILED = "failed"
+
+
+class Job(Base):
+    """One analysis of one series by one model on one set of instances.
+
+    ``input_digest`` (sha256 of the sorted SOP Instance UIDs) makes a job unique with
+    the series and model: the same inputs never make a second job, an instance that
+    arrives later makes a new one, whose results supersede the earlier ones.
+    """
+
+    __tablename__ = "job"
+    __table_args__ = (
+        UniqueConstraint(
+            "series_pk", "model_name", "model_version", "input_digest", name="uq_job_inputs"
+        ),
+        Index("ix_job_state_created", "state", "created_at"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    series_pk: Mapped[int] = mapped_column(ForeignKey("series.id", ondelete="CASCADE"), index=True)
+    model_name: Mapped[str] = mapped_column(String(64))
+    model_version: Mapped[str] = mapped_column(String(32))
+    input_digest: Mapped[str] = mapped_column(String(64))
+    instance_count: Mapped[int] = mapped_column(Integer)
+    state: Mapped[JobState] = mapped_column(_enum(JobState, "job_state"))
+    #: Why a job was skipped, or the error it failed with.
+    reason: Mapped[str] = mapped_column(Text, default="")
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    #: host:pid of the worker running it (a crashed worker's jobs are picked up again).
+    worker: Mapped[str] = mapped_column(String(128), default="")
+    created_at: Mapped[datetime] = mapped_column(DateTime)
+    started_at: Mapped[datetime | None] = mapped_column(DateTime)
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime)
+    inference_seconds: Mapped[float | None] = mapped_column(Float)
+    study_probability: Mapped[float | None] = mapped_column(Float)
+    positive: Mapped[bool | None] = mapped_column(Boolean)
+    summary: Mapped[str] = mapped_column(Text, default="")
+    #: The Findings as JSON (assistant.inference.Prediction.to_dict), for the dashboard.
+    findings_json: Mapped[str] = mapped_column(Text, default="")
+
+    series: Mapped[Series] = relationship()
+    results: Mapped[list[ResultObject]] = relationship(back_populates="job")
+
+
+class ResultObject(Base):
+    """A DICOM object we wrote (SR, KOS or SEG), kept under <data>/results."""
+
+    __tablename__ = "result_object"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    job_pk: Mapped[int] = mapped_column(ForeignKey("job.id", ondelete="CASCADE"), index=True)
+    kind: Mapped[ResultKind] = mapped_column(_enum(ResultKind, "result_kind"))
+    sop_class_uid: Mapped[str] = mapped_column(String(UID_LENGTH))
+    sop_instance_uid: Mapped[str] = mapped_column(String(UID_LENGTH), unique=True)
+    series_instance_uid: Mapped[str] = mapped_column(String(UID_LENGTH))
+    study_instance_uid: Mapped[str] = mapped_column(String(UID_LENGTH))
+    #: Path of the file relative to the data folder.
+    path: Mapped[str] = mapped_column(String(300))
+    created_at: Mapped[datetime] = mapped_column(DateTime)
+
+    job: Mapped[Job] = relationship(back_populates="results")
+    deliveries: Mapped[list[Delivery]] = relationship(back_populates="result")
+
+
+class Delivery(Base):
+    """The outbox: one row per result object per destination."""
+
+    __tablename__ = "delivery"
+    __table_args__ = (
+        UniqueConstraint("result_pk", "destination", name="uq_delivery_target"),
+        Index("ix_delivery_state_due", "state", "next_attempt_at"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    result_pk: Mapped[int] = mapped_column(
+        ForeignKey("result_object.id", ondelete="CASCADE"), index=True
+    )
+    destination: Mapped[str] = mapped_column(String(64))
+    state: Mapped[DeliveryState] = mapped_column(_enum(DeliveryState, "delivery_state"))
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[datetime] = mapped_column(DateTime)
+    claimed_at: Mapped[datetime | None] = mapped_column(DateTime)
+    #: The peer's DIMSE status (or HTTP status) of the last attempt.
+    peer_status: Mapped[int | None] = mapped_column(Integer)
+    last_error: Mapped[str] = mapped_column(Text, default="")
+    sent_at: Mapped[datetime | None] = mapped_column(DateTime)
+
+    result: Mapped[ResultObject] = relationship(back_populates="deliveries")

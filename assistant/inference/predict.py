@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -43,6 +43,20 @@ class Lesion:
     volume_ml: float
     mean_hu: float
     probability: float
+    #: The label of this lesion in Prediction.lesion_labels.
+    label: int = 0
+
+    def summary(self) -> str:
+        """One line a radiologist reads: what, where in the stack, how big, how sure.
+
+        Slices are numbered 1..N in order along the slice normal, as the model reads them.
+        """
+        first, last = self.first_slice + 1, self.last_slice + 1
+        where = f"slice {first}" if first == last else f"slices {first}\u2013{last}"
+        return (
+            f"Hyperdense lesion, {where}, about {self.volume_ml:.1f} mL, "
+            f"probability {self.probability:.2f}"
+        )
 
 
 @dataclass(frozen=True)
@@ -55,9 +69,26 @@ class Prediction:
     flagged_instance_uids: list[str]
     lesions: list[Lesion] = field(default_factory=list)
     model: str = ""
+    #: Per slice, the lesion label of each pixel (0: none) at the mask head's size;
+    #: None for a negative study or a model without a mask head. Not in to_dict().
+    lesion_labels: np.ndarray | None = field(default=None, repr=False, compare=False)
+
+    def summary(self) -> str:
+        """The study's verdict in one line, then one line per lesion."""
+        verdict = "positive" if self.positive else "negative"
+        head = (
+            f"{verdict.capitalize()} for hyperdense lesion "
+            f"(study probability {self.study_probability:.2f}, threshold {self.threshold:.2f})"
+        )
+        if self.positive and not self.lesions:
+            head += "; no lesion could be outlined"
+        return "\n".join([head, *(lesion.summary() for lesion in self.lesions)])
 
     def to_dict(self) -> dict[str, object]:
-        return asdict(self)
+        data = asdict(self)
+        data.pop("lesion_labels")
+        data["summary"] = self.summary()
+        return data
 
 
 def _outline(component: np.ndarray, scale: float) -> list[tuple[float, float]]:
@@ -119,9 +150,10 @@ def predict_series(
         for s, p in zip(series.slices, slice_probability, strict=True)
         if p >= card.slice_threshold
     ]
-    lesions = []
+    lesions: list[Lesion] = []
+    labels = None
     if positive and mask_probs:
-        lesions = _lesions(
+        lesions, labels = _lesions(
             series, np.concatenate(mask_probs), np.stack(hu_small), slice_probability, size
         )
     return Prediction(
@@ -136,13 +168,15 @@ def predict_series(
         flagged_instance_uids=flagged if positive else [],
         lesions=lesions,
         model=f"{card.name} {card.version}",
+        lesion_labels=labels if lesions else None,
     )
 
 
 def _lesions(
     series, masks: np.ndarray, hu: np.ndarray, slice_probability: np.ndarray, size: int
-) -> list[Lesion]:  # type: ignore[no-untyped-def]
-    """Connected components of the thresholded masks, measured in mm."""
+) -> tuple[list[Lesion], np.ndarray]:  # type: ignore[no-untyped-def]
+    """Connected components of the thresholded masks, measured in mm, largest first,
+    with a label volume in which lesion k (1-based, in that order) has label k."""
     mask_size = masks.shape[-1]
     to_input = size / mask_size  # mask pixel → model input pixel
     to_image = series.columns / size  # model input pixel → original image pixel
@@ -160,6 +194,7 @@ def _lesions(
         areas = component.reshape(len(component), -1).sum(axis=1) * pixel_mm**2
         volume_ml = float((areas * thickness).sum() / 1000.0)
         if volume_ml < MIN_LESION_ML:
+            labelled[component] = 0
             continue
         slices = np.flatnonzero(areas)
         key = int(slices[np.argmax(areas[slices])])
@@ -190,6 +225,13 @@ def _lesions(
                 volume_ml=round(volume_ml, 2),
                 mean_hu=round(mean_hu, 1),
                 probability=round(float(slice_probability[slices].max()), 4),
+                label=index,
             )
         )
-    return sorted(found, key=lambda lesion: -lesion.volume_ml)
+    found.sort(key=lambda lesion: -lesion.volume_ml)
+    relabelled = np.zeros(labelled.shape, dtype=np.uint8)
+    kept = []
+    for rank, lesion in enumerate(found[:255], start=1):
+        relabelled[labelled == lesion.label] = rank
+        kept.append(replace(lesion, label=rank))
+    return kept, relabelled

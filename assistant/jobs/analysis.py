@@ -1,0 +1,297 @@
+"""The worker's pipeline for one job: read the series, predict, write SR/KOS/SEG,
+record them with their outbox rows, and send.
+
+Every step is idempotent: the job is claimed with a conditional UPDATE, the objects'
+UIDs come from (series, model, inputs), a result file that exists is kept, and result
+and outbox rows are unique. Running a job twice therefore sends nothing twice.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+import os
+import socket
+import time
+from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from pydicom import Dataset, dcmread
+from pydicom.filewriter import dcmwrite
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session, sessionmaker
+
+from assistant.db import Job, JobState, ResultKind, ResultObject, Series, Study, utcnow
+from assistant.imaging import UnreadableSeries, read_series
+from assistant.inference import Prediction, predict_series
+from assistant.jobs.outbox import Outbox
+from assistant.model import LoadedModel
+from assistant.settings import Settings
+from assistant.store import InstanceStore
+from assistant.writers.context import WriterContext, evidence_header
+from assistant.writers.kos import build_kos
+from assistant.writers.seg import build_seg
+from assistant.writers.sr import build_sr
+from assistant.writers.uids import ResultIdentity
+
+LOGGER = logging.getLogger(__name__)
+
+#: A job running longer than this on another host is taken to have lost its worker.
+JOB_TIMEOUT = timedelta(hours=1)
+
+
+def this_worker() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def _process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _encode(dataset: Dataset) -> bytes:
+    buffer = io.BytesIO()
+    dcmwrite(buffer, dataset, enforce_file_format=True)
+    return buffer.getvalue()
+
+
+@dataclass(frozen=True)
+class _JobInput:
+    series_pk: int
+    study_uid: str
+    series_uid: str
+    digest: str
+
+
+class Analysis:
+    def __init__(
+        self,
+        settings: Settings,
+        sessions: sessionmaker[Session],
+        model: LoadedModel,
+        outbox: Outbox,
+        write_lock: AbstractContextManager[object] | None = None,
+        clock: Callable[[], datetime] = utcnow,
+    ) -> None:
+        self._settings = settings
+        self._sessions = sessions
+        self._model = model
+        self._outbox = outbox
+        self._write_lock = write_lock if write_lock is not None else nullcontext()
+        self._clock = clock
+        self._results = InstanceStore(settings.storage.results_dir)
+        self._worker = this_worker()
+
+    # -- running a job -------------------------------------------------------------------
+
+    def run(self, job_id: int) -> None:
+        """Run one job if it is still queued; any outcome is recorded on the job."""
+        job = self._claim(job_id)
+        if job is None:
+            return
+        started = time.perf_counter()
+        try:
+            prediction = self._predict(job)
+            seconds = time.perf_counter() - started
+            written = self._write(job, prediction)
+        except UnreadableSeries as exc:
+            self._finish(job_id, JobState.SKIPPED, reason=f"the model cannot read it: {exc}")
+            return
+        except Exception as exc:
+            LOGGER.exception("job %d failed", job_id)
+            self._finish(job_id, JobState.FAILED, reason=f"{type(exc).__name__}: {exc}")
+            return
+        self._record(job_id, prediction, seconds, written)
+        LOGGER.info(
+            "job %d done in %.1f s: %s", job_id, seconds, prediction.summary().splitlines()[0]
+        )
+        try:
+            self._outbox.deliver_due()
+        except Exception:  # the outbox's own loop tries again
+            LOGGER.exception("delivering the results of job %d failed", job_id)
+
+    def _claim(self, job_id: int) -> _JobInput | None:
+        with self._write_lock, self._sessions() as session, session.begin():
+            claimed = session.execute(
+                update(Job)
+                .where(Job.id == job_id, Job.state == JobState.QUEUED)
+                .values(
+                    state=JobState.RUNNING,
+                    started_at=self._clock(),
+                    attempts=Job.attempts + 1,
+                    worker=self._worker,
+                    reason="",
+                )
+            ).rowcount
+            if claimed != 1:
+                return None
+            row = session.execute(
+                select(
+                    Job.series_pk,
+                    Job.input_digest,
+                    Series.series_instance_uid,
+                    Study.study_instance_uid,
+                )
+                .join(Series, Series.id == Job.series_pk)
+                .join(Study, Study.id == Series.study_pk)
+                .where(Job.id == job_id)
+            ).one()
+        return _JobInput(
+            row.series_pk, row.study_instance_uid, row.series_instance_uid, row.input_digest
+        )
+
+    def _predict(self, job: _JobInput) -> Prediction:
+        folder = self._settings.storage.instances_dir / job.study_uid / job.series_uid
+        return predict_series(self._model, folder)
+
+    def _previous_reports(self, job: _JobInput) -> list[Dataset]:
+        """The latest SR of this series by this model from other inputs: superseded."""
+        card = self._model.card
+        with self._sessions() as session:
+            path = session.scalar(
+                select(ResultObject.path)
+                .join(Job, Job.id == ResultObject.job_pk)
+                .where(
+                    Job.series_pk == job.series_pk,
+                    Job.model_name == card.name,
+                    Job.input_digest != job.digest,
+                    Job.state == JobState.DONE,
+                    ResultObject.kind == ResultKind.SR,
+                )
+                .order_by(Job.finished_at.desc(), Job.id.desc())
+                .limit(1)
+            )
+        if path is None:
+            return []
+        try:
+            return [dcmread(self._settings.storage.data_dir / path, stop_before_pixels=True)]
+        except (OSError, ValueError) as exc:
+            LOGGER.warning("cannot read the earlier report %s (%s); not referenced", path, exc)
+            return []
+
+    def _write(
+        self, job: _JobInput, prediction: Prediction
+    ) -> list[tuple[ResultKind, Dataset, str]]:
+        card = self._model.card
+        folder = self._settings.storage.instances_dir / job.study_uid / job.series_uid
+        series = read_series(folder)
+        headers = {
+            s.sop_instance_uid: evidence_header(dcmread(s.path, stop_before_pixels=True))
+            for s in series.slices
+        }
+        context = WriterContext(
+            identity=ResultIdentity(job.series_uid, card.name, card.version, job.digest),
+            weights_sha256=card.weights_sha256,
+            clinical_use=card.clinical_use,
+            intended_use=card.intended_use,
+        )
+        objects: list[tuple[ResultKind, Dataset | None]] = [
+            (ResultKind.SR, build_sr(prediction, headers, context, self._previous_reports(job))),
+            (ResultKind.KOS, build_kos(prediction, headers, context)),
+            (
+                ResultKind.SEG,
+                build_seg(
+                    prediction, [headers[s.sop_instance_uid] for s in prediction.slices], context
+                ),
+            ),
+        ]
+        written = []
+        for kind, dataset in objects:
+            if dataset is None:
+                continue
+            stored = self._results.write(
+                str(dataset.StudyInstanceUID),
+                str(dataset.SeriesInstanceUID),
+                str(dataset.SOPInstanceUID),
+                [_encode(dataset)],
+            )
+            relative = stored.path.relative_to(self._settings.storage.data_dir).as_posix()
+            written.append((kind, dataset, relative))
+        return written
+
+    def _record(
+        self,
+        job_id: int,
+        prediction: Prediction,
+        seconds: float,
+        written: list[tuple[ResultKind, Dataset, str]],
+    ) -> None:
+        now = self._clock()
+        with self._write_lock, self._sessions() as session, session.begin():
+            for kind, dataset, path in written:
+                uid = str(dataset.SOPInstanceUID)
+                result = session.scalar(
+                    select(ResultObject).where(ResultObject.sop_instance_uid == uid)
+                )
+                if result is None:
+                    result = ResultObject(
+                        job_pk=job_id,
+                        kind=kind,
+                        sop_class_uid=str(dataset.SOPClassUID),
+                        sop_instance_uid=uid,
+                        series_instance_uid=str(dataset.SeriesInstanceUID),
+                        study_instance_uid=str(dataset.StudyInstanceUID),
+                        path=path,
+                        created_at=now,
+                    )
+                    session.add(result)
+                    session.flush()
+                self._outbox.add(session, result)
+            session.execute(
+                update(Job)
+                .where(Job.id == job_id, Job.state == JobState.RUNNING)
+                .values(
+                    state=JobState.DONE,
+                    finished_at=now,
+                    inference_seconds=round(seconds, 3),
+                    study_probability=prediction.study_probability,
+                    positive=prediction.positive,
+                    summary=prediction.summary(),
+                    findings_json=json.dumps(prediction.to_dict()),
+                )
+            )
+
+    def _finish(self, job_id: int, state: JobState, reason: str) -> None:
+        with self._write_lock, self._sessions() as session, session.begin():
+            session.execute(
+                update(Job)
+                .where(Job.id == job_id, Job.state == JobState.RUNNING)
+                .values(state=state, finished_at=self._clock(), reason=reason[:4000])
+            )
+        LOGGER.warning("job %d %s: %s", job_id, state.value, reason)
+
+    # -- after a crash -------------------------------------------------------------------
+
+    def recover(self) -> list[int]:
+        """Put back jobs whose worker died; returns every queued job id (to enqueue)."""
+        host = socket.gethostname()
+        now = self._clock()
+        with self._write_lock, self._sessions() as session, session.begin():
+            running = session.execute(
+                select(Job.id, Job.worker, Job.started_at).where(Job.state == JobState.RUNNING)
+            ).all()
+            for row in running:
+                worker_host, _, pid = row.worker.rpartition(":")
+                dead = (worker_host == host and pid.isdigit() and not _process_alive(int(pid))) or (
+                    row.started_at is not None and now - row.started_at > JOB_TIMEOUT
+                )
+                if dead and row.worker != self._worker:
+                    session.execute(
+                        update(Job)
+                        .where(Job.id == row.id, Job.state == JobState.RUNNING)
+                        .values(state=JobState.QUEUED, reason="its worker stopped; queued again")
+                    )
+                    LOGGER.warning(
+                        "job %d was left running by %s; queued again", row.id, row.worker
+                    )
+            return list(
+                session.scalars(select(Job.id).where(Job.state == JobState.QUEUED).order_by(Job.id))
+            )

@@ -1,0 +1,241 @@
+"""The outbox: every result object goes to every destination, once.
+
+One row per (object, destination). A sender claims due rows with a conditional UPDATE
+(pending → sending), sends, and records the peer's status: sent, or pending again with
+an exponential back-off, or failed after ``delivery.max_attempts``. A sender that dies
+mid-send leaves rows "sending"; they are due again after ``CLAIM_TIMEOUT``. Sending an
+object twice can only happen then, and sends the same SOP Instance UID, which a PACS
+stores once.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections import defaultdict
+from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager, nullcontext
+from datetime import datetime, timedelta
+from pathlib import Path
+
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session, sessionmaker
+
+from assistant.db import Delivery, DeliveryState, ResultObject, utcnow
+from assistant.settings import DeliverySettings, Destination
+from dicom_node import SendResult, send_files
+
+LOGGER = logging.getLogger(__name__)
+
+#: A claim older than this is taken to belong to a sender that died.
+CLAIM_TIMEOUT = timedelta(minutes=10)
+#: Most rows one pass sends to one destination (one association).
+BATCH = 64
+
+Sender = Callable[..., list[SendResult]]
+
+
+def backoff(attempts: int, settings: DeliverySettings) -> timedelta:
+    """The wait after the `attempts`-th failure: doubling from backoff_seconds."""
+    seconds = settings.backoff_seconds * 2 ** max(attempts - 1, 0)
+    return timedelta(seconds=min(seconds, settings.max_backoff_seconds))
+
+
+class Outbox:
+    def __init__(
+        self,
+        sessions: sessionmaker[Session],
+        destinations: Sequence[Destination],
+        settings: DeliverySettings,
+        data_dir: Path,
+        calling_ae: str,
+        write_lock: AbstractContextManager[object] | None = None,
+        clock: Callable[[], datetime] = utcnow,
+        sender: Sender = send_files,
+    ) -> None:
+        self._sessions = sessions
+        self._settings = settings
+        self._data_dir = data_dir
+        self._calling_ae = calling_ae
+        self._write_lock = write_lock if write_lock is not None else nullcontext()
+        self._clock = clock
+        self._send = sender
+        self._destinations = {d.name: d for d in destinations if d.kind == "dimse"}
+        for destination in destinations:
+            if destination.kind != "dimse":
+                LOGGER.warning(
+                    "destination %s: DICOMweb destinations are not supported yet; "
+                    "results are not sent there",
+                    destination.name,
+                )
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    @property
+    def destination_names(self) -> list[str]:
+        return list(self._destinations)
+
+    def add(self, session: Session, result: ResultObject) -> None:
+        """Queue `result` for every destination, in the caller's transaction; a row
+        that exists already (the same object written before) is left as it is."""
+        known = set(
+            session.scalars(select(Delivery.destination).where(Delivery.result_pk == result.id))
+        )
+        for name in self._destinations:
+            if name not in known:
+                session.add(
+                    Delivery(
+                        result_pk=result.id,
+                        destination=name,
+                        state=DeliveryState.PENDING,
+                        attempts=0,
+                        next_attempt_at=self._clock(),
+                        last_error="",
+                    )
+                )
+
+    def retry(self, delivery_id: int) -> bool:
+        """Make a failed (or pending) delivery due now; False if it was already sent."""
+        with self._write_lock, self._sessions() as session, session.begin():
+            result = session.execute(
+                update(Delivery)
+                .where(
+                    Delivery.id == delivery_id,
+                    Delivery.state.in_([DeliveryState.FAILED, DeliveryState.PENDING]),
+                )
+                .values(state=DeliveryState.PENDING, next_attempt_at=self._clock(), attempts=0)
+            )
+        return result.rowcount == 1
+
+    def deliver_due(self) -> int:
+        """Send every due row; returns how many were acknowledged."""
+        claimed = self._claim()
+        if not claimed:
+            return 0
+        by_destination: dict[str, list[tuple[int, int, Path]]] = defaultdict(list)
+        for delivery_id, destination, attempts, path in claimed:
+            by_destination[destination].append((delivery_id, attempts, self._data_dir / path))
+        acknowledged = 0
+        for name, rows in by_destination.items():
+            acknowledged += self._deliver(self._destinations[name], rows)
+        return acknowledged
+
+    def _claim(self) -> list[tuple[int, str, int, str]]:
+        now = self._clock()
+        with self._write_lock, self._sessions() as session, session.begin():
+            due = session.execute(
+                select(
+                    Delivery.id,
+                    Delivery.destination,
+                    Delivery.attempts,
+                    Delivery.state,
+                    Delivery.claimed_at,
+                    ResultObject.path,
+                )
+                .join(ResultObject, ResultObject.id == Delivery.result_pk)
+                .where(
+                    Delivery.destination.in_(list(self._destinations)),
+                    ((Delivery.state == DeliveryState.PENDING) & (Delivery.next_attempt_at <= now))
+                    | (
+                        (Delivery.state == DeliveryState.SENDING)
+                        & (Delivery.claimed_at <= now - CLAIM_TIMEOUT)
+                    ),
+                )
+                .order_by(Delivery.next_attempt_at, Delivery.id)
+                .limit(BATCH * max(len(self._destinations), 1))
+            ).all()
+            claimed = []
+            for row in due:
+                # Only if nobody claimed it since we looked (another sender or process).
+                unchanged = (
+                    Delivery.claimed_at.is_(None)
+                    if row.claimed_at is None
+                    else Delivery.claimed_at == row.claimed_at
+                )
+                result = session.execute(
+                    update(Delivery)
+                    .where(Delivery.id == row.id, Delivery.state == row.state, unchanged)
+                    .values(state=DeliveryState.SENDING, claimed_at=now)
+                )
+                if result.rowcount == 1:
+                    claimed.append((row.id, row.destination, row.attempts, row.path))
+        return claimed
+
+    def _deliver(self, destination: Destination, rows: list[tuple[int, int, Path]]) -> int:
+        try:
+            results = self._send(
+                [path for _, _, path in rows],
+                host=destination.host,
+                port=destination.port,
+                called_ae=destination.ae_title,
+                calling_ae=self._calling_ae,
+            )
+            by_path = {result.path: result for result in results}
+        except Exception as exc:  # the network or the peer: retried like any failure
+            LOGGER.warning("sending to %s failed: %s", destination.name, exc)
+            by_path = {}
+            error = str(exc)
+        else:
+            error = "no result from the sender"
+        now = self._clock()
+        acknowledged = 0
+        with self._write_lock, self._sessions() as session, session.begin():
+            for delivery_id, attempts, path in rows:
+                result = by_path.get(path)
+                if result is not None and result.outcome in ("sent", "warning"):
+                    values = {
+                        "state": DeliveryState.SENT,
+                        "peer_status": result.status,
+                        "sent_at": now,
+                        "attempts": attempts + 1,
+                        "last_error": result.detail,
+                    }
+                    acknowledged += 1
+                else:
+                    tries = attempts + 1
+                    detail = (result.detail or result.outcome) if result is not None else error
+                    failed = tries >= self._settings.max_attempts
+                    values = {
+                        "state": DeliveryState.FAILED if failed else DeliveryState.PENDING,
+                        "peer_status": result.status if result is not None else None,
+                        "attempts": tries,
+                        "last_error": detail[:2000],
+                        "next_attempt_at": now + backoff(tries, self._settings),
+                    }
+                    log = LOGGER.error if failed else LOGGER.warning
+                    log(
+                        "delivery %d to %s: attempt %d failed (%s)%s",
+                        delivery_id,
+                        destination.name,
+                        tries,
+                        detail,
+                        "; giving up" if failed else "",
+                    )
+                session.execute(
+                    update(Delivery)
+                    .where(Delivery.id == delivery_id, Delivery.state == DeliveryState.SENDING)
+                    .values(**values)
+                )
+        if acknowledged:
+            LOGGER.info("%d result object(s) delivered to %s", acknowledged, destination.name)
+        return acknowledged
+
+    # -- background sending --------------------------------------------------------------
+
+    def start(self) -> None:
+        self._stop.clear()
+        self._thread = threading.Thread(target=self._run, name="outbox", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=30)
+            self._thread = None
+
+    def _run(self) -> None:
+        while not self._stop.wait(self._settings.poll_seconds):
+            try:
+                self.deliver_due()
+            except Exception:  # a locked database or a bad row must not end the sender
+                LOGGER.exception("outbox pass failed; trying again")

@@ -1,0 +1,7 @@
+"""Findings → DICOM objects viewers show: a TID 1500 SR (``sr``), a KOS of key images
+(``kos``) and a SEG of the masks (``seg``); UIDs in ``uids``, codes in ``concepts``.
+
+Writers build datasets and do no I/O; the job pipeline stores and sends them. This
+package imports nothing heavy on its own, so ``assistant.writers.uids`` is cheap for
+the receiving side.
+"""

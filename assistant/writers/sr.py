@@ -1,0 +1,151 @@
+"""Findings → a TID 1500 Imaging Measurement Report (Comprehensive 3D SR).
+
+The report always has a study-level group (the finding present or absent, with the
+study probability), so a negative study says so explicitly; each lesion adds a planar
+ROI group with its Tracking Identifier and UID, the outline on its key slice (a closed
+2D polyline referencing that slice's SOP Instance), and its measurements in UCUM units.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING
+
+import highdicom as hd
+import numpy as np
+from pydicom import Dataset
+
+from assistant.writers import concepts
+from assistant.writers.context import SERIES_NUMBERS, WriterContext, quiet_person_names
+
+if TYPE_CHECKING:
+    from assistant.inference import Lesion, Prediction
+
+
+#: Most lesions one report lists (the largest ones); the SEG carries all of them.
+MAX_REPORTED_LESIONS = 10
+
+
+def _measurement(name, value: float, unit) -> hd.sr.Measurement:  # type: ignore[no-untyped-def]
+    return hd.sr.Measurement(name=name, value=float(value), unit=unit)
+
+
+def _closed_outline(lesion: Lesion, header: Dataset) -> np.ndarray:
+    points = np.asarray(lesion.outline, dtype=np.float32)
+    points[:, 0] = np.clip(points[:, 0], 0, float(header.Columns))
+    points[:, 1] = np.clip(points[:, 1], 0, float(header.Rows))
+    return np.vstack([points, points[:1]])  # a POLYLINE is closed by repeating its start
+
+
+def _study_group(
+    prediction: Prediction, context: WriterContext
+) -> hd.sr.MeasurementsAndQualitativeEvaluations:
+    return hd.sr.MeasurementsAndQualitativeEvaluations(
+        tracking_identifier=hd.sr.TrackingIdentifier(
+            uid=context.identity.uid("study-assessment"), identifier="Study-level assessment"
+        ),
+        finding_type=concepts.FINDING,
+        finding_sites=[hd.sr.FindingSite(concepts.FINDING_SITE)],
+        algorithm_id=context.algorithm(),
+        measurements=[
+            _measurement(concepts.PROBABILITY, prediction.study_probability, concepts.NO_UNITS)
+        ],
+        qualitative_evaluations=[
+            hd.sr.QualitativeEvaluation(
+                concepts.FINDING, concepts.PRESENT if prediction.positive else concepts.ABSENT
+            )
+        ],
+    )
+
+
+def _lesion_group(
+    number: int, lesion: Lesion, header: Dataset, context: WriterContext
+) -> hd.sr.PlanarROIMeasurementsAndQualitativeEvaluations:
+    region = hd.sr.ImageRegion(
+        graphic_type=hd.sr.GraphicTypeValues.POLYLINE,
+        graphic_data=_closed_outline(lesion, header),
+        source_image=hd.sr.SourceImageForRegion(
+            referenced_sop_class_uid=str(header.SOPClassUID),
+            referenced_sop_instance_uid=str(header.SOPInstanceUID),
+        ),
+    )
+    return hd.sr.PlanarROIMeasurementsAndQualitativeEvaluations(
+        tracking_identifier=hd.sr.TrackingIdentifier(
+            uid=context.identity.uid(f"lesion-{number}"), identifier=f"Lesion {number}"
+        ),
+        referenced_region=region,
+        finding_type=concepts.FINDING,
+        finding_category=concepts.FINDING_CATEGORY,
+        finding_sites=[hd.sr.FindingSite(concepts.FINDING_SITE)],
+        algorithm_id=context.algorithm(),
+        measurements=[
+            _measurement(concepts.AREA, lesion.area_mm2, concepts.SQUARE_MILLIMETRE),
+            _measurement(concepts.LONG_AXIS, lesion.longest_diameter_mm, concepts.MILLIMETRE),
+            _measurement(concepts.VOLUME, lesion.volume_ml, concepts.MILLILITRE),
+            _measurement(concepts.MEAN_ATTENUATION, lesion.mean_hu, concepts.HOUNSFIELD_UNIT),
+            _measurement(concepts.PROBABILITY, lesion.probability, concepts.NO_UNITS),
+        ],
+    )
+
+
+def _use_statement(context: WriterContext) -> hd.sr.ContainerContentItem:
+    container = hd.sr.ContainerContentItem(
+        name=concepts.QUALITATIVE_EVALUATIONS,
+        relationship_type=hd.sr.RelationshipTypeValues.CONTAINS,
+    )
+    container.ContentSequence = hd.sr.ContentSequence(
+        [
+            hd.sr.TextContentItem(
+                name=concepts.COMMENT,
+                value=context.use_statement(),
+                relationship_type=hd.sr.RelationshipTypeValues.CONTAINS,
+            )
+        ]
+    )
+    return container
+
+
+@quiet_person_names()
+def build_sr(
+    prediction: Prediction,
+    headers: Mapping[str, Dataset],
+    context: WriterContext,
+    previous_versions: Sequence[Dataset] = (),
+) -> hd.sr.Comprehensive3DSR:
+    """The report of one analysis. `headers` maps every source SOP Instance UID to its
+    header (evidence); `previous_versions` are the SRs this one supersedes."""
+    lesions = prediction.lesions[:MAX_REPORTED_LESIONS]
+    key_headers = list(
+        {
+            lesion.key_sop_instance_uid: headers[lesion.key_sop_instance_uid] for lesion in lesions
+        }.values()
+    )
+    groups: list = [_study_group(prediction, context)]
+    groups += [
+        _lesion_group(n, lesion, headers[lesion.key_sop_instance_uid], context)
+        for n, lesion in enumerate(lesions, start=1)
+    ]
+    report = hd.sr.MeasurementReport(
+        observation_context=hd.sr.ObservationContext(
+            observer_device_context=context.device_observer()
+        ),
+        procedure_reported=concepts.PROCEDURE,
+        imaging_measurements=groups,
+        title=concepts.REPORT_TITLE,
+        referenced_images=key_headers or None,
+    )
+    report[0].ContentSequence.append(_use_statement(context))
+    sr = hd.sr.Comprehensive3DSR(
+        evidence=list(headers.values()),
+        content=report[0],
+        series_instance_uid=context.identity.uid("sr-series"),
+        series_number=SERIES_NUMBERS["sr"],
+        sop_instance_uid=context.identity.uid("sr"),
+        instance_number=1,
+        manufacturer="radassist",
+        is_complete=True,
+        previous_versions=list(previous_versions) or None,
+    )
+    sr.SeriesDescription = context.series_description("report")
+    sr.SoftwareVersions = context.software_versions
+    return sr

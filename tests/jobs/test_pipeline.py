@@ -1,0 +1,210 @@
+"""End to end with Orthanc as the PACS: a study pushed to the node comes back to the
+same study in Orthanc as SR, KOS and SEG, exactly once, even across an outage."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import shutil
+import subprocess
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from pydicom import dcmread
+from sqlalchemy import func, select
+
+from assistant.db import Delivery, DeliveryState, Job, JobState, ResultObject
+from assistant.jobs.worker import Worker
+from assistant.receiver import Receiver
+from assistant.settings import (
+    BUNDLED_MODEL_DIR,
+    DeliverySettings,
+    Destination,
+    ModelSettings,
+    Settings,
+)
+from tests.conftest import (
+    NODE_AE,
+    Orthanc,
+    dicom_files,
+    require_tool,
+    shared_ct,
+    storescu,
+    wait_until,
+)
+from tests.inference.test_bundled_model import insert_lesion
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+FAST_RETRIES = DeliverySettings(backoff_seconds=0.5, max_backoff_seconds=1.0, poll_seconds=0.2)
+
+
+@pytest.fixture
+def start_worker(tmp_path: Path) -> Iterator[Callable[..., Worker]]:
+    started: list[Worker] = []
+
+    def start(node: Receiver, settings: Settings) -> Worker:
+        worker = Worker(settings, node.engine, node.write_lock)
+        worker.start()
+        started.append(worker)
+        return worker
+
+    yield start
+    for worker in started:
+        worker.stop()
+
+
+@pytest.fixture(scope="module")
+def lesion_series(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    folder = tmp_path_factory.mktemp("lesion") / "series"
+    insert_lesion(shared_ct("ge_head_tilted"), folder, radius_mm=15)
+    return folder
+
+
+def _negative_model(tmp_path: Path) -> ModelSettings:
+    """The bundled model with a threshold no probability reaches: every study negative."""
+    folder = tmp_path / "negative-model"
+    shutil.copytree(BUNDLED_MODEL_DIR, folder, ignore=shutil.ignore_patterns("training"))
+    card = json.loads((folder / "model.json").read_text())
+    card["threshold"] = 1.01
+    (folder / "model.json").write_text(json.dumps(card))
+    return ModelSettings(path=str(folder))
+
+
+def _jobs(node: Receiver) -> list[Job]:
+    with node.sessions() as session:
+        return list(session.scalars(select(Job).order_by(Job.id)))
+
+
+def _deliveries(node: Receiver) -> list[Delivery]:
+    with node.sessions() as session:
+        return list(session.scalars(select(Delivery).order_by(Delivery.id)))
+
+
+def _results_in_orthanc(orthanc: Orthanc, study_id: str) -> dict[str, list[str]]:
+    """Modality → instance ids of our result series in the Orthanc study."""
+    found: dict[str, list[str]] = {}
+    for series in orthanc.get(f"/studies/{study_id}/series"):
+        modality = series["MainDicomTags"].get("Modality")
+        if modality in ("SR", "KO", "SEG"):
+            found.setdefault(modality, []).extend(series["Instances"])
+    return found
+
+
+def _push(orthanc: Orthanc, folder: Path) -> str:
+    uploaded = [orthanc.upload(path) for path in dicom_files(folder)]
+    [study_id] = {item["ParentStudy"] for item in uploaded}
+    done = orthanc.post_json(
+        "/modalities/radassist/store", {"Resources": [study_id], "Synchronous": True}
+    )
+    assert done["FailedInstancesCount"] == 0
+    return study_id
+
+
+def _node_and_orthanc(
+    start_node: Callable[..., Receiver], start_orthanc: Callable[..., Orthanc], **sections: Any
+) -> tuple[Receiver, Orthanc, Settings]:
+    node = start_node(quiet_seconds=1.0)
+    orthanc = start_orthanc({"radassist": (NODE_AE, "127.0.0.1", node.scp.port)})
+    destination = Destination("pacs", host="127.0.0.1", port=orthanc.dicom_port, ae_title="ORTHANC")
+    settings = dataclasses.replace(
+        node.settings, destinations=(destination,), delivery=FAST_RETRIES, **sections
+    )
+    return node, orthanc, settings
+
+
+def test_results_reach_the_pacs_once(
+    start_node, start_orthanc, start_worker, lesion_series: Path, tmp_path: Path
+) -> None:
+    node, orthanc, settings = _node_and_orthanc(start_node, start_orthanc)
+    start_worker(node, settings)
+    study_id = _push(orthanc, lesion_series)
+
+    found = wait_until(
+        lambda: (r := _results_in_orthanc(orthanc, study_id)) and len(r) == 3 and r, timeout=90
+    )
+    assert {k: len(v) for k, v in found.items()} == {"SR": 1, "KO": 1, "SEG": 1}
+    [job] = _jobs(node)
+    assert job.state is JobState.DONE and job.positive and job.summary
+    for modality, [instance] in found.items():
+        path = tmp_path / f"{modality}.dcm"
+        path.write_bytes(orthanc.request_bytes(f"/instances/{instance}/file"))
+        done = subprocess.run([require_tool("dciodvfy"), str(path)], capture_output=True, text=True)
+        errors = [line for line in done.stderr.splitlines() if line.startswith("Error")]
+        assert errors == [], (modality, errors)
+        assert (
+            dcmread(path).StudyInstanceUID
+            == dcmread(dicom_files(lesion_series)[0]).StudyInstanceUID
+        )
+
+    # The same study pushed again: no new job, nothing sent twice.
+    _push(orthanc, lesion_series)
+    wait_until(lambda: node.completion.sweep() == [] and len(_jobs(node)) == 1, timeout=10)
+    assert {k: len(v) for k, v in _results_in_orthanc(orthanc, study_id).items()} == {
+        "SR": 1,
+        "KO": 1,
+        "SEG": 1,
+    }
+    deliveries = _deliveries(node)
+    assert len(deliveries) == 3
+    assert all(d.state is DeliveryState.SENT and d.attempts == 1 for d in deliveries)
+    assert all(d.peer_status == 0 for d in deliveries)
+
+
+def test_results_wait_for_the_pacs_and_arrive_once(
+    start_node, start_orthanc, start_worker, lesion_series: Path
+) -> None:
+    node, orthanc, settings = _node_and_orthanc(start_node, start_orthanc)
+    study_id = _push(orthanc, lesion_series)
+    orthanc.stop()
+    start_worker(node, settings)
+
+    wait_until(lambda: (d := _deliveries(node)) and all(x.attempts >= 2 for x in d), timeout=90)
+    assert all(d.state is DeliveryState.PENDING and d.last_error for d in _deliveries(node))
+    orthanc.start()
+    wait_until(lambda: all(d.state is DeliveryState.SENT for d in _deliveries(node)), timeout=30)
+    assert {k: len(v) for k, v in _results_in_orthanc(orthanc, study_id).items()} == {
+        "SR": 1,
+        "KO": 1,
+        "SEG": 1,
+    }
+
+
+def test_a_clean_study_gets_a_negative_report(
+    start_node, start_orthanc, start_worker, tmp_path: Path
+) -> None:
+    node, orthanc, settings = _node_and_orthanc(
+        start_node, start_orthanc, model=_negative_model(tmp_path)
+    )
+    start_worker(node, settings)
+    study_id = _push(orthanc, shared_ct("ge_head_tilted"))
+
+    found = wait_until(lambda: _results_in_orthanc(orthanc, study_id), timeout=90)
+    assert list(found) == ["SR"]
+    [job] = _jobs(node)
+    assert job.positive is False and job.summary.startswith("Negative")
+    sr = tmp_path / "sr.dcm"
+    sr.write_bytes(orthanc.request_bytes(f"/instances/{found['SR'][0]}/file"))
+    dump = subprocess.run([require_tool("dsrdump"), str(sr)], capture_output=True, text=True)
+    assert 'SCT,"Absent")>' in dump.stdout
+
+
+def test_a_late_instance_supersedes_the_report(start_node, start_worker) -> None:
+    node = start_node(quiet_seconds=1.0)
+    start_worker(node, dataclasses.replace(node.settings, delivery=FAST_RETRIES))
+    files = dicom_files(shared_ct("ge_head_tilted"))
+    assert storescu(node.scp.port, files[:-1]).returncode == 0
+    wait_until(lambda: [j.state for j in _jobs(node)] == [JobState.DONE], timeout=90)
+    assert storescu(node.scp.port, files[-1:]).returncode == 0
+    wait_until(lambda: [j.state for j in _jobs(node)] == [JobState.DONE, JobState.DONE], timeout=90)
+    with node.sessions() as session:
+        reports = session.scalars(
+            select(ResultObject).where(ResultObject.kind == "sr").order_by(ResultObject.id)
+        ).all()
+        assert session.scalar(select(func.count()).select_from(Job)) == 2
+    old, new = (dcmread(node.settings.storage.data_dir / r.path) for r in reports)
+    assert new.SOPInstanceUID != old.SOPInstanceUID
+    predecessor = new.PredecessorDocumentsSequence[0].ReferencedSeriesSequence[0]
+    assert predecessor.ReferencedSOPSequence[0].ReferencedSOPInstanceUID == old.SOPInstanceUID

@@ -29,6 +29,7 @@ test: install system-deps
 bench: install system-deps
 	$(BIN)/python bench/ingest.py
 	$(BIN)/python bench/inference.py
+	$(BIN)/python bench/end_to_end.py
 
 # The demo model shipped in the package, trained by our own code on synthetic phantoms
 # (about 20 minutes on 2 CPU cores); its card records this command.

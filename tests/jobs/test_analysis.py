@@ -1,0 +1,65 @@
+"""A job's life in the worker: failed with the error, retried, done; a skipped series
+records why; a job runs once however often its message arrives."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from sqlalchemy import select
+
+from assistant.db import Instance, Job, JobState
+from assistant.jobs.submit import retry_job
+from assistant.jobs.worker import Worker
+from tests.conftest import dicom_files, shared_ct, storescu, wait_until
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+
+def _job(node) -> Job:  # type: ignore[no-untyped-def]
+    with node.sessions() as session:
+        return session.scalars(select(Job)).one()
+
+
+def test_a_failed_job_keeps_its_error_and_can_be_retried(start_node) -> None:
+    node = start_node(quiet_seconds=0.5)
+    assert storescu(node.scp.port, dicom_files(shared_ct("ge_head_tilted"))).returncode == 0
+    wait_until(lambda: _has_job(node), timeout=20)
+    job = _job(node)
+    assert job.state is JobState.QUEUED
+    with node.sessions() as session:
+        path = node.settings.storage.data_dir / session.scalars(select(Instance.path)).first()
+    original = path.read_bytes()
+    path.write_bytes(original[: len(original) - 200_000])  # pixel data cut short
+
+    worker = Worker(node.settings, node.engine, node.write_lock)  # not started: run by hand
+    worker.analysis.run(job.id)
+    failed = _job(node)
+    assert failed.state is JobState.FAILED and failed.reason and failed.attempts == 1
+
+    path.write_bytes(original)
+    queued: list[int] = []
+    assert retry_job(node.sessions, job.id, queued.append)
+    assert queued == [job.id] and _job(node).state is JobState.QUEUED
+    worker.analysis.run(job.id)
+    worker.analysis.run(job.id)  # a second message for the same job: nothing happens
+    done = _job(node)
+    assert done.state is JobState.DONE and done.attempts == 2 and done.summary
+    assert not retry_job(node.sessions, job.id, queued.append)  # only failed jobs
+
+
+def test_a_series_that_does_not_match_is_skipped_with_its_reason(
+    start_node, tmp_path: Path
+) -> None:
+    node = start_node(quiet_seconds=0.5)
+    few = dicom_files(shared_ct("ge_head_tilted"))[:5]
+    assert storescu(node.scp.port, few).returncode == 0
+    wait_until(lambda: _has_job(node), timeout=20)
+    skipped = _job(node)
+    assert skipped.state is JobState.SKIPPED
+    assert "fewer than the 10 required" in skipped.reason
+
+
+def _has_job(node) -> bool:  # type: ignore[no-untyped-def]
+    with node.sessions() as session:
+        return session.scalar(select(Job.id)) is not None

@@ -78,25 +78,11 @@ def cmd_scp(settings: Settings, _args: argparse.Namespace) -> int:
     return _run_receiver(settings, migrate=False, with_worker=False)
 
 
-def _migrated_engine(settings: Settings):  # type: ignore[no-untyped-def]
-    from assistant.db import make_engine
-    from assistant.db.migrate import is_up_to_date
-    from assistant.receiver import DatabaseNotMigrated
-
-    engine = make_engine(settings.database_url)
-    if not is_up_to_date(engine):
-        engine.dispose()
-        raise DatabaseNotMigrated(
-            f"the database {settings.database_url!r} is not at the current schema: "
-            "run `radassist db upgrade`"
-        )
-    return engine
-
-
 def cmd_worker(settings: Settings, _args: argparse.Namespace) -> int:
+    from assistant.db.migrate import migrated_engine
     from assistant.jobs.worker import Worker
 
-    engine = _migrated_engine(settings)
+    engine = migrated_engine(settings.database_url)
     worker = Worker(settings, engine)
     worker.start()
     try:
@@ -112,10 +98,11 @@ def cmd_jobs(settings: Settings, args: argparse.Namespace) -> int:
     from sqlalchemy import select
 
     from assistant.db import Job, Series, make_session_factory
+    from assistant.db.migrate import migrated_engine
     from assistant.jobs.queue import JobQueue, make_huey
     from assistant.jobs.submit import retry_job
 
-    engine = _migrated_engine(settings)
+    engine = migrated_engine(settings.database_url)
     sessions = make_session_factory(engine)
     try:
         if args.jobs_command == "retry":
@@ -425,7 +412,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         return 130
     except Exception as exc:
-        from assistant.receiver import DatabaseNotMigrated
+        from assistant.db.migrate import DatabaseNotMigrated
 
         if isinstance(exc, (DatabaseNotMigrated, OSError)):
             print(f"radassist: {exc}", file=sys.stderr)

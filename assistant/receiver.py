@@ -10,8 +10,8 @@ import ssl
 import sys
 from collections.abc import Callable
 
-from assistant.db import make_engine, make_session_factory, make_write_lock
-from assistant.db.migrate import is_up_to_date
+from assistant.db import make_session_factory, make_write_lock
+from assistant.db.migrate import migrated_engine
 from assistant.ingest import Ingest
 from assistant.jobs.completion import CompletedSeries, SeriesCompletion
 from assistant.jobs.queue import JobQueue, make_huey
@@ -21,10 +21,6 @@ from assistant.store import InstanceStore
 from dicom_node import StorageSCP
 
 LOGGER = logging.getLogger(__name__)
-
-
-class DatabaseNotMigrated(RuntimeError):
-    """The database is missing tables or is behind the code: run `radassist db upgrade`."""
 
 
 def tls_context(node: NodeSettings) -> ssl.SSLContext | None:
@@ -49,12 +45,7 @@ class Receiver:
         self, settings: Settings, on_complete: Callable[[CompletedSeries], None] | None = None
     ) -> None:
         self.settings = settings
-        self.engine = make_engine(settings.database_url)
-        if not is_up_to_date(self.engine):
-            self.engine.dispose()
-            raise DatabaseNotMigrated(
-                f"the database {self.engine.url!r} is not at the current schema: run `radassist db upgrade`"
-            )
+        self.engine = migrated_engine(settings.database_url)
         self.sessions = make_session_factory(self.engine)
         self.write_lock = write_lock = make_write_lock(self.engine)
         if on_complete is None:

@@ -34,3 +34,20 @@ def is_up_to_date(engine: Engine) -> bool:
     head = ScriptDirectory.from_config(alembic_config(str(engine.url))).get_current_head()
     with engine.connect() as connection:
         return MigrationContext.configure(connection).get_current_revision() == head
+
+
+class DatabaseNotMigrated(RuntimeError):
+    """The database is missing tables or is behind the code: run `radassist db upgrade`."""
+
+
+def migrated_engine(url: str) -> Engine:
+    """An engine for `url`, refusing a database that is not at the current schema."""
+    from assistant.db.session import make_engine
+
+    engine = make_engine(url)
+    if not is_up_to_date(engine):
+        engine.dispose()
+        raise DatabaseNotMigrated(
+            f"the database {engine.url!r} is not at the current schema: run `radassist db upgrade`"
+        )
+    return engine

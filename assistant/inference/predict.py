@@ -16,7 +16,7 @@ import numpy as np
 import torch
 from scipy import ndimage
 
-from assistant.imaging import read_series, resize, to_windows
+from assistant.imaging import SeriesGeometry, read_series, resize, to_windows
 from assistant.model import LoadedModel, fused_for_inference
 
 #: Lesions smaller than this (mL) are dropped as noise.
@@ -110,14 +110,17 @@ def _outline(component: np.ndarray, scale: float) -> list[tuple[float, float]]:
 
 @torch.inference_mode()
 def predict_series(
-    loaded: LoadedModel, folder: Path, batch: int = 32, threads: int | None = None
+    loaded: LoadedModel,
+    folder: Path | SeriesGeometry,
+    batch: int = 32,
+    threads: int | None = None,
 ) -> Prediction:
-    """Run the model over one series folder."""
+    """Run the model over one series folder (or a series already read from one)."""
     if threads:
         torch.set_num_threads(threads)
     card = loaded.card
     network = fused_for_inference(loaded.network).to(memory_format=torch.channels_last)
-    series = read_series(folder)
+    series = folder if isinstance(folder, SeriesGeometry) else read_series(folder)
     size = card.image_size
     features, mask_probs, hu_small = [], [], []
 
@@ -194,7 +197,6 @@ def _lesions(
         areas = component.reshape(len(component), -1).sum(axis=1) * pixel_mm**2
         volume_ml = float((areas * thickness).sum() / 1000.0)
         if volume_ml < MIN_LESION_ML:
-            labelled[component] = 0
             continue
         slices = np.flatnonzero(areas)
         key = int(slices[np.argmax(areas[slices])])
@@ -229,9 +231,8 @@ def _lesions(
             )
         )
     found.sort(key=lambda lesion: -lesion.volume_ml)
-    relabelled = np.zeros(labelled.shape, dtype=np.uint8)
-    kept = []
-    for rank, lesion in enumerate(found[:255], start=1):
-        relabelled[labelled == lesion.label] = rank
-        kept.append(replace(lesion, label=rank))
-    return kept, relabelled
+    kept = [replace(lesion, label=rank) for rank, lesion in enumerate(found[:255], start=1)]
+    rank_of_label = np.zeros(count + 1, dtype=np.uint8)  # dropped components map to 0
+    for lesion, ranked in zip(found, kept, strict=False):
+        rank_of_label[lesion.label] = ranked.label
+    return kept, rank_of_label[labelled]

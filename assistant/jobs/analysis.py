@@ -25,7 +25,7 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from assistant.db import Job, JobState, ResultKind, ResultObject, Series, Study, utcnow
-from assistant.imaging import UnreadableSeries, read_series
+from assistant.imaging import SeriesGeometry, UnreadableSeries, read_series
 from assistant.inference import Prediction, predict_series
 from assistant.jobs.outbox import Outbox
 from assistant.model import LoadedModel
@@ -99,9 +99,12 @@ class Analysis:
             return
         started = time.perf_counter()
         try:
-            prediction = self._predict(job)
+            series = read_series(
+                self._settings.storage.instances_dir / job.study_uid / job.series_uid
+            )
+            prediction = predict_series(self._model, series)
             seconds = time.perf_counter() - started
-            written = self._write(job, prediction)
+            written = self._write(job, series, prediction)
         except UnreadableSeries as exc:
             self._finish(job_id, JobState.SKIPPED, reason=f"the model cannot read it: {exc}")
             return
@@ -148,10 +151,6 @@ class Analysis:
             row.series_pk, row.study_instance_uid, row.series_instance_uid, row.input_digest
         )
 
-    def _predict(self, job: _JobInput) -> Prediction:
-        folder = self._settings.storage.instances_dir / job.study_uid / job.series_uid
-        return predict_series(self._model, folder)
-
     def _previous_reports(self, job: _JobInput) -> list[Dataset]:
         """The latest SR of this series by this model from other inputs: superseded."""
         card = self._model.card
@@ -178,11 +177,9 @@ class Analysis:
             return []
 
     def _write(
-        self, job: _JobInput, prediction: Prediction
+        self, job: _JobInput, series: SeriesGeometry, prediction: Prediction
     ) -> list[tuple[ResultKind, Dataset, str]]:
         card = self._model.card
-        folder = self._settings.storage.instances_dir / job.study_uid / job.series_uid
-        series = read_series(folder)
         headers = {
             s.sop_instance_uid: evidence_header(dcmread(s.path, stop_before_pixels=True))
             for s in series.slices
@@ -196,12 +193,7 @@ class Analysis:
         objects: list[tuple[ResultKind, Dataset | None]] = [
             (ResultKind.SR, build_sr(prediction, headers, context, self._previous_reports(job))),
             (ResultKind.KOS, build_kos(prediction, headers, context)),
-            (
-                ResultKind.SEG,
-                build_seg(
-                    prediction, [headers[s.sop_instance_uid] for s in prediction.slices], context
-                ),
-            ),
+            (ResultKind.SEG, build_seg(prediction, list(headers.values()), context)),
         ]
         written = []
         for kind, dataset in objects:

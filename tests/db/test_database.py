@@ -18,8 +18,8 @@ from assistant.db import (
     Study,
     make_engine,
 )
-from assistant.db.migrate import downgrade, is_up_to_date, upgrade
-from assistant.receiver import DatabaseNotMigrated, Receiver
+from assistant.db.migrate import DatabaseNotMigrated, downgrade, is_up_to_date, upgrade
+from assistant.receiver import Receiver
 from dicom_node import send_files
 from tests.conftest import dicom_files, shared_ct
 

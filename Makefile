@@ -43,12 +43,12 @@ phantoms: install
 	$(BIN)/python -m assistant.training.montage docs/phantoms.png
 
 lint: install
-	$(BIN)/ruff check assistant dicom_node migrations tests bench
-	$(BIN)/ruff format --check assistant dicom_node migrations tests bench
+	$(BIN)/ruff check assistant dicom_node migrations tests bench web
+	$(BIN)/ruff format --check assistant dicom_node migrations tests bench web
 
 format: install
-	$(BIN)/ruff check --fix assistant dicom_node migrations tests bench
-	$(BIN)/ruff format assistant dicom_node migrations tests bench
+	$(BIN)/ruff check --fix assistant dicom_node migrations tests bench web
+	$(BIN)/ruff format assistant dicom_node migrations tests bench web
 
 clean:
 	rm -rf $(VENV) var .pytest_cache test-artifacts

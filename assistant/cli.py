@@ -21,11 +21,6 @@ from assistant.settings import Settings, SettingsError, load_settings
 
 LOGGER = logging.getLogger("assistant")
 
-#: Real CT series shipped beside the repository (../shared), used by the demo if present.
-_SHARED_DEMO_SERIES = (
-    Path(__file__).resolve().parent.parent.parent / "shared/data/ct/ge_head_tilted"
-)
-
 
 def _configure_logging(verbose: bool) -> None:
     logging.basicConfig(
@@ -36,6 +31,7 @@ def _configure_logging(verbose: bool) -> None:
     # pynetdicom logs identifiers at INFO; ours say what matters without PHI.
     logging.getLogger("pynetdicom").setLevel(logging.WARNING)
     logging.getLogger("alembic.runtime.plugins").setLevel(logging.WARNING)
+    logging.getLogger("highdicom").setLevel(logging.WARNING)
 
 
 def _wait_for_signal() -> None:
@@ -45,37 +41,99 @@ def _wait_for_signal() -> None:
     stop.wait()
 
 
-def _run_receiver(settings: Settings, *, migrate: bool, with_worker: bool) -> int:
+def _hint_first_user(engine) -> None:  # type: ignore[no-untyped-def]
+    from assistant.db import make_session_factory
+    from assistant.users import user_count
+
+    if user_count(make_session_factory(engine)) == 0:
+        LOGGER.warning(
+            "no dashboard user yet: create the admin with "
+            "`radassist user add admin --role admin` (there is no default password)"
+        )
+
+
+def _run_receiver(settings: Settings, *, migrate: bool, with_worker: bool, with_web: bool) -> int:
     from assistant.db.migrate import upgrade
     from assistant.receiver import Receiver
 
     if migrate:
         upgrade(settings.database_url)
     receiver = Receiver(settings)
-    worker = None
+    worker = web = None
     if with_worker:
         from assistant.jobs.worker import Worker
 
         worker = Worker(settings, receiver.engine, receiver.write_lock)
+    if with_web:
+        from web.server import WebServer
+
+        web = WebServer(settings, receiver.engine)
+        _hint_first_user(receiver.engine)
     receiver.start()
-    if worker is not None:
-        worker.start()
+    for part in (worker, web):
+        if part is not None:
+            part.start()
     try:
         _wait_for_signal()
     finally:
         LOGGER.info("stopping")
-        receiver.stop()
-        if worker is not None:
-            worker.stop()
+        for part in (web, receiver, worker):
+            if part is not None:
+                part.stop()
     return 0
 
 
 def cmd_serve(settings: Settings, _args: argparse.Namespace) -> int:
-    return _run_receiver(settings, migrate=True, with_worker=True)
+    return _run_receiver(settings, migrate=True, with_worker=True, with_web=True)
 
 
 def cmd_scp(settings: Settings, _args: argparse.Namespace) -> int:
-    return _run_receiver(settings, migrate=False, with_worker=False)
+    return _run_receiver(settings, migrate=False, with_worker=False, with_web=False)
+
+
+def cmd_web(settings: Settings, _args: argparse.Namespace) -> int:
+    from assistant.db.migrate import migrated_engine
+    from web.server import WebServer
+
+    engine = migrated_engine(settings.database_url)
+    server = WebServer(settings, engine)
+    _hint_first_user(engine)
+    server.start()
+    try:
+        _wait_for_signal()
+    finally:
+        LOGGER.info("stopping")
+        server.stop()
+        engine.dispose()
+    return 0
+
+
+def _read_password(args: argparse.Namespace) -> str:
+    import getpass
+
+    if args.password_stdin:
+        return sys.stdin.readline().rstrip("\n")
+    first = getpass.getpass("Password: ")
+    if getpass.getpass("Again: ") != first:
+        raise SystemExit("radassist: the passwords differ")
+    return first
+
+
+def cmd_user(settings: Settings, args: argparse.Namespace) -> int:
+    from assistant.db import make_session_factory
+    from assistant.db.migrate import migrated_engine
+    from assistant.users import UserError, add_user
+
+    engine = migrated_engine(settings.database_url)
+    try:
+        account = add_user(make_session_factory(engine), args.name, _read_password(args), args.role)
+    except UserError as exc:
+        print(f"radassist: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        engine.dispose()
+    print(f"user {account.username} ({account.role.value}) created")
+    return 0
 
 
 def cmd_worker(settings: Settings, _args: argparse.Namespace) -> int:
@@ -160,27 +218,51 @@ def cmd_send(settings: Settings, args: argparse.Namespace) -> int:
     return 1 if counts["failed"] else 0
 
 
+def _demo_login(settings: Settings, engine) -> tuple[str, str]:  # type: ignore[no-untyped-def]
+    """The demo's admin login: made once with a random password kept (0600) under the data
+    folder, so every demo run can print it. There is never a default password."""
+    import os
+    import secrets
+
+    from assistant.db import make_session_factory
+    from assistant.users import add_user
+
+    sessions = make_session_factory(engine)
+    remembered = settings.storage.data_dir / "demo-login.txt"
+    if remembered.is_file():
+        name, password = remembered.read_text().split("\n", 1)
+        return name, password.strip()
+    password = secrets.token_urlsafe(12)
+    add_user(sessions, "demo", password, "admin")
+    fd = os.open(remembered, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        handle.write(f"demo\n{password}\n")
+    return "demo", password
+
+
 def cmd_demo(settings: Settings, args: argparse.Namespace) -> int:
     from assistant.db.migrate import upgrade
-    from assistant.demo_series import write_demo_series
+    from assistant.demo_series import write_demo_head
     from assistant.jobs.worker import Worker
     from assistant.receiver import Receiver
     from dicom_node import send_files
+    from web.server import WebServer
 
     upgrade(settings.database_url)
     receiver = Receiver(settings)
     worker = Worker(settings, receiver.engine, receiver.write_lock)
+    web = WebServer(settings, receiver.engine)
+    login = _demo_login(settings, receiver.engine)
     receiver.start()
     worker.start()
+    web.start()
     try:
         with tempfile.TemporaryDirectory() as scratch:
             if args.study:
                 series = Path(args.study)
-            elif _SHARED_DEMO_SERIES.is_dir():
-                series = _SHARED_DEMO_SERIES
             else:
                 series = Path(scratch)
-                write_demo_series(series)
+                write_demo_head(series)
             results = send_files(
                 [series],
                 host="127.0.0.1",
@@ -190,8 +272,9 @@ def cmd_demo(settings: Settings, args: argparse.Namespace) -> int:
             )
         sent = sum(not r.failed for r in results)
         print(
-            f"\nDemo study sent: {sent}/{len(results)} instances from {series} stored under "
-            f"{settings.storage.instances_dir}.\n"
+            f"\nDemo study sent: {sent}/{len(results)} instances from "
+            f"{'a synthetic head CT with a lesion' if not args.study else series}.\n"
+            f"Dashboard: {web.url}  (log in as {login[0]!r} with password {login[1]!r})\n"
             f"DICOM node {settings.node.ae_title} listens on port {receiver.scp.port}; "
             f"send more with: radassist send PATH --host 127.0.0.1 --port {receiver.scp.port} "
             f"--aec {settings.node.ae_title}\nPress Ctrl-C to stop.",
@@ -201,6 +284,7 @@ def cmd_demo(settings: Settings, args: argparse.Namespace) -> int:
             return 0 if sent == len(results) else 1
         _wait_for_signal()
     finally:
+        web.stop()
         receiver.stop()
         worker.stop()
     return 0
@@ -313,7 +397,7 @@ def build_parser() -> argparse.ArgumentParser:
     command(
         "serve",
         "Migrate the database, then run the DICOM node, series completion, the analysis "
-        "worker and the outbox in one process (the dashboard joins as it is built).",
+        "worker, the outbox and the dashboard in one process.",
     ).set_defaults(func=cmd_serve)
     command(
         "scp",
@@ -323,6 +407,19 @@ def build_parser() -> argparse.ArgumentParser:
     command(
         "worker", "Run queued analyses and send their results (scale out with more of these)."
     ).set_defaults(func=cmd_worker)
+    command("web", "Run the dashboard, JSON API and /metrics alone (waitress).").set_defaults(
+        func=cmd_web
+    )
+
+    user = command("user", "Dashboard users.")
+    user_commands = user.add_subparsers(dest="user_command", required=True, metavar="ACTION")
+    add = user_commands.add_parser("add", help="Create a user (asks for the password twice).")
+    add.add_argument("name", metavar="NAME")
+    add.add_argument("--role", required=True, choices=["admin", "viewer"])
+    add.add_argument(
+        "--password-stdin", action="store_true", help="read the password from one line of stdin"
+    )
+    user.set_defaults(func=cmd_user)
 
     jobs = command("jobs", "List analysis jobs, or retry a failed one.")
     jobs_commands = jobs.add_subparsers(dest="jobs_command", required=True, metavar="ACTION")
@@ -388,7 +485,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     demo = command("demo", "What `make demo` runs: start the node and send it a demo study.")
     demo.add_argument(
-        "--study", metavar="DIR", help="series folder to send (default: a bundled or synthetic one)"
+        "--study",
+        metavar="DIR",
+        help="series folder to send (default: a synthetic head CT with a lesion)",
     )
     demo.add_argument(
         "--exit-after-send", action="store_true", help="stop once the study is sent (for scripts)"

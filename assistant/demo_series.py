@@ -68,3 +68,16 @@ def write_demo_series(folder: Path, count: int = 24, seed: int = 0) -> list[Path
         ds.save_as(path, enforce_file_format=True)
         paths.append(path)
     return paths
+
+
+#: The demo's head CT: a phantom from our own generator with a clear hyperdense lesion.
+DEMO_HEAD_SEED = 7
+
+
+def write_demo_head(folder: Path, seed: int = DEMO_HEAD_SEED) -> list[Path]:
+    """Write a synthetic head CT with a lesion (the training generator's, at 512²)."""
+    from assistant.training.phantom_dicom import write_case
+    from assistant.training.phantoms import make_case
+
+    case = make_case(seed, positive=True, max_slices=32, lesion_sizes=(18.0, 35.0))
+    return write_case(case, folder, patient_id="DEMO-0001")

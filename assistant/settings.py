@@ -73,10 +73,21 @@ class NodeSettings:
 class WebSettings:
     host: str = "127.0.0.1"
     port: int = 8080
-    secret_key_file: str = "var/secret_key"
+    #: Signs session cookies; created (0600) on first start. Default <data_dir>/secret_key.
+    secret_key_file: str = ""
+    #: Send cookies only over HTTPS: set it when a TLS proxy fronts the dashboard.
+    secure_cookies: bool = False
+    #: A login lasts this long.
+    session_hours: int = 12
+    #: Worker threads of the waitress server.
+    threads: int = 8
 
     def __post_init__(self) -> None:
-        _check_port("web.port", self.port)
+        _check_port("web.port", self.port, allow_any=True)  # 0: any free port
+        if self.session_hours < 1:
+            raise SettingsError("web.session_hours must be at least 1")
+        if self.threads < 1:
+            raise SettingsError("web.threads must be at least 1")
 
 
 @dataclass(frozen=True)
@@ -242,6 +253,11 @@ class Settings:
         names = [d.name for d in self.destinations]
         if len(names) != len(set(names)):
             raise SettingsError(f"destinations: names must be unique, got {names}")
+
+    @property
+    def secret_key_path(self) -> Path:
+        """The file holding the dashboard's session-signing key."""
+        return Path(self.web.secret_key_file or self.storage.data_dir / "secret_key")
 
     @property
     def database_url(self) -> str:

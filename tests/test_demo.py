@@ -43,10 +43,14 @@ def test_demo_command_stores_the_demo_study(
 ) -> None:
     monkeypatch.setenv("RADASSIST_STORAGE__DATA_DIR", str(tmp_path / "var"))
     monkeypatch.setenv("RADASSIST_NODE__PORT", "0")
+    monkeypatch.setenv("RADASSIST_WEB__PORT", "0")
     study = tmp_path / "study"
     write_demo_series(study, count=12)
     assert main(["demo", "--study", str(study), "--exit-after-send"]) == 0
-    assert "Demo study sent: 12/12" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "Demo study sent: 12/12" in out
+    assert "Dashboard: http://127.0.0.1:" in out and "log in as 'demo'" in out
+    assert (tmp_path / "var" / "demo-login.txt").stat().st_mode & 0o077 == 0
     engine = create_engine(f"sqlite:///{tmp_path / 'var' / 'radassist.db'}")
     with engine.connect() as connection:
         assert connection.scalar(select(func.count(Instance.id))) == 12

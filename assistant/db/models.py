@@ -246,3 +246,60 @@ class Delivery(Base):
     sent_at: Mapped[datetime | None] = mapped_column(DateTime)
 
     result: Mapped[ResultObject] = relationship(back_populates="deliveries")
+
+
+class Role(enum.StrEnum):
+    VIEWER = "viewer"
+    ADMIN = "admin"
+
+
+class User(Base):
+    """A dashboard user. Passwords are stored only as salted hashes (werkzeug's scrypt)."""
+
+    __tablename__ = "user_account"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    username: Mapped[str] = mapped_column(String(64), unique=True)
+    password_hash: Mapped[str] = mapped_column(String(256))
+    role: Mapped[Role] = mapped_column(_enum(Role, "user_role"))
+    active: Mapped[bool] = mapped_column(Boolean, default=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime)
+    last_login_at: Mapped[datetime | None] = mapped_column(DateTime)
+
+
+class AuditEvent(Base):
+    """Who did what, when, from where: logins, failed logins, study views, feedback,
+    retries. Never deleted by the application."""
+
+    __tablename__ = "audit_event"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    at: Mapped[datetime] = mapped_column(DateTime, index=True)
+    username: Mapped[str] = mapped_column(String(64), default="")
+    action: Mapped[str] = mapped_column(String(32), index=True)
+    #: What the action was about: a Study Instance UID, a job or delivery id, or "".
+    target: Mapped[str] = mapped_column(String(128), default="")
+    remote_addr: Mapped[str] = mapped_column(String(64), default="")
+    detail: Mapped[str] = mapped_column(Text, default="")
+
+
+class FeedbackVerdict(enum.StrEnum):
+    ACCEPT = "accept"
+    REJECT = "reject"
+
+
+class Feedback(Base):
+    """A radiologist's verdict on one finding of a job: a lesion (by its index in the
+    job's findings) or, with lesion_index NULL, the study-level verdict."""
+
+    __tablename__ = "feedback"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    job_pk: Mapped[int] = mapped_column(ForeignKey("job.id", ondelete="CASCADE"), index=True)
+    lesion_index: Mapped[int | None] = mapped_column(Integer)
+    verdict: Mapped[FeedbackVerdict] = mapped_column(_enum(FeedbackVerdict, "feedback_verdict"))
+    comment: Mapped[str] = mapped_column(Text, default="")
+    username: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(DateTime)
+
+    job: Mapped[Job] = relationship()

@@ -96,16 +96,8 @@ class Outbox:
 
     def retry(self, delivery_id: int) -> bool:
         """Make a failed (or pending) delivery due now; False if it was already sent."""
-        with self._write_lock, self._sessions() as session, session.begin():
-            result = session.execute(
-                update(Delivery)
-                .where(
-                    Delivery.id == delivery_id,
-                    Delivery.state.in_([DeliveryState.FAILED, DeliveryState.PENDING]),
-                )
-                .values(state=DeliveryState.PENDING, next_attempt_at=self._clock(), attempts=0)
-            )
-        return result.rowcount == 1
+        with self._write_lock:
+            return make_due(self._sessions, delivery_id, self._clock())
 
     def deliver_due(self) -> int:
         """Send every due row; returns how many were acknowledged."""
@@ -239,3 +231,19 @@ class Outbox:
                 self.deliver_due()
             except Exception:  # a locked database or a bad row must not end the sender
                 LOGGER.exception("outbox pass failed; trying again")
+
+
+def make_due(sessions: sessionmaker[Session], delivery_id: int, now: datetime) -> bool:
+    """Make a failed (or pending) delivery due at `now` with a fresh count of attempts;
+    False if there is no such row or it was sent (a sent result is never sent again).
+    Any process may call it: the outbox that owns the destination picks the row up."""
+    with sessions() as session, session.begin():
+        result = session.execute(
+            update(Delivery)
+            .where(
+                Delivery.id == delivery_id,
+                Delivery.state.in_([DeliveryState.FAILED, DeliveryState.PENDING]),
+            )
+            .values(state=DeliveryState.PENDING, next_attempt_at=now, attempts=0)
+        )
+    return result.rowcount == 1

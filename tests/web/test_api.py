@@ -1,0 +1,104 @@
+"""The JSON API, its OpenAPI document and the Prometheus metrics."""
+
+from __future__ import annotations
+
+import base64
+
+import pytest
+from flask.testing import FlaskClient
+
+from tests.web.conftest import ADMIN, VIEWER, Site, csrf_token
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+
+def basic(user: tuple[str, str]) -> dict[str, str]:
+    token = base64.b64encode(f"{user[0]}:{user[1]}".encode()).decode()
+    return {"Authorization": f"Basic {token}"}
+
+
+def test_studies_with_basic_auth(site: Site, anonymous: FlaskClient) -> None:
+    data = anonymous.get("/api/v1/studies", headers=basic(VIEWER)).get_json()
+    assert data["total"] == 1
+    (study,) = data["studies"]
+    assert study["study_instance_uid"] == site.study_uid
+    assert study["verdict"] == "positive" and study["probability"] > 0.5
+    assert study["patient_id"] == "DEMO-0001"
+
+
+def test_wrong_basic_password_is_401(anonymous: FlaskClient) -> None:
+    response = anonymous.get("/api/v1/studies", headers=basic((VIEWER[0], "nope")))
+    assert response.status_code == 401
+
+
+def test_a_study_and_its_findings(site: Site, viewer: FlaskClient) -> None:
+    study = viewer.get(f"/api/v1/studies/{site.study_uid}").get_json()
+    assert [s["status"] for s in study["series"]] in (["failed"], ["delivered"])
+    findings = viewer.get(f"/api/v1/studies/{site.study_uid}/findings").get_json()
+    (analysis,) = findings["analyses"]
+    assert analysis["job_id"] == site.job_id and analysis["positive"] is True
+    assert analysis["lesions"] and {"key_sop_instance_uid", "volume_ml", "outline"} <= set(
+        analysis["lesions"][0]
+    )
+    assert len(analysis["slices"]) == 32
+    assert {r["kind"] for r in analysis["results"]} >= {"sr", "kos"}
+    assert viewer.get("/api/v1/studies/1.2.3/findings").status_code == 404
+
+
+def test_feedback_by_api(site: Site, viewer: FlaskClient, anonymous: FlaskClient) -> None:
+    url = f"/api/v1/studies/{site.study_uid}/feedback"
+    body = {"job_id": site.job_id, "finding": "study", "verdict": "accept", "comment": "agree"}
+    # A browser session must send the CSRF token; Basic auth needs none.
+    assert viewer.post(url, json=body).status_code == 400
+    token = csrf_token(viewer, "/")
+    created = viewer.post(url, json=body, headers={"X-CSRFToken": token})
+    assert created.status_code == 201
+    by_script = anonymous.post(url, json={**body, "finding": 0}, headers=basic(ADMIN))
+    assert by_script.status_code == 201
+    listed = viewer.get(url).get_json()["feedback"]
+    assert {f["id"] for f in listed} >= {created.get_json()["id"], by_script.get_json()["id"]}
+    assert (
+        anonymous.post(url, json={**body, "verdict": "meh"}, headers=basic(ADMIN)).status_code
+        == 400
+    )
+    assert (
+        anonymous.post(url, json={**body, "job_id": 999}, headers=basic(ADMIN)).status_code == 404
+    )
+    assert anonymous.post(url, data="not json", headers=basic(ADMIN)).status_code == 400
+
+
+def test_jobs(site: Site, viewer: FlaskClient) -> None:
+    jobs = viewer.get("/api/v1/jobs?state=done").get_json()["jobs"]
+    assert [j["id"] for j in jobs] == [site.job_id]
+    assert jobs[0]["inference_seconds"] > 0
+    assert viewer.get("/api/v1/jobs?state=failed").get_json()["jobs"] == []
+    assert viewer.get("/api/v1/jobs?state=weird").status_code == 400
+
+
+def test_openapi_describes_every_route(site: Site, viewer: FlaskClient) -> None:
+    document = viewer.get("/api/v1/openapi.json").get_json()
+    assert document["openapi"].startswith("3.")
+    documented = {
+        (path, method.upper()) for path, item in document["paths"].items() for method in item
+    }
+    served = set()
+    for rule in site.app.url_map.iter_rules():
+        if rule.endpoint.startswith("api."):
+            path = rule.rule.removeprefix("/api/v1").replace("<", "{").replace(">", "}")
+            served |= {(path, m) for m in rule.methods - {"HEAD", "OPTIONS"}}
+    assert documented == served
+
+
+def test_metrics(site: Site, anonymous: FlaskClient) -> None:
+    response = anonymous.get("/metrics", headers=basic(VIEWER))
+    assert response.status_code == 200 and response.mimetype == "text/plain"
+    text = response.get_data(as_text=True)
+    assert "radassist_instances_received_total 32.0" in text
+    assert 'radassist_jobs{state="done"} 1.0' in text
+    assert 'radassist_series{state="complete"} 1.0' in text
+    assert "radassist_inference_seconds_total" in text
+    assert "radassist_deliveries{state=" in text
+    assert (
+        "# TYPE radassist_feedback_total counter" in text
+        or "# TYPE radassist_feedback counter" in text
+    )

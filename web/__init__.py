@@ -1,0 +1,90 @@
+"""The dashboard, JSON API and operations endpoints: a Flask app built by `create_app`.
+
+Imports flow one way: web -> assistant -> dicom_node. No torch here.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+from flask import Flask, render_template, request
+from flask_wtf.csrf import CSRFError, CSRFProtect
+from sqlalchemy import Engine
+
+from assistant.db import make_session_factory
+from assistant.settings import Settings
+from web.context import WebContext, load_or_create_secret
+
+#: Content Security Policy: our own scripts, styles and images only, no inline script.
+_CSP = (
+    "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; "
+    "object-src 'none'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'"
+)
+
+
+def create_app(settings: Settings, engine: Engine) -> Flask:
+    """The web app over a migrated database (the caller owns the engine)."""
+    from web import api, auth, dashboard, ops
+
+    app = Flask(__name__)
+    app.config.update(
+        SECRET_KEY=load_or_create_secret(settings.secret_key_path),
+        SESSION_COOKIE_NAME="radassist_session",
+        SESSION_COOKIE_HTTPONLY=True,
+        SESSION_COOKIE_SAMESITE="Lax",
+        SESSION_COOKIE_SECURE=settings.web.secure_cookies,
+        REMEMBER_COOKIE_HTTPONLY=True,
+        REMEMBER_COOKIE_SECURE=settings.web.secure_cookies,
+        PERMANENT_SESSION_LIFETIME=timedelta(hours=settings.web.session_hours),
+        # CSRF is checked in before_request below, so that Basic-auth API calls skip it.
+        WTF_CSRF_CHECK_DEFAULT=False,
+        WTF_CSRF_TIME_LIMIT=None,
+        MAX_CONTENT_LENGTH=1 << 20,
+    )
+    app.extensions["radassist"] = WebContext(settings, make_session_factory(engine))
+    csrf = CSRFProtect(app)
+    auth.init_login(app)
+
+    @app.before_request
+    def _csrf() -> None:
+        if request.method in ("GET", "HEAD", "OPTIONS"):
+            return
+        if request.authorization is not None and request.authorization.type == "basic":
+            return
+        csrf.protect()
+
+    @app.after_request
+    def _headers(response: Any) -> Any:
+        response.headers.setdefault("Content-Security-Policy", _CSP)
+        response.headers.setdefault("X-Content-Type-Options", "nosniff")
+        response.headers.setdefault("X-Frame-Options", "DENY")
+        response.headers.setdefault("Referrer-Policy", "same-origin")
+        if request.endpoint not in ("static",):
+            response.headers.setdefault("Cache-Control", "no-store")
+        return response
+
+    @app.errorhandler(CSRFError)
+    def _csrf_error(error: CSRFError) -> Any:
+        if request.path.startswith("/api/"):
+            return {"error": f"CSRF check failed: {error.description}"}, 400
+        return render_template("error.html", code=400, message=error.description), 400
+
+    for code, message in ((403, "You may not do that."), (404, "Not found."), (413, "Too large.")):
+        app.register_error_handler(code, _error_page(code, message))
+
+    app.register_blueprint(auth.blueprint)
+    app.register_blueprint(dashboard.blueprint)
+    app.register_blueprint(api.blueprint, url_prefix="/api/v1")
+    app.register_blueprint(ops.blueprint)
+    app.jinja_env.globals["node_ae_title"] = settings.node.ae_title
+    return app
+
+
+def _error_page(code: int, message: str) -> Any:
+    def handler(_error: Exception) -> Any:
+        if request.path.startswith("/api/"):
+            return {"error": message}, code
+        return render_template("error.html", code=code, message=message), code
+
+    return handler

@@ -1,0 +1,89 @@
+"""What a user may change: feedback on findings, and a failed delivery sent again. Each
+is audited by the caller."""
+
+from __future__ import annotations
+
+import json
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session, sessionmaker
+
+from assistant.db import (
+    Delivery,
+    Feedback,
+    FeedbackVerdict,
+    Job,
+    JobState,
+    ResultObject,
+    Series,
+    Study,
+    utcnow,
+)
+from assistant.jobs.outbox import make_due
+
+MAX_COMMENT = 2000
+
+
+class ActionError(ValueError):
+    """A request that cannot be done as asked."""
+
+
+class NotFound(ActionError):
+    """The request names something that is not there."""
+
+
+def add_feedback(
+    sessions: sessionmaker[Session],
+    study_instance_uid: str,
+    job_id: int,
+    lesion_index: int | None,
+    verdict: str,
+    comment: str,
+    username: str,
+) -> int:
+    """Store a verdict on one finding of a job of this study; returns the feedback id."""
+    try:
+        verdict_value = FeedbackVerdict(verdict)
+    except ValueError:
+        raise ActionError("verdict must be accept or reject") from None
+    comment = comment.strip()
+    if len(comment) > MAX_COMMENT:
+        raise ActionError(f"a comment has at most {MAX_COMMENT} characters")
+    with sessions() as session, session.begin():
+        job = session.execute(
+            select(Job)
+            .join(Series, Series.id == Job.series_pk)
+            .join(Study, Study.id == Series.study_pk)
+            .where(Job.id == job_id, Study.study_instance_uid == study_instance_uid)
+        ).scalar_one_or_none()
+        if job is None or job.state is not JobState.DONE:
+            raise NotFound("no finished analysis with that id in this study")
+        lesions = json.loads(job.findings_json).get("lesions", []) if job.findings_json else []
+        if lesion_index is not None and not 0 <= lesion_index < len(lesions):
+            raise NotFound("no such finding")
+        row = Feedback(
+            job_pk=job.id,
+            lesion_index=lesion_index,
+            verdict=verdict_value,
+            comment=comment,
+            username=username,
+            created_at=utcnow(),
+        )
+        session.add(row)
+        session.flush()
+        return row.id
+
+
+def retry_delivery(sessions: sessionmaker[Session], delivery_id: int) -> str:
+    """Make a failed delivery due now; returns the Study Instance UID it belongs to."""
+    with sessions() as session:
+        study_uid = session.scalar(
+            select(ResultObject.study_instance_uid)
+            .join(Delivery, Delivery.result_pk == ResultObject.id)
+            .where(Delivery.id == delivery_id)
+        )
+    if study_uid is None:
+        raise NotFound("no such delivery")
+    if not make_due(sessions, delivery_id, utcnow()):
+        raise ActionError("that delivery was sent already")
+    return study_uid

@@ -1,0 +1,39 @@
+"""What every request needs (settings, database sessions), kept on the app, not in globals."""
+
+from __future__ import annotations
+
+import os
+import secrets
+from dataclasses import dataclass
+from pathlib import Path
+
+from flask import current_app
+from sqlalchemy.orm import Session, sessionmaker
+
+from assistant.settings import Settings
+
+
+@dataclass(frozen=True)
+class WebContext:
+    settings: Settings
+    sessions: sessionmaker[Session]
+
+
+def context() -> WebContext:
+    """The context of the app handling the current request."""
+    return current_app.extensions["radassist"]
+
+
+def load_or_create_secret(path: Path) -> bytes:
+    """The session-signing key, made on first start (readable by the owner only)."""
+    if path.is_file():
+        key = path.read_bytes().strip()
+        if len(key) < 32:
+            raise ValueError(f"{path}: the secret key is shorter than 32 bytes")
+        return key
+    path.parent.mkdir(parents=True, exist_ok=True)
+    key = secrets.token_hex(32).encode()
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "wb") as handle:
+        handle.write(key)
+    return key

@@ -1,0 +1,239 @@
+"""The radiologist's pages: the worklist, a study, its pictures and report, feedback,
+and the admin's audit trail."""
+
+from __future__ import annotations
+
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+from flask import (
+    Blueprint,
+    Response,
+    abort,
+    flash,
+    redirect,
+    render_template,
+    request,
+    send_file,
+    url_for,
+)
+from flask_login import current_user, login_required
+from sqlalchemy import func, select
+
+from assistant.db import AuditEvent, Instance, ResultObject, Series, Study
+from web.actions import ActionError, add_feedback, retry_delivery
+from web.auth import admin_required, record
+from web.context import context
+from web.render import key_image_png, probability_svg
+from web.sr_text import sr_as_text
+from web.studies import (
+    STATUS_LABELS,
+    STATUSES,
+    VERDICTS,
+    StudyFilter,
+    get_study,
+    job_details,
+    list_studies,
+)
+
+blueprint = Blueprint("dashboard", __name__)
+PER_PAGE = 25
+
+
+def _date(value: str | None) -> date | None:
+    if not value:
+        return None
+    try:
+        return date.fromisoformat(value)
+    except ValueError:
+        abort(400)
+
+
+def study_filter(args: Any) -> StudyFilter:
+    """The worklist's filters from query arguments; unknown values are a 400."""
+    status = args.get("status") or None
+    verdict = args.get("verdict") or None
+    if status is not None and status not in STATUSES:
+        abort(400)
+    if verdict is not None and verdict not in VERDICTS:
+        abort(400)
+    return StudyFilter(
+        received_from=_date(args.get("from")),
+        received_to=_date(args.get("to")),
+        status=status,
+        verdict=verdict,
+        search=(args.get("q") or "").strip()[:64],
+    )
+
+
+def page_number(args: Any) -> int:
+    try:
+        return max(1, int(args.get("page", 1)))
+    except ValueError:
+        abort(400)
+
+
+@blueprint.route("/")
+@login_required
+def worklist() -> Any:
+    flt = study_filter(request.args)
+    with context().sessions() as session:
+        page = list_studies(session, flt, page_number(request.args), PER_PAGE)
+    template = "_worklist_rows.html" if request.args.get("partial") else "worklist.html"
+    return render_template(
+        template,
+        page=page,
+        flt=flt,
+        statuses=STATUSES,
+        status_labels=STATUS_LABELS,
+        verdicts=VERDICTS,
+        args={k: v for k, v in request.args.items() if k not in ("page", "partial")},
+    )
+
+
+def _study_or_404(session: Any, study_uid: str) -> Any:
+    study = get_study(session, study_uid)
+    if study is None:
+        abort(404)
+    return study
+
+
+@blueprint.route("/studies/<study_uid>")
+@login_required
+def study(study_uid: str) -> Any:
+    with context().sessions() as session:
+        view = _study_or_404(session, study_uid)
+        jobs = job_details(session, view)
+    record("study_view", target=study_uid)
+    data_dir = context().settings.storage.data_dir
+    curves, reports = {}, {}
+    for job in jobs:
+        if job.slice_probabilities:
+            flagged = [i for i, p in enumerate(job.slice_probabilities) if p >= 0.5]
+            curves[job.id] = probability_svg(
+                job.slice_probabilities, float(job.findings.get("slice_threshold", 0.5)), flagged
+            )
+        for result in job.results:
+            if result.kind == "sr":
+                path = _inside(data_dir, result.path)
+                reports[job.id] = (result, sr_as_text(path) if path.is_file() else "(file missing)")
+    return render_template("study.html", study=view, jobs=jobs, curves=curves, reports=reports)
+
+
+def _inside(root: Path, relative: str) -> Path:
+    """A stored path under root; anything that would leave it is a 404."""
+    root = root.resolve()
+    path = (root / relative).resolve()
+    if not path.is_relative_to(root):
+        abort(404)
+    return path
+
+
+@blueprint.route("/studies/<study_uid>/jobs/<int:job_id>/lesions/<int:index>.png")
+@login_required
+def lesion_image(study_uid: str, job_id: int, index: int) -> Any:
+    with context().sessions() as session:
+        view = _study_or_404(session, study_uid)
+        job = next((j for j in job_details(session, view) if j.id == job_id), None)
+        if job is None or not 0 <= index < len(job.lesions):
+            abort(404)
+        lesion = job.lesions[index]
+        path = session.scalar(
+            select(Instance.path)
+            .join(Series, Series.id == Instance.series_pk)
+            .where(
+                Instance.sop_instance_uid == lesion["key_sop_instance_uid"],
+                Series.id == job.series_pk,
+            )
+        )
+    if path is None:
+        abort(404)
+    png = key_image_png(
+        _inside(context().settings.storage.data_dir, path), lesion.get("outline", ())
+    )
+    return Response(png, mimetype="image/png", headers={"Cache-Control": "private, max-age=3600"})
+
+
+@blueprint.route("/studies/<study_uid>/results/<int:result_id>.dcm")
+@login_required
+def result_file(study_uid: str, result_id: int) -> Any:
+    with context().sessions() as session:
+        row = session.execute(
+            select(ResultObject.path, ResultObject.kind, ResultObject.sop_instance_uid).where(
+                ResultObject.id == result_id, ResultObject.study_instance_uid == study_uid
+            )
+        ).first()
+    if row is None:
+        abort(404)
+    path = _inside(context().settings.storage.data_dir, row.path)
+    if not path.is_file():
+        abort(404)
+    record("result_download", target=study_uid, detail=f"{row.kind.value} {row.sop_instance_uid}")
+    return send_file(
+        path,
+        mimetype="application/dicom",
+        as_attachment=True,
+        download_name=f"{row.kind.value}-{row.sop_instance_uid}.dcm",
+    )
+
+
+@blueprint.route("/studies/<study_uid>/jobs/<int:job_id>/feedback", methods=["POST"])
+@login_required
+def feedback(study_uid: str, job_id: int) -> Any:
+    finding = request.form.get("finding", "study")
+    try:
+        lesion_index = None if finding == "study" else int(finding)
+        feedback_id = add_feedback(
+            context().sessions,
+            study_uid,
+            job_id,
+            lesion_index,
+            request.form.get("verdict", ""),
+            request.form.get("comment", ""),
+            current_user.username,
+        )
+    except (ActionError, ValueError) as exc:
+        flash(f"Feedback not saved: {exc}", "error")
+        return redirect(url_for("dashboard.study", study_uid=study_uid), 303)
+    record(
+        "feedback",
+        target=study_uid,
+        detail=f"feedback {feedback_id} on job {job_id} finding {finding}: {request.form.get('verdict')}",
+    )
+    flash("Feedback saved.", "info")
+    return redirect(url_for("dashboard.study", study_uid=study_uid) + f"#job-{job_id}", 303)
+
+
+@blueprint.route("/deliveries/<int:delivery_id>/retry", methods=["POST"])
+@admin_required
+def retry(delivery_id: int) -> Any:
+    try:
+        study_uid = retry_delivery(context().sessions, delivery_id)
+    except ActionError as exc:
+        flash(f"Not retried: {exc}", "error")
+        return redirect(request.referrer or url_for("dashboard.worklist"), 303)
+    record("delivery_retry", target=study_uid, detail=f"delivery {delivery_id}")
+    flash("Delivery queued again: the outbox sends it within seconds.", "info")
+    return redirect(url_for("dashboard.study", study_uid=study_uid), 303)
+
+
+@blueprint.route("/admin/audit")
+@admin_required
+def audit_log() -> Any:
+    page = page_number(request.args)
+    with context().sessions() as session:
+        total = session.scalar(select(func.count(AuditEvent.id))) or 0
+        events = session.scalars(
+            select(AuditEvent).order_by(AuditEvent.id.desc()).offset((page - 1) * 100).limit(100)
+        ).all()
+        studies = dict(
+            session.execute(
+                select(Study.study_instance_uid, Study.accession_number).where(
+                    Study.study_instance_uid.in_({e.target for e in events})
+                )
+            ).all()
+        )
+    return render_template(
+        "audit.html", events=events, studies=studies, page=page, pages=max(1, -(-total // 100))
+    )

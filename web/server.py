@@ -1,0 +1,49 @@
+"""The dashboard served by waitress (a production WSGI server) in a background thread, so
+that `radassist serve` runs it beside the DICOM node and the worker."""
+
+from __future__ import annotations
+
+import logging
+import threading
+
+from sqlalchemy import Engine
+from waitress.server import create_server
+
+from assistant.settings import Settings
+from web import create_app
+
+LOGGER = logging.getLogger(__name__)
+
+
+class WebServer:
+    def __init__(self, settings: Settings, engine: Engine, port: int | None = None) -> None:
+        self.app = create_app(settings, engine)
+        self._server = create_server(
+            self.app,
+            host=settings.web.host,
+            port=settings.web.port if port is None else port,
+            threads=settings.web.threads,
+            ident="radassist",
+            clear_untrusted_proxy_headers=True,
+        )
+        self._thread: threading.Thread | None = None
+
+    @property
+    def port(self) -> int:
+        return int(self._server.effective_port)  # type: ignore[union-attr]
+
+    @property
+    def url(self) -> str:
+        host = self._server.effective_host  # type: ignore[union-attr]
+        shown = "127.0.0.1" if host in ("0.0.0.0", "") else host
+        return f"http://{shown}:{self.port}/"
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._server.run, name="web", daemon=True)
+        self._thread.start()
+        LOGGER.info("dashboard listening on %s", self.url)
+
+    def stop(self) -> None:
+        self._server.close()
+        if self._thread is not None:
+            self._thread.join(timeout=5)

@@ -1,0 +1,382 @@
+"""What the dashboard and the API show: studies with a status and a verdict, derived from
+the series, job and delivery tables in a few set-based queries (never one per row)."""
+
+from __future__ import annotations
+
+import json
+from collections import defaultdict
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta
+
+from sqlalchemy import Select, func, or_, select
+from sqlalchemy.orm import Session
+
+from assistant.db import (
+    Delivery,
+    DeliveryState,
+    Feedback,
+    Job,
+    JobState,
+    Patient,
+    ResultObject,
+    Series,
+    SeriesState,
+    Study,
+    utcnow,
+)
+
+#: Study states, most urgent first: a study shows the first state any of its series has.
+STATUSES = (
+    "receiving",
+    "waiting",
+    "analysing",
+    "queued",
+    "failed",
+    "done",
+    "delivered",
+    "skipped",
+)
+STATUS_LABELS = {
+    "receiving": "receiving",
+    "waiting": "waiting for completion",
+    "analysing": "analysing",
+    "queued": "queued",
+    "failed": "failed",
+    "done": "done",
+    "delivered": "delivered",
+    "skipped": "skipped",
+}
+VERDICTS = ("positive", "negative", "none")
+#: A series that got an instance this recently is "receiving", later "waiting".
+RECEIVING_WINDOW = timedelta(seconds=3)
+
+
+@dataclass(frozen=True)
+class StudyFilter:
+    received_from: date | None = None
+    received_to: date | None = None
+    status: str | None = None
+    verdict: str | None = None
+    #: Matches the start of a patient ID or accession number.
+    search: str = ""
+
+
+@dataclass(frozen=True)
+class SeriesView:
+    pk: int
+    series_instance_uid: str
+    number: int | None
+    description: str
+    modality: str
+    instance_count: int
+    status: str
+    #: Why it was skipped or failed, or the job's summary.
+    reason: str
+    job_id: int | None
+    positive: bool | None
+    probability: float | None
+
+
+@dataclass(frozen=True)
+class StudyView:
+    pk: int
+    study_instance_uid: str
+    patient_id: str
+    patient_name: str
+    accession_number: str
+    study_date: str
+    description: str
+    received_at: datetime
+    status: str
+    positive: bool | None
+    probability: float | None
+    series: tuple[SeriesView, ...] = field(default=())
+
+    @property
+    def verdict(self) -> str:
+        return "none" if self.positive is None else ("positive" if self.positive else "negative")
+
+    @property
+    def status_label(self) -> str:
+        return STATUS_LABELS[self.status]
+
+
+@dataclass(frozen=True)
+class Page:
+    studies: tuple[StudyView, ...]
+    total: int
+    page: int
+    per_page: int
+
+    @property
+    def pages(self) -> int:
+        return max(1, -(-self.total // self.per_page))
+
+
+def _study_query(flt: StudyFilter) -> Select:  # type: ignore[type-arg]
+    query = select(Study, Patient).join(Patient, Study.patient_pk == Patient.id)
+    if flt.received_from:
+        query = query.where(
+            Study.received_at >= datetime.combine(flt.received_from, datetime.min.time())
+        )
+    if flt.received_to:
+        end = datetime.combine(flt.received_to, datetime.min.time()) + timedelta(days=1)
+        query = query.where(Study.received_at < end)
+    if flt.search:
+        pattern = flt.search.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+        query = query.where(
+            or_(
+                Patient.patient_id.like(pattern, escape="\\"),
+                Study.accession_number.like(pattern, escape="\\"),
+            )
+        )
+    return query
+
+
+def _series_views(session: Session, study_pks: Select) -> dict[int, list[SeriesView]]:  # type: ignore[type-arg]
+    """Every series of the selected studies with its latest job and delivery outcome."""
+    latest = (
+        select(Job.series_pk, func.max(Job.id).label("job_id"))
+        .join(Series, Series.id == Job.series_pk)
+        .where(Series.study_pk.in_(study_pks))
+        .group_by(Job.series_pk)
+        .subquery()
+    )
+    rows = session.execute(
+        select(Series, Job)
+        .outerjoin(latest, latest.c.series_pk == Series.id)
+        .outerjoin(Job, Job.id == latest.c.job_id)
+        .where(Series.study_pk.in_(study_pks))
+        .order_by(Series.series_number, Series.id)
+    ).all()
+    deliveries: dict[int, dict[DeliveryState, int]] = defaultdict(dict)
+    for job_pk, state, count in session.execute(
+        select(ResultObject.job_pk, Delivery.state, func.count(Delivery.id))
+        .join(Delivery, Delivery.result_pk == ResultObject.id)
+        .join(latest, latest.c.job_id == ResultObject.job_pk)
+        .group_by(ResultObject.job_pk, Delivery.state)
+    ):
+        deliveries[job_pk][state] = count
+    now = utcnow()
+    out: dict[int, list[SeriesView]] = defaultdict(list)
+    for series, job in rows:
+        status, reason = _series_status(series, job, deliveries.get(job.id, {}) if job else {}, now)
+        out[series.study_pk].append(
+            SeriesView(
+                pk=series.id,
+                series_instance_uid=series.series_instance_uid,
+                number=series.series_number,
+                description=series.series_description,
+                modality=series.modality,
+                instance_count=series.instance_count,
+                status=status,
+                reason=reason,
+                job_id=job.id if job else None,
+                positive=job.positive if job and job.state is JobState.DONE else None,
+                probability=job.study_probability if job and job.state is JobState.DONE else None,
+            )
+        )
+    return out
+
+
+def _series_status(
+    series: Series, job: Job | None, deliveries: dict[DeliveryState, int], now: datetime
+) -> tuple[str, str]:
+    if series.state is SeriesState.RECEIVING:
+        if now - series.last_received_at < RECEIVING_WINDOW:
+            return "receiving", ""
+        return "waiting", ""
+    if job is None or job.state is JobState.QUEUED:
+        return "queued", ""
+    if job.state is JobState.RUNNING:
+        return "analysing", ""
+    if job.state is JobState.SKIPPED:
+        return "skipped", job.reason
+    if job.state is JobState.FAILED:
+        return "failed", job.reason
+    summary = job.summary.splitlines()[0] if job.summary else ""
+    if deliveries.get(DeliveryState.FAILED):
+        return "failed", f"delivery failed; {summary}"
+    if deliveries and set(deliveries) == {DeliveryState.SENT}:
+        return "delivered", summary
+    return "done", summary
+
+
+def _study_view(study: Study, patient: Patient, series: list[SeriesView]) -> StudyView:
+    statuses = {s.status for s in series}
+    status = next((s for s in STATUSES if s in statuses), "waiting")
+    judged = [s for s in series if s.positive is not None]
+    positive = any(s.positive for s in judged) if judged else None
+    probabilities = [s.probability for s in judged if s.probability is not None]
+    return StudyView(
+        pk=study.id,
+        study_instance_uid=study.study_instance_uid,
+        patient_id=patient.patient_id,
+        patient_name=patient.patient_name,
+        accession_number=study.accession_number,
+        study_date=study.study_date,
+        description=study.study_description,
+        received_at=study.received_at,
+        status=status,
+        positive=positive,
+        probability=max(probabilities) if probabilities else None,
+        series=tuple(series),
+    )
+
+
+def list_studies(session: Session, flt: StudyFilter, page: int = 1, per_page: int = 25) -> Page:
+    """One page of the worklist: positive studies first, then the newest."""
+    query = _study_query(flt)
+    study_pks = query.with_only_columns(Study.id)
+    series = _series_views(session, study_pks)
+    views = [
+        _study_view(study, patient, series.get(study.id, []))
+        for study, patient in session.execute(query)
+    ]
+    if flt.status:
+        views = [v for v in views if v.status == flt.status]
+    if flt.verdict:
+        views = [v for v in views if v.verdict == flt.verdict]
+    views.sort(key=lambda v: (not v.positive, -v.received_at.timestamp(), -v.pk))
+    page = max(1, page)
+    start = (page - 1) * per_page
+    return Page(tuple(views[start : start + per_page]), len(views), page, per_page)
+
+
+def get_study(session: Session, study_instance_uid: str) -> StudyView | None:
+    row = session.execute(
+        select(Study, Patient)
+        .join(Patient, Study.patient_pk == Patient.id)
+        .where(Study.study_instance_uid == study_instance_uid)
+    ).first()
+    if row is None:
+        return None
+    study, patient = row
+    series = _series_views(session, select(Study.id).where(Study.id == study.id))
+    return _study_view(study, patient, series.get(study.id, []))
+
+
+@dataclass(frozen=True)
+class DeliveryView:
+    id: int
+    destination: str
+    state: str
+    attempts: int
+    peer_status: int | None
+    last_error: str
+    sent_at: datetime | None
+
+
+@dataclass(frozen=True)
+class ResultView:
+    id: int
+    kind: str
+    sop_instance_uid: str
+    path: str
+    deliveries: tuple[DeliveryView, ...]
+
+
+@dataclass(frozen=True)
+class FeedbackView:
+    id: int
+    lesion_index: int | None
+    verdict: str
+    comment: str
+    username: str
+    created_at: datetime
+
+
+@dataclass(frozen=True)
+class JobDetail:
+    """A finished (or failed) analysis of one series, with everything the page shows."""
+
+    id: int
+    series_pk: int
+    series_instance_uid: str
+    state: str
+    reason: str
+    model: str
+    positive: bool | None
+    probability: float | None
+    summary: str
+    findings: dict  # type: ignore[type-arg]
+    inference_seconds: float | None
+    finished_at: datetime | None
+    results: tuple[ResultView, ...]
+    feedback: tuple[FeedbackView, ...]
+
+    @property
+    def lesions(self) -> list[dict]:  # type: ignore[type-arg]
+        return list(self.findings.get("lesions", []))
+
+    @property
+    def slice_probabilities(self) -> list[float]:
+        return [float(s["probability"]) for s in self.findings.get("slices", [])]
+
+
+def job_details(session: Session, study: StudyView) -> list[JobDetail]:
+    """The latest job of each series of a study, newest series first."""
+    ids = [s.job_id for s in study.series if s.job_id is not None]
+    if not ids:
+        return []
+    jobs = session.execute(
+        select(Job, Series.series_instance_uid).join(Series).where(Job.id.in_(ids)).order_by(Job.id)
+    ).all()
+    results: dict[int, list[ResultView]] = defaultdict(list)
+    objects = session.scalars(
+        select(ResultObject).where(ResultObject.job_pk.in_(ids)).order_by(ResultObject.id)
+    ).all()
+    delivery_rows = session.scalars(
+        select(Delivery)
+        .where(Delivery.result_pk.in_([o.id for o in objects]))
+        .order_by(Delivery.destination)
+    ).all()
+    by_result: dict[int, list[DeliveryView]] = defaultdict(list)
+    for d in delivery_rows:
+        by_result[d.result_pk].append(
+            DeliveryView(
+                d.id,
+                d.destination,
+                d.state.value,
+                d.attempts,
+                d.peer_status,
+                d.last_error,
+                d.sent_at,
+            )
+        )
+    for o in objects:
+        results[o.job_pk].append(
+            ResultView(o.id, o.kind.value, o.sop_instance_uid, o.path, tuple(by_result[o.id]))
+        )
+    feedback: dict[int, list[FeedbackView]] = defaultdict(list)
+    for f in session.scalars(
+        select(Feedback).where(Feedback.job_pk.in_(ids)).order_by(Feedback.id)
+    ):
+        feedback[f.job_pk].append(
+            FeedbackView(f.id, f.lesion_index, f.verdict.value, f.comment, f.username, f.created_at)
+        )
+    details = []
+    for job, series_uid in jobs:
+        try:
+            findings = json.loads(job.findings_json) if job.findings_json else {}
+        except ValueError:
+            findings = {}
+        details.append(
+            JobDetail(
+                id=job.id,
+                series_pk=job.series_pk,
+                series_instance_uid=series_uid,
+                state=job.state.value,
+                reason=job.reason,
+                model=f"{job.model_name} {job.model_version}",
+                positive=job.positive,
+                probability=job.study_probability,
+                summary=job.summary,
+                findings=findings,
+                inference_seconds=job.inference_seconds,
+                finished_at=job.finished_at,
+                results=tuple(results[job.id]),
+                feedback=tuple(feedback[job.id]),
+            )
+        )
+    return details

@@ -150,8 +150,12 @@ def _draw_head(rng: np.random.Generator) -> _Head:
 def _draw_acquisition(rng: np.random.Generator, head: _Head, max_slices: int) -> Acquisition:
     thickness = float(np.exp(rng.uniform(np.log(0.6), np.log(7.0))))
     spacing = thickness * rng.uniform(0.8, 1.0)
-    count = min(max_slices, max(8, int(head.height * 0.9 / spacing)))
-    start = rng.uniform(5, max(6.0, head.height - count * spacing))
+    if rng.random() < 0.5:  # from below the skull base (face and neck), as most head CTs
+        start = rng.uniform(-0.35, -0.05) * head.height
+        count = min(max_slices, max(8, int((head.height - 4 - start) / spacing)))
+    else:
+        count = min(max_slices, max(8, int(head.height * 0.9 / spacing)))
+        start = rng.uniform(5, max(6.0, head.height - count * spacing))
     positions = start + spacing * np.arange(count)
     if rng.random() < 0.25:  # two spacing regimes, as on the tilted GE head
         split = int(rng.integers(count // 3, 2 * count // 3))
@@ -267,7 +271,10 @@ class _SliceMaker:
             )
             self.calcifications.append((plaque, rng.uniform(150, 300), 0.5, 0.95))
         self.falx = (_smoothstep((0.6 - np.abs(x)) / 0.4) * (y > -10)).astype(np.float32)
-        self.streaks = rng.uniform(5, 20)
+        self.falx_hu = rng.uniform(10, 30)
+        self.streaks = rng.uniform(5, 30)
+        self._draw_dense_normals(rng)
+        self.muscle_hu, self.marrow_hu = rng.uniform(40, 60), rng.uniform(200, 400)
         # The head holder of the table: a thin curved shell behind the head, in scanner
         # coordinates (it does not turn with the head).
         holder_radius = rng.uniform(92, 104)
@@ -284,8 +291,8 @@ class _SliceMaker:
         h = self.head
         # Widest a little below mid-head, closing to a cap at the vertex (t = 1), where the
         # skull is cut tangentially: a bright disc of bone that is not a finding.
-        profile = math.sqrt(max(0.02, 1.0 - ((t - 0.42) / 0.585) ** 2))
-        base_narrow = 1.0 - 0.18 * max(0.0, 0.25 - t) / 0.25
+        profile = math.sqrt(max(0.02, 1.0 - ((max(t, 0.0) - 0.42) / 0.585) ** 2))
+        base_narrow = 1.0 - 0.18 * min(1.0, max(0.0, 0.25 - t) / 0.25)
         a, b = (h.width + 8) * profile * base_narrow, (h.length + 10) * profile
         r = (
             np.sqrt(self.x2 * np.float32(1 / a**2) + self.y2 * np.float32(1 / b**2))
@@ -298,7 +305,12 @@ class _SliceMaker:
         in z, which at the skull base and vertex makes bone look like soft tissue), then
         the scanner's blur and noise, and the tilt's shift."""
         thickness = self.acq.slice_thickness
-        offsets = (-thickness / 3, 0.0, thickness / 3) if thickness > 2.5 else (0.0,)
+        if thickness > 4.0:
+            offsets: tuple[float, ...] = tuple(thickness * k for k in (-0.4, -0.2, 0.0, 0.2, 0.4))
+        elif thickness > 2.0:
+            offsets = (-thickness / 3, 0.0, thickness / 3)
+        else:
+            offsets = (0.0,)
         parts = [self._anatomy(z + offset) for offset in offsets]
         hu = parts[0][0] if len(parts) == 1 else np.mean([p[0] for p in parts], axis=0)
         fractions = [p[1] for p in parts if p[1] is not None]
@@ -321,7 +333,9 @@ class _SliceMaker:
         r, semi = self.outline(t)
         depth = (1.0 - r) * np.float32(semi)  # mm inside the outer surface (approximately)
         base = t < 0.28
-        skull = h.skull * (1.0 + (1.6 * (0.28 - t) / 0.28 if base else 0.0))
+        skull = h.skull * (1.0 + (1.6 * (0.28 - max(t, 0.0)) / 0.28 if base else 0.0))
+        if t < 0.05:  # below the skull base there is no bony ring, only the face and neck
+            skull = skull * max(0.0, (t + 0.05) / 0.1)
         if base:  # thicker and irregular at the skull base
             skull = skull * (1 + 0.25 * self.texture.slice(t, self.matrix))
         inner = depth - h.scalp - skull  # mm inside the inner table
@@ -333,13 +347,14 @@ class _SliceMaker:
         )
         bone_in = _smoothstep((depth - h.scalp) / 0.5)
         hu += bone_in * (self.bone_hu - hu)
-        if base:  # air cells in the bone
+        if base and t > 0.0:  # air cells in the bone
             for distance, radius in self.airs:
-                air = _smoothstep(radius * (0.28 - t) / 0.28 * 3 - distance) * bone_in
+                air = _smoothstep(radius * min(3.0, (0.28 - t) / 0.28 * 3) - distance) * bone_in
                 hu += air * (-1000.0 - hu)
         # Brain: a grey-matter ribbon over white matter, CSF in the sulci and ventricles.
-        brain = self.white + (self.grey - self.white) * _smoothstep((6.0 - inner) / 1.5)
-        brain += 2.0 * self.texture.slice(t + 0.3, self.matrix)
+        ribbon = self.ribbon * (1 + 0.4 * self.texture.slice(t + 0.6, self.matrix))
+        brain = self.white + (self.grey - self.white) * _smoothstep((ribbon - inner) / 1.5)
+        brain += self.texture_hu * self.texture.slice(t + 0.3, self.matrix)
         # Sulci: thin winding lines (where a smooth random field crosses zero) near the surface.
         field = np.abs(self.sulci.slice(t, self.matrix))
         sulcus = _smoothstep((0.12 - field) / 0.06) * _smoothstep((12.0 - inner) / 3.0)
@@ -351,19 +366,136 @@ class _SliceMaker:
             if low < t < high:
                 brain += mask * (value - brain)
         if t > 0.5:
-            brain += 12.0 * self.falx
+            brain += self.falx_hu * self.falx
+        brain = self._dense_normals(t, brain, inner)
         if base:  # dark and bright beam-hardening streaks between the dense bones
             phase = t * 40
             streak = (
                 self.streak_sin * math.cos(phase) + self.streak_cos * math.sin(phase)
             ) * self.streak_fall
             brain += streak * (self.streaks * (0.28 - t) / 0.28)
+        if t < 0.08:  # the brain gives way to the face and neck below the skull base
+            weight = min(1.0, (0.08 - t) / 0.08)
+            brain = brain * (1.0 - weight) + self._face_and_neck(t) * weight
         blood, density, _ = self._blood(z, inner, sulcus, ventricles, semi)
         if blood is not None:
             brain += blood * (density - brain)
         hu += _smoothstep(inner / 0.5) * (brain - hu)  # partial volume at the inner table
         hu = np.maximum(hu, self.holder)
         return hu, blood
+
+    def _draw_dense_normals(self, rng: np.random.Generator) -> None:
+        """Normal structures that are as dense as fresh blood or denser, and so must be
+        learned as normal: grey-matter nuclei, dural venous sinuses, the tentorium,
+        arteries at the base, petrous bones, clivus and sphenoid, orbits, and the
+        cupping that brightens brain next to the skull. Real head CTs have a few percent
+        of brain pixels above 55 HU from these alone (more at the base and vertex)."""
+        x, y = self.x, self.y
+        self.ribbon = rng.uniform(4.0, 8.0)  # cortical grey-matter thickness, mm
+        self.texture_hu = rng.uniform(2.0, 5.0)
+        self.cupping_hu = rng.uniform(3.0, 15.0)
+        self.cupping_mm = rng.uniform(3.0, 9.0)
+        # Basal ganglia and thalami: grey matter deep in the hemispheres.
+        nuclei = np.zeros_like(x)
+        for side in (-1.0, 1.0):
+            for cx, cy, ax, ay in ((18, -6, 7, 12), (11, 12, 7, 9)):
+                body = ((x - side * cx) / ax) ** 2 + ((y - cy) / ay) ** 2
+                nuclei = np.maximum(nuclei, _smoothstep((1.0 - body) * 3))
+        self.nuclei = nuclei.astype(np.float32)
+        self.sinus_hu = rng.uniform(45, 72)
+        # Transverse sinuses curve along the back of the posterior fossa.
+        self.transverse = (_smoothstep((np.abs(x) - 8) / 2) * (y > 25)).astype(np.float32)
+        # The tentorium: a dense V from the petrous apices to the back of the head.
+        v_line = np.abs(np.abs(x) * 0.9 - (y - 8) * 0.8) / math.hypot(0.9, 0.8)
+        self.tentorium = (_smoothstep((1.0 - v_line) / 0.5) * (y > 8)).astype(np.float32)
+        self.tentorium_hu = rng.uniform(15, 35)
+        # Arteries at the base (circle of Willis, middle cerebral branches): small dense dots.
+        vessels = []
+        for _ in range(int(rng.integers(3, 9))):
+            vx, vy = rng.uniform(-35, 35), rng.uniform(-25, 12)
+            radius = rng.uniform(0.8, 1.8)
+            spot = _smoothstep((radius - np.hypot(x - vx, y - vy)) / 0.5)
+            low = rng.uniform(0.27, 0.4)
+            vessels.append((spot.astype(np.float32), rng.uniform(45, 70), low, low + 0.06))
+        self.vessels = vessels
+        # Bone inside the head outline at the skull base, as (mask, z range).
+        bones = []
+        for side in (-1.0, 1.0):  # petrous ridges, running anteromedially
+            ex, ey = side * rng.uniform(45, 52), rng.uniform(15, 25)
+            px, py = side * rng.uniform(10, 16), rng.uniform(-6, 2)
+            bones.append((_bar(x, y, (ex, ey), (px, py), rng.uniform(8, 14), 5.0), 0.1, 0.3))
+            sx, sy = side * rng.uniform(40, 50), rng.uniform(-32, -22)  # sphenoid wings
+            bones.append(
+                (_bar(x, y, (sx, sy), (side * 10, -18), rng.uniform(1.5, 3), 1.0), 0.22, 0.31)
+            )
+        clivus = _bar(x, y, (0, -20), (0, 2), rng.uniform(4, 7), 2.0)
+        bones.append((clivus, 0.05, 0.25))
+        self.base_bones = bones
+        # Orbits: fat with a globe, behind a bony rim, in front of the low slices.
+        orbits = np.zeros_like(x)
+        globes = np.zeros_like(x)
+        for side in (-1.0, 1.0):
+            distance = np.hypot((x - side * 28) / 16, (y + 58) / 20)
+            orbits = np.maximum(orbits, _smoothstep((1.0 - distance) * 8))
+            globes = np.maximum(globes, _smoothstep((11.0 - np.hypot(x - side * 28, y + 66)) / 0.6))
+        self.orbits, self.globes = orbits.astype(np.float32), globes.astype(np.float32)
+
+    def _dense_normals(self, t: float, brain: np.ndarray, inner: np.ndarray) -> np.ndarray:
+        """Add the dense normal structures of height t to the brain compartment."""
+        if 0.34 < t < 0.52:
+            brain += self.nuclei * (self.grey + 2.0 - brain)
+        # Superior sagittal sinus: a triangle at the midline against the inner table.
+        if t > 0.42:
+            sss = _smoothstep((5.0 - inner - 1.3 * np.abs(self.x)) / 0.8)
+            brain += sss * (self.sinus_hu - brain)
+        if 0.18 < t < 0.34:
+            band = _smoothstep((5.0 - inner) / 0.8) * self.transverse
+            brain += band * (self.sinus_hu - brain)
+        if 0.26 < t < 0.42:
+            brain += self.tentorium * self.tentorium_hu
+        for spot, value, low, high in self.vessels:
+            if low < t < high:
+                brain += spot * (value - brain)
+        # Cupping: brain next to the skull reads brighter, more so at the base and vertex.
+        strength = 1.0 + 1.5 * max(0.0, 0.3 - t) / 0.3 + 1.5 * max(0.0, t - 0.8) / 0.2
+        brain += (self.cupping_hu * strength) * np.exp(-np.maximum(inner, 0.0) / self.cupping_mm)
+        if t < 0.3:
+            for bone, low, high in self.base_bones:
+                if low < t < high:
+                    brain += bone * (self.bone_hu * 0.9 - brain)
+        if 0.12 < t < 0.27:
+            brain += self.orbits * (-80.0 - brain)
+            brain += self.globes * (12.0 - brain)
+        return brain
+
+    def _face_and_neck(self, t: float) -> np.ndarray:
+        """Below the brain: muscle with fat planes (muscle is 40-60 HU, as dense as blood),
+        a vertebra with its canal, the airway, maxillary sinuses and nasal cavity, and the
+        mandible lower down."""
+        x, y = self.x, self.y
+        planes = np.abs(self.sulci.slice(0.5 - t, self.matrix))
+        tissue = self.muscle_hu + 4.0 * self.texture.slice(t + 0.9, self.matrix)
+        tissue += _smoothstep((0.1 - planes) / 0.05) * (-90.0 - tissue)
+        body = _smoothstep((9.0 - np.hypot(x, y - 18)) / 0.6)
+        tissue += body * (self.marrow_hu - tissue)
+        cortex = _smoothstep((1.2 - np.abs(np.hypot(x, y - 18) - 9.0)) / 0.5)
+        tissue += cortex * (self.bone_hu * 0.7 - tissue)
+        canal = _smoothstep((6.5 - np.hypot(x, y - 34)) / 0.6)
+        tissue += canal * (25.0 - tissue)
+        airway = _smoothstep((1.0 - np.hypot(x / 9, (y + 6) / 6)) * 6)
+        tissue += airway * (-1000.0 - tissue)
+        if t > -0.15:
+            for side in (-1.0, 1.0):  # maxillary sinuses with bony walls
+                d = np.hypot((x - side * 22) / 13, (y + 45) / 15)
+                tissue += _smoothstep((1.1 - d) * 10) * (self.bone_hu * 0.6 - tissue)
+                tissue += _smoothstep((1.0 - d) * 10) * (-1000.0 - tissue)
+            nasal = _smoothstep((1.0 - np.hypot(x / 7, (y + 55) / 18)) * 8)
+            nasal *= _smoothstep((np.abs(x) - 0.8) / 0.4)  # the septum
+            tissue += nasal * (-1000.0 - tissue)
+        if t < -0.08:  # the mandible: an arc of bone in front
+            arc = np.abs(np.hypot(x / 42, (y + 10) / 55) - 1.0) * 45
+            tissue += _smoothstep((4.0 - arc) / 0.8) * (y < -10) * (self.bone_hu * 0.8 - tissue)
+        return tissue
 
     def _ventricles(self, t: float) -> np.ndarray | None:
         """Lateral ventricles (largest mid-head), third and fourth ventricles."""
@@ -440,6 +572,24 @@ class _SliceMaker:
         if blood is None:
             return None, density, np.zeros(x.shape, dtype=bool)
         return blood, density, blood > 0.5
+
+
+def _bar(
+    x: np.ndarray,
+    y: np.ndarray,
+    start: tuple[float, float],
+    end: tuple[float, float],
+    width: float,
+    taper: float,
+) -> np.ndarray:
+    """A soft-edged bar from start to end, `width` mm wide at start, narrower by `taper`."""
+    (x0, y0), (x1, y1) = start, end
+    dx, dy = x1 - x0, y1 - y0
+    length2 = dx * dx + dy * dy
+    along = np.clip(((x - x0) * dx + (y - y0) * dy) / length2, 0.0, 1.0)
+    distance = np.hypot(x - (x0 + along * dx), y - (y0 + along * dy))
+    half = (width - taper * along) / 2
+    return _smoothstep((half - distance) / 0.6).astype(np.float32)
 
 
 def _shift_rows(image: np.ndarray, shift: float, fill: float) -> np.ndarray:

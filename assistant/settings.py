@@ -218,6 +218,8 @@ class Destination:
     port: int = 104
     ae_title: str = ""
     url: str = ""
+    #: DICOMweb only: sent as "Authorization: Bearer <token>" when set.
+    token: str = ""
 
     def __post_init__(self) -> None:
         key = f"destinations[{self.name}]"

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Install the Debian packages the integration tests and benchmarks use, when missing:
-# dcmtk (storescu/storescp), dicom3tools (dciodvfy), orthanc (a real PACS), postgresql,
+# dcmtk (storescu/storescp), dicom3tools (dciodvfy), orthanc and orthanc-dicomweb (a real
+# PACS, DIMSE and DICOMweb), postgresql,
 # redis-server (the Redis queue), chromium (the dashboard's browser tests).
 # Needs root to install; without it, says what is missing and leaves the tests to skip
 # (under CI=true a missing tool fails the tests instead).
@@ -10,6 +11,7 @@ missing=()
 command -v /usr/bin/storescu >/dev/null 2>&1 || missing+=(dcmtk)
 command -v dciodvfy >/dev/null 2>&1 || missing+=(dicom3tools)
 command -v Orthanc >/dev/null 2>&1 || missing+=(orthanc)
+[ -f /usr/share/orthanc/plugins/libOrthancDicomWeb.so ] || missing+=(orthanc-dicomweb)
 command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
 command -v /usr/bin/chromium >/dev/null 2>&1 || missing+=(chromium fonts-dejavu-core)
 compgen -G "/usr/lib/postgresql/*/bin/pg_ctl" >/dev/null || missing+=(postgresql)

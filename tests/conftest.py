@@ -50,6 +50,12 @@ def require_tool(path: str) -> str:
     return str(found)
 
 
+def require_file(path: str) -> str:
+    if not Path(path).is_file():
+        unavailable(f"{path} is not installed (make system-deps)")
+    return path
+
+
 def shared_ct(name: str) -> Path:
     folder = SHARED_CT / name
     if not folder.is_dir():
@@ -245,12 +251,19 @@ def echoscu(port: int, *, aec: str = NODE_AE) -> bool:
 # -- Orthanc ----------------------------------------------------------------------------
 
 
+DICOMWEB_PLUGIN = "/usr/share/orthanc/plugins/libOrthancDicomWeb.so"
+
+
 class Orthanc:
     """A real Orthanc started with its own configuration on free loopback ports."""
 
-    def __init__(self, root: Path, modalities: dict[str, tuple[str, str, int]]) -> None:
+    def __init__(
+        self, root: Path, modalities: dict[str, tuple[str, str, int]], dicomweb: bool = False
+    ) -> None:
         self.http_port, self.dicom_port = free_port(), free_port()
         self.url = f"http://127.0.0.1:{self.http_port}"
+        #: The DICOMweb root when started with `dicomweb` (Debian's orthanc-dicomweb).
+        self.dicomweb_url = f"{self.url}/dicom-web"
         config = {
             "Name": "TESTPACS",
             "StorageDirectory": str(root / "storage"),
@@ -262,7 +275,8 @@ class Orthanc:
             "AuthenticationEnabled": False,
             "SyncStorageArea": False,
             "DicomModalities": {name: list(peer) for name, peer in modalities.items()},
-            "Plugins": [],
+            "Plugins": [require_file(DICOMWEB_PLUGIN)] if dicomweb else [],
+            "DicomWeb": {"Enable": dicomweb, "Root": "/dicom-web/"},
         }
         self._config_path = root / "orthanc.json"
         self._config_path.write_text(json.dumps(config))
@@ -336,10 +350,10 @@ class Orthanc:
 def start_orthanc(tmp_path: Path) -> Iterator[Callable[..., Orthanc]]:
     started: list[Orthanc] = []
 
-    def start(modalities: dict[str, tuple[str, str, int]]) -> Orthanc:
+    def start(modalities: dict[str, tuple[str, str, int]], dicomweb: bool = False) -> Orthanc:
         root = tmp_path / f"orthanc{len(started)}"
         root.mkdir()
-        orthanc = Orthanc(root, modalities)
+        orthanc = Orthanc(root, modalities, dicomweb)
         started.append(orthanc)
         return orthanc
 

@@ -14,6 +14,7 @@ from sqlalchemy import Engine
 
 from assistant.db import make_session_factory
 from assistant.settings import Settings
+from assistant.stow import StowIntake
 from web.context import WebContext, load_or_create_secret
 
 #: Content Security Policy: our own scripts, styles and images only, no inline script.
@@ -23,9 +24,10 @@ _CSP = (
 )
 
 
-def create_app(settings: Settings, engine: Engine) -> Flask:
-    """The web app over a migrated database (the caller owns the engine)."""
-    from web import api, auth, dashboard, ops
+def create_app(settings: Settings, engine: Engine, stow: StowIntake | None = None) -> Flask:
+    """The web app over a migrated database (the caller owns the engine). With `stow`,
+    it also receives instances by STOW-RS."""
+    from web import api, auth, dashboard, dicomweb, ops
 
     app = Flask(__name__)
     app.config.update(
@@ -43,6 +45,8 @@ def create_app(settings: Settings, engine: Engine) -> Flask:
         MAX_CONTENT_LENGTH=1 << 20,
     )
     app.extensions["radassist"] = WebContext(settings, make_session_factory(engine))
+    if stow is not None:
+        app.extensions["radassist.stow"] = stow
     csrf = CSRFProtect(app)
     auth.init_login(app)
 
@@ -50,7 +54,10 @@ def create_app(settings: Settings, engine: Engine) -> Flask:
     def _csrf() -> None:
         if request.method in ("GET", "HEAD", "OPTIONS"):
             return
-        if request.authorization is not None and request.authorization.type == "basic":
+        # Credentials in a header are not sent by a browser on its own: no CSRF risk.
+        if request.authorization is not None and request.authorization.type in ("basic", "bearer"):
+            return
+        if request.blueprint == "dicomweb":  # header credentials only, checked there
             return
         csrf.protect()
 
@@ -77,13 +84,14 @@ def create_app(settings: Settings, engine: Engine) -> Flask:
     app.register_blueprint(dashboard.blueprint)
     app.register_blueprint(api.blueprint, url_prefix="/api/v1")
     app.register_blueprint(ops.blueprint)
+    app.register_blueprint(dicomweb.blueprint, url_prefix="/dicomweb")
     app.jinja_env.globals["node_ae_title"] = settings.node.ae_title
     return app
 
 
 def _error_page(code: int, message: str) -> Any:
     def handler(_error: Exception) -> Any:
-        if request.path.startswith("/api/"):
+        if request.path.startswith(("/api/", "/dicomweb/")):
             return {"error": message}, code
         return render_template("error.html", code=code, message=message), code
 

@@ -10,14 +10,21 @@ from sqlalchemy import Engine
 from waitress.server import create_server
 
 from assistant.settings import Settings
+from assistant.stow import StowIntake
 from web import create_app
 
 LOGGER = logging.getLogger(__name__)
 
 
 class WebServer:
-    def __init__(self, settings: Settings, engine: Engine, port: int | None = None) -> None:
-        self.app = create_app(settings, engine)
+    def __init__(
+        self,
+        settings: Settings,
+        engine: Engine,
+        stow: StowIntake | None = None,
+        port: int | None = None,
+    ) -> None:
+        self.app = create_app(settings, engine, stow)
         self._server = create_server(
             self.app,
             host=settings.web.host,

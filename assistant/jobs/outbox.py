@@ -24,6 +24,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from assistant.db import Delivery, DeliveryState, ResultObject, utcnow
 from assistant.settings import DeliverySettings, Destination
 from dicom_node import SendResult, send_files
+from dicom_node.stow import stow_files
 
 LOGGER = logging.getLogger(__name__)
 
@@ -52,6 +53,7 @@ class Outbox:
         write_lock: AbstractContextManager[object] | None = None,
         clock: Callable[[], datetime] = utcnow,
         sender: Sender = send_files,
+        stow_sender: Sender = stow_files,
     ) -> None:
         self._sessions = sessions
         self._settings = settings
@@ -60,14 +62,8 @@ class Outbox:
         self._write_lock = write_lock if write_lock is not None else nullcontext()
         self._clock = clock
         self._send = sender
-        self._destinations = {d.name: d for d in destinations if d.kind == "dimse"}
-        for destination in destinations:
-            if destination.kind != "dimse":
-                LOGGER.warning(
-                    "destination %s: DICOMweb destinations are not supported yet; "
-                    "results are not sent there",
-                    destination.name,
-                )
+        self._stow = stow_sender
+        self._destinations = {d.name: d for d in destinations}
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -155,13 +151,17 @@ class Outbox:
 
     def _deliver(self, destination: Destination, rows: list[tuple[int, int, Path]]) -> int:
         try:
-            results = self._send(
-                [path for _, _, path in rows],
-                host=destination.host,
-                port=destination.port,
-                called_ae=destination.ae_title,
-                calling_ae=self._calling_ae,
-            )
+            paths = [path for _, _, path in rows]
+            if destination.kind == "dicomweb":
+                results = self._stow(paths, url=destination.url, token=destination.token)
+            else:
+                results = self._send(
+                    paths,
+                    host=destination.host,
+                    port=destination.port,
+                    called_ae=destination.ae_title,
+                    calling_ae=self._calling_ae,
+                )
             by_path = {result.path: result for result in results}
         except Exception as exc:  # the network or the peer: retried like any failure
             LOGGER.warning("sending to %s failed: %s", destination.name, exc)

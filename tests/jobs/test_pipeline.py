@@ -208,3 +208,38 @@ def test_a_late_instance_supersedes_the_report(start_node, start_worker) -> None
     assert new.SOPInstanceUID != old.SOPInstanceUID
     predecessor = new.PredecessorDocumentsSequence[0].ReferencedSeriesSequence[0]
     assert predecessor.ReferencedSOPSequence[0].ReferencedSOPInstanceUID == old.SOPInstanceUID
+
+
+def test_results_reach_a_dicomweb_pacs_once_after_it_returns(
+    start_node, start_orthanc, start_worker, lesion_series: Path
+) -> None:
+    """A DICOMweb destination: STOW-RS into Orthanc's DICOMweb plugin, on the same outbox;
+    Orthanc's HTTP side down at first, then up: every object there once, found by QIDO."""
+    from dicomweb_client.web import DICOMwebClient
+
+    node = start_node(quiet_seconds=1.0)
+    orthanc = start_orthanc({"radassist": (NODE_AE, "127.0.0.1", node.scp.port)}, dicomweb=True)
+    destination = Destination("web", kind="dicomweb", url=orthanc.dicomweb_url)
+    settings = dataclasses.replace(
+        node.settings, destinations=(destination,), delivery=FAST_RETRIES
+    )
+    study_id = _push(orthanc, lesion_series)
+    orthanc.stop()  # the PACS goes away before the results are ready
+    start_worker(node, settings)
+    wait_until(lambda: any(d.attempts >= 2 for d in _deliveries(node)), timeout=90)
+    orthanc.start()
+    wait_until(
+        lambda: (d := _deliveries(node)) and all(x.state is DeliveryState.SENT for x in d),
+        timeout=60,
+    )
+    study_uid = str(dcmread(dicom_files(lesion_series)[0]).StudyInstanceUID)
+    found = DICOMwebClient(url=orthanc.dicomweb_url).search_for_instances(study_uid)
+    modalities = sorted(
+        item["00080060"]["Value"][0] for item in found if item["00080060"]["Value"][0] != "CT"
+    )
+    assert modalities == ["KO", "SEG", "SR"]
+    assert {k: len(v) for k, v in _results_in_orthanc(orthanc, study_id).items()} == {
+        "SR": 1,
+        "KO": 1,
+        "SEG": 1,
+    }

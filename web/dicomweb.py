@@ -1,22 +1,30 @@
-"""DICOMweb STOW-RS: POST /dicomweb/studies[/{study}] with multipart/related;
-type="application/dicom". Authenticated by the site's bearer token (dicomweb.token) or
-a dashboard user's HTTP Basic credentials. Instances go through the same durable store
-and series completion as C-STORE; the response is a PS3.18 Store Instances Response."""
+"""DICOMweb under /dicomweb. STOW-RS: POST /studies[/{study}] with multipart/related;
+type="application/dicom", authenticated by the site's bearer token (dicomweb.token) or
+a dashboard user's HTTP Basic credentials; instances go through the same durable store
+and series completion as C-STORE, and the answer is a PS3.18 Store Instances Response.
+QIDO-RS (studies, series, instances) and WADO-RS (instances as stored, metadata) serve
+what the node holds, received and ours, to the same credentials or a dashboard session."""
 
 from __future__ import annotations
 
 import hmac
 import mmap
 import tempfile
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
-from flask import Blueprint, Response, current_app, request
+from flask import Blueprint, Response, abort, current_app, request, stream_with_context
 from flask_login import current_user
-from pydicom import Dataset
+from pydicom import Dataset, dcmread
 from pydicom.sequence import Sequence as DicomSequence
 
 from assistant.stow import PartOutcome, StowIntake
+from assistant.users import audit
+from web import holdings
 from web.context import context
+from web.holdings import HeldInstance, HeldSeries, HeldStudy
 from web.multipart import MultipartError, split_parts
 
 blueprint = Blueprint("dicomweb", __name__)
@@ -170,3 +178,236 @@ def _store(
     for part in parts:
         part.body.release()
     return outcomes
+
+
+# -- QIDO-RS and WADO-RS: what the node holds --------------------------------------------
+
+
+def _may_read() -> bool:
+    """Reading also accepts the dashboard's session (a viewer in the same browser)."""
+    return authorised() or bool(current_user.is_authenticated)
+
+
+def _who() -> str:
+    if current_user.is_authenticated:
+        return current_user.username
+    return "dicomweb token"
+
+
+def _query(keyword: str, tag: str) -> str:
+    return (request.args.get(keyword) or request.args.get(tag) or "").strip()
+
+
+def _page(items: list[Any]) -> list[Any]:
+    try:
+        offset = max(0, int(request.args.get("offset", 0)))
+        limit = int(request.args.get("limit", 0)) or len(items)
+    except ValueError:
+        abort(400)
+    return items[offset : offset + max(0, limit)]
+
+
+def _dicom_json(datasets: list[Dataset]) -> Response:
+    body = current_app.json.dumps([d.to_json_dict() for d in datasets])
+    return Response(body, mimetype="application/dicom+json")
+
+
+def _study_json(study: HeldStudy) -> Dataset:
+    ds = Dataset()
+    ds.StudyInstanceUID = study.study_uid
+    ds.PatientID = study.patient_id
+    ds.PatientName = study.patient_name
+    ds.PatientBirthDate = study.birth_date
+    ds.PatientSex = study.sex
+    ds.StudyDate = study.study_date
+    ds.StudyTime = study.study_time
+    ds.AccessionNumber = study.accession_number
+    ds.StudyID = study.study_id
+    ds.StudyDescription = study.description
+    ds.ReferringPhysicianName = study.referring_physician
+    ds.ModalitiesInStudy = study.modalities
+    ds.NumberOfStudyRelatedSeries = len(study.series)
+    ds.NumberOfStudyRelatedInstances = study.instances
+    ds.RetrieveURL = f"{_root()}/studies/{study.study_uid}"
+    return ds
+
+
+def _series_json(series: HeldSeries) -> Dataset:
+    ds = Dataset()
+    ds.StudyInstanceUID = series.study_uid
+    ds.SeriesInstanceUID = series.series_uid
+    ds.Modality = series.modality
+    ds.SeriesNumber = series.number if series.number is not None else ""
+    ds.SeriesDescription = series.description
+    ds.NumberOfSeriesRelatedInstances = series.instances
+    ds.RetrieveURL = f"{_root()}/studies/{series.study_uid}/series/{series.series_uid}"
+    return ds
+
+
+def _instance_json(instance: HeldInstance) -> Dataset:
+    ds = Dataset()
+    ds.StudyInstanceUID = instance.study_uid
+    ds.SeriesInstanceUID = instance.series_uid
+    ds.SOPClassUID = instance.sop_class_uid
+    ds.SOPInstanceUID = instance.sop_uid
+    ds.InstanceNumber = instance.instance_number if instance.instance_number is not None else ""
+    ds.RetrieveURL = (
+        f"{_root()}/studies/{instance.study_uid}/series/{instance.series_uid}"
+        f"/instances/{instance.sop_uid}"
+    )
+    return ds
+
+
+def _root() -> str:
+    return request.url_root.rstrip("/") + "/dicomweb"
+
+
+def _matching_studies() -> list[HeldStudy]:
+    with context().sessions() as session:
+        found = holdings.studies(session)
+    filters = [
+        ("StudyInstanceUID", "0020000D", lambda s: s.study_uid),
+        ("PatientID", "00100020", lambda s: s.patient_id),
+        ("PatientName", "00100010", lambda s: s.patient_name),
+        ("AccessionNumber", "00080050", lambda s: s.accession_number),
+        ("StudyDate", "00080020", lambda s: s.study_date),
+        ("StudyDescription", "00081030", lambda s: s.description),
+    ]
+    for keyword, tag, value in filters:
+        pattern = _query(keyword, tag)
+        found = [s for s in found if holdings.matches(value(s), pattern)]
+    modality = _query("ModalitiesInStudy", "00080061")
+    if modality:
+        found = [s for s in found if any(holdings.matches(m, modality) for m in s.modalities)]
+    return found
+
+
+@blueprint.route("/studies", methods=["GET"])
+def search_studies() -> Response:
+    if not _may_read():
+        return _unauthorised()
+    return _dicom_json([_study_json(s) for s in _page(_matching_studies())])
+
+
+def _series_list(study_uid: str | None) -> list[HeldSeries]:
+    with context().sessions() as session:
+        by_study = holdings.series_of(session, study_uid)
+    found = [s for group in by_study.values() for s in group]
+    for keyword, tag, value in (
+        ("SeriesInstanceUID", "0020000E", lambda s: s.series_uid),
+        ("Modality", "00080060", lambda s: s.modality),
+        ("SeriesNumber", "00200011", lambda s: str(s.number if s.number is not None else "")),
+    ):
+        pattern = _query(keyword, tag)
+        found = [s for s in found if holdings.matches(value(s), pattern)]
+    return found
+
+
+@blueprint.route("/series", methods=["GET"])
+@blueprint.route("/studies/<study_uid>/series", methods=["GET"])
+def search_series(study_uid: str | None = None) -> Response:
+    if not _may_read():
+        return _unauthorised()
+    return _dicom_json([_series_json(s) for s in _page(_series_list(study_uid))])
+
+
+def _instances(
+    study_uid: str, series_uid: str | None = None, sop_uid: str | None = None
+) -> list[HeldInstance]:
+    with context().sessions() as session:
+        found = holdings.instances(session, study_uid, series_uid, sop_uid)
+    for keyword, tag, value in (
+        ("SOPInstanceUID", "00080018", lambda i: i.sop_uid),
+        ("SOPClassUID", "00080016", lambda i: i.sop_class_uid),
+    ):
+        pattern = _query(keyword, tag)
+        found = [i for i in found if holdings.matches(value(i), pattern)]
+    return found
+
+
+@blueprint.route("/studies/<study_uid>/instances", methods=["GET"])
+@blueprint.route("/studies/<study_uid>/series/<series_uid>/instances", methods=["GET"])
+def search_instances(study_uid: str, series_uid: str | None = None) -> Response:
+    if not _may_read():
+        return _unauthorised()
+    return _dicom_json([_instance_json(i) for i in _page(_instances(study_uid, series_uid))])
+
+
+def _paths(found: list[HeldInstance]) -> list[Path]:
+    root = context().settings.storage.data_dir.resolve()
+    paths = []
+    for instance in found:
+        path = (root / instance.path).resolve()
+        if path.is_relative_to(root) and path.is_file():
+            paths.append(path)
+    return paths
+
+
+def _retrieve(study_uid: str, series_uid: str | None, sop_uid: str | None) -> Response:
+    if not _may_read():
+        return _unauthorised()
+    paths = _paths(_instances(study_uid, series_uid, sop_uid))
+    if not paths:
+        return _error(404, "no such study, series or instance here")
+    audit(
+        context().sessions,
+        "dicomweb_retrieve",
+        username=_who(),
+        target=study_uid,
+        remote_addr=request.remote_addr or "",
+        detail=f"{len(paths)} instance(s)",
+    )
+    boundary = uuid.uuid4().hex
+
+    def body() -> Iterator[bytes]:
+        for path in paths:
+            yield f"--{boundary}\r\nContent-Type: application/dicom\r\n\r\n".encode()
+            with path.open("rb") as handle:
+                while chunk := handle.read(_CHUNK):
+                    yield chunk
+            yield b"\r\n"
+        yield f"--{boundary}--\r\n".encode()
+
+    return Response(
+        stream_with_context(body()),
+        content_type=f'multipart/related; type="application/dicom"; boundary={boundary}',
+    )
+
+
+@blueprint.route("/studies/<study_uid>", methods=["GET"])
+def retrieve_study(study_uid: str) -> Response:
+    return _retrieve(study_uid, None, None)
+
+
+@blueprint.route("/studies/<study_uid>/series/<series_uid>", methods=["GET"])
+def retrieve_series(study_uid: str, series_uid: str) -> Response:
+    return _retrieve(study_uid, series_uid, None)
+
+
+@blueprint.route("/studies/<study_uid>/series/<series_uid>/instances/<sop_uid>", methods=["GET"])
+def retrieve_instance(study_uid: str, series_uid: str, sop_uid: str) -> Response:
+    return _retrieve(study_uid, series_uid, sop_uid)
+
+
+@blueprint.route("/studies/<study_uid>/metadata", methods=["GET"])
+@blueprint.route("/studies/<study_uid>/series/<series_uid>/metadata", methods=["GET"])
+@blueprint.route(
+    "/studies/<study_uid>/series/<series_uid>/instances/<sop_uid>/metadata", methods=["GET"]
+)
+def retrieve_metadata(
+    study_uid: str, series_uid: str | None = None, sop_uid: str | None = None
+) -> Response:
+    if not _may_read():
+        return _unauthorised()
+    paths = _paths(_instances(study_uid, series_uid, sop_uid))
+    if not paths:
+        return _error(404, "no such study, series or instance here")
+    audit(
+        context().sessions,
+        "dicomweb_metadata",
+        username=_who(),
+        target=study_uid,
+        remote_addr=request.remote_addr or "",
+        detail=f"{len(paths)} instance(s)",
+    )
+    return _dicom_json([dcmread(p, stop_before_pixels=True) for p in paths])

@@ -221,3 +221,49 @@ def test_body_over_the_limit_is_413(node: Node) -> None:
     status, text = post(node, body, RELATED)
     assert status == 413 and "max_body_mb" in text
     assert (node.instance_count(), node.files_on_disk()) == before
+
+
+def test_qido_and_wado_round_trip(node: Node) -> None:
+    """After the GE head was stored and analysed (the first test): list and fetch the
+    inputs and our results with dicomweb-client."""
+    files = dicom_files(shared_ct("ge_head_tilted"))
+    source = dcmread(files[0])
+    study_uid = str(source.StudyInstanceUID)
+    web = client(node)
+    studies = web.search_for_studies(search_filters={"StudyInstanceUID": study_uid})
+    assert len(studies) == 1
+    assert studies[0]["00201208"]["Value"][0] >= len(files)  # instances, ours included
+    pattern = str(source.PatientID)[:3] + "*"
+    assert any(
+        s["0020000D"]["Value"][0] == study_uid
+        for s in web.search_for_studies(search_filters={"PatientID": pattern})
+    )
+    series = web.search_for_series(study_uid)
+    modalities = sorted(s["00080060"]["Value"][0] for s in series)
+    assert modalities[0] == "CT" and {"SR", "KO"} <= set(modalities)
+    ct_uid = str(source.SeriesInstanceUID)
+    listed = web.search_for_instances(study_uid, ct_uid)
+    assert len(listed) == len(files)
+    fetched = web.retrieve_instance(study_uid, ct_uid, str(source.SOPInstanceUID))
+    assert fetched.SOPInstanceUID == source.SOPInstanceUID
+    assert fetched.PixelData == source.PixelData
+    sr = next(s for s in series if s["00080060"]["Value"][0] == "SR")
+    sr_uid = sr["0020000E"]["Value"][0]
+    [report] = web.retrieve_series(study_uid, sr_uid)
+    assert report.Modality == "SR" and report.StudyInstanceUID == study_uid
+    metadata = web.retrieve_series_metadata(study_uid, ct_uid)
+    assert len(metadata) == len(files) and "7FE00010" not in metadata[0]
+
+
+def test_qido_and_wado_need_credentials(node: Node) -> None:
+    for path in ("/studies", "/studies/1.2.3/series", "/studies/1.2.3/metadata"):
+        req = urllib.request.Request(node.root + path)
+        with pytest.raises(urllib.error.HTTPError) as caught:
+            urllib.request.urlopen(req, timeout=10)
+        assert caught.value.code == 401
+    with pytest.raises(requests.HTTPError) as caught:
+        client(node, "wrong").search_for_studies()
+    assert caught.value.response.status_code == 401
+    with pytest.raises(requests.HTTPError) as caught:
+        client(node).retrieve_study("1.2.3.4.5")
+    assert caught.value.response.status_code == 404

@@ -1,0 +1,171 @@
+"""What the node holds, for QIDO-RS and WADO-RS: the instances it received and the
+result objects it wrote (SR, KOS, SEG live in the source study, in their own series)."""
+
+from __future__ import annotations
+
+import fnmatch
+from collections import defaultdict
+from dataclasses import dataclass
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from assistant.db import Instance, Patient, ResultKind, ResultObject, Series, Study
+
+_RESULT_MODALITY = {ResultKind.SR: "SR", ResultKind.KOS: "KO", ResultKind.SEG: "SEG"}
+_RESULT_SERIES_NUMBER = {ResultKind.SR: 9901, ResultKind.KOS: 9902, ResultKind.SEG: 9903}
+
+
+@dataclass(frozen=True)
+class HeldInstance:
+    study_uid: str
+    series_uid: str
+    sop_uid: str
+    sop_class_uid: str
+    instance_number: int | None
+    path: str  # relative to the data folder
+
+
+@dataclass(frozen=True)
+class HeldSeries:
+    study_uid: str
+    series_uid: str
+    modality: str
+    number: int | None
+    description: str
+    instances: int
+
+
+@dataclass(frozen=True)
+class HeldStudy:
+    study_uid: str
+    patient_id: str
+    patient_name: str
+    birth_date: str
+    sex: str
+    study_date: str
+    study_time: str
+    accession_number: str
+    study_id: str
+    description: str
+    referring_physician: str
+    series: tuple[HeldSeries, ...]
+
+    @property
+    def instances(self) -> int:
+        return sum(s.instances for s in self.series)
+
+    @property
+    def modalities(self) -> list[str]:
+        return sorted({s.modality for s in self.series if s.modality})
+
+
+def matches(value: str, pattern: str) -> bool:
+    """QIDO-RS matching: a list of UIDs (comma-separated), a date range (A-B), '*' and
+    '?' wildcards, else equality; empty patterns match everything."""
+    if not pattern:
+        return True
+    if "," in pattern:
+        return value in {p.strip() for p in pattern.split(",")}
+    if len(pattern) in (9, 17) and "-" in pattern and pattern.replace("-", "").isdigit():
+        low, _, high = pattern.partition("-")
+        return (not low or value >= low) and (not high or value <= high)
+    if "*" in pattern or "?" in pattern:
+        return fnmatch.fnmatchcase(value.upper(), pattern.upper())
+    return value == pattern
+
+
+def studies(session: Session, study_uid: str | None = None) -> list[HeldStudy]:
+    query = select(Study, Patient).join(Patient, Study.patient_pk == Patient.id).order_by(Study.id)
+    if study_uid:
+        query = query.where(Study.study_instance_uid == study_uid)
+    rows = session.execute(query).all()
+    by_study = series_of(session, study_uid)
+    return [
+        HeldStudy(
+            study.study_instance_uid,
+            patient.patient_id,
+            patient.patient_name,
+            patient.birth_date,
+            patient.sex,
+            study.study_date,
+            study.study_time,
+            study.accession_number,
+            study.study_id,
+            study.study_description,
+            study.referring_physician_name,
+            tuple(by_study.get(study.study_instance_uid, [])),
+        )
+        for study, patient in rows
+    ]
+
+
+def series_of(session: Session, study_uid: str | None = None) -> dict[str, list[HeldSeries]]:
+    """Every series, received or ours, by Study Instance UID."""
+    out: dict[str, list[HeldSeries]] = defaultdict(list)
+    query = select(Series, Study.study_instance_uid).join(Study, Study.id == Series.study_pk)
+    if study_uid:
+        query = query.where(Study.study_instance_uid == study_uid)
+    for series, study in session.execute(query.order_by(Series.series_number, Series.id)):
+        out[study].append(
+            HeldSeries(
+                study,
+                series.series_instance_uid,
+                series.modality,
+                series.series_number,
+                series.series_description,
+                series.instance_count,
+            )
+        )
+    results = select(ResultObject)
+    if study_uid:
+        results = results.where(ResultObject.study_instance_uid == study_uid)
+    counted: dict[tuple[str, str], tuple[ResultKind, int]] = {}
+    for result in session.scalars(results):
+        key = (result.study_instance_uid, result.series_instance_uid)
+        kind, count = counted.get(key, (result.kind, 0))
+        counted[key] = (kind, count + 1)
+    for (study, series_uid), (kind, count) in counted.items():
+        out[study].append(
+            HeldSeries(
+                study,
+                series_uid,
+                _RESULT_MODALITY[kind],
+                _RESULT_SERIES_NUMBER[kind],
+                "radassist result",
+                count,
+            )
+        )
+    return out
+
+
+def instances(
+    session: Session, study_uid: str, series_uid: str | None = None, sop_uid: str | None = None
+) -> list[HeldInstance]:
+    """Instances of a study (or one series, or one instance), received and ours."""
+    received = (
+        select(Instance, Series.series_instance_uid)
+        .join(Series, Series.id == Instance.series_pk)
+        .join(Study, Study.id == Series.study_pk)
+        .where(Study.study_instance_uid == study_uid)
+    )
+    ours = select(ResultObject).where(ResultObject.study_instance_uid == study_uid)
+    if series_uid:
+        received = received.where(Series.series_instance_uid == series_uid)
+        ours = ours.where(ResultObject.series_instance_uid == series_uid)
+    if sop_uid:
+        received = received.where(Instance.sop_instance_uid == sop_uid)
+        ours = ours.where(ResultObject.sop_instance_uid == sop_uid)
+    held = [
+        HeldInstance(
+            study_uid, series, i.sop_instance_uid, i.sop_class_uid, i.instance_number, i.path
+        )
+        for i, series in session.execute(received.order_by(Instance.instance_number, Instance.id))
+    ]
+    held += [
+        HeldInstance(
+            study_uid, r.series_instance_uid, r.sop_instance_uid, r.sop_class_uid, 1, r.path
+        )
+        for r in session.scalars(ours.order_by(ResultObject.id))
+    ]
+    return held

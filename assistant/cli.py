@@ -244,6 +244,30 @@ def _demo_login(settings: Settings, engine) -> tuple[str, str]:  # type: ignore[
     return "demo", password
 
 
+def cmd_fetch(settings: Settings, args: argparse.Namespace) -> int:
+    from assistant.fetch import FetchError, fetch
+    from dicom_node.retrieve import RetrieveError
+
+    try:
+        fetched = fetch(
+            settings,
+            args.source,
+            study_uid=args.study or "",
+            patient_id=args.patient_id or "",
+            accession_number=args.accession or "",
+        )
+    except (FetchError, RetrieveError) as exc:
+        print(f"radassist: {exc}", file=sys.stderr)
+        return 1
+    for item in fetched:
+        outcome = item.outcome
+        print(
+            f"{item.study.study_instance_uid}  {item.study.accession_number or '-'}  "
+            f"{outcome.completed} sent, {outcome.failed} failed (status 0x{outcome.status:04X})"
+        )
+    return 0 if all(item.outcome.ok for item in fetched) else 1
+
+
 def cmd_demo(settings: Settings, args: argparse.Namespace) -> int:
     from assistant.db.migrate import upgrade
     from assistant.demo_series import write_demo_head
@@ -487,6 +511,20 @@ def build_parser() -> argparse.ArgumentParser:
     )
     predict.add_argument("--json", action="store_true", help="print one JSON object")
     predict.set_defaults(func=cmd_predict)
+
+    fetch = command(
+        "fetch",
+        "Have a configured PACS send a study to this node (C-FIND, then C-MOVE to node.ae_title); "
+        "the running node stores and analyses it.",
+    )
+    which = fetch.add_mutually_exclusive_group(required=True)
+    which.add_argument("--study", metavar="UID", help="Study Instance UID")
+    which.add_argument("--patient-id", metavar="ID", help="every study of this patient")
+    which.add_argument("--accession", metavar="NUMBER", help="accession number")
+    fetch.add_argument(
+        "--from", dest="source", required=True, metavar="NAME", help="a [[destinations]] name"
+    )
+    fetch.set_defaults(func=cmd_fetch)
 
     demo = command("demo", "What `make demo` runs: start the node and send it a demo study.")
     demo.add_argument(

@@ -237,3 +237,41 @@ def audit_log() -> Any:
     return render_template(
         "audit.html", events=events, studies=studies, page=page, pages=max(1, -(-total // 100))
     )
+
+
+@blueprint.route("/admin/fetch", methods=["GET", "POST"])
+@admin_required
+def fetch_study() -> Any:
+    """Have a configured PACS send a study here (C-FIND, then C-MOVE); it is then stored
+    and analysed like a pushed study."""
+    from assistant.fetch import FetchError, fetch, source_names
+    from dicom_node.retrieve import RetrieveError
+
+    settings = context().settings
+    if request.method == "POST":
+        key = request.form.get("key", "accession")
+        value = request.form.get("value", "").strip()[:64]
+        source = request.form.get("source", "")
+        if key not in ("accession", "patient_id", "study") or not value:
+            flash("Give an accession number, a patient ID or a Study Instance UID.", "error")
+            return redirect(url_for("dashboard.fetch_study"), 303)
+        query = {
+            "accession": {"accession_number": value},
+            "patient_id": {"patient_id": value},
+            "study": {"study_uid": value},
+        }[key]
+        try:
+            fetched = fetch(settings, source, **query)
+        except (FetchError, RetrieveError, OSError) as exc:
+            flash(f"Not fetched: {exc}", "error")
+            return redirect(url_for("dashboard.fetch_study"), 303)
+        for item in fetched:
+            record("fetch", target=item.study.study_instance_uid, detail=f"from {source}")
+            flash(
+                f"{item.study.accession_number or item.study.study_instance_uid}: "
+                f"{item.outcome.completed} instance(s) received from {source}, "
+                f"{item.outcome.failed} failed.",
+                "info" if item.outcome.ok else "error",
+            )
+        return redirect(url_for("dashboard.worklist"), 303)
+    return render_template("fetch.html", sources=source_names(settings))

@@ -411,3 +411,47 @@ def retrieve_metadata(
         detail=f"{len(paths)} instance(s)",
     )
     return _dicom_json([dcmread(p, stop_before_pixels=True) for p in paths])
+
+
+@blueprint.route(
+    "/studies/<study_uid>/series/<series_uid>/instances/<sop_uid>/frames/<frame_list>",
+    methods=["GET"],
+)
+def retrieve_frames(study_uid: str, series_uid: str, sop_uid: str, frame_list: str) -> Response:
+    """Frames as uncompressed little-endian pixel data (what DICOMweb viewers such as
+    OHIF ask for), decoded from whatever transfer syntax the instance was stored in."""
+    if not _may_read():
+        return _unauthorised()
+    try:
+        numbers = [int(n) for n in frame_list.split(",")]
+    except ValueError:
+        return _error(400, "frame numbers are integers from 1, separated by commas")
+    paths = _paths(_instances(study_uid, series_uid, sop_uid))
+    if not paths:
+        return _error(404, "no such instance here")
+    dataset = dcmread(paths[0])
+    if "PixelData" not in dataset:
+        return _error(404, "this instance has no pixel data")
+    count = int(dataset.get("NumberOfFrames", 1) or 1)
+    if any(not 1 <= n <= count for n in numbers):
+        return _error(404, f"this instance has frames 1 to {count}")
+    pixels = dataset.pixel_array
+    if count == 1:
+        pixels = pixels[None, ...]
+    boundary = uuid.uuid4().hex
+    body = (
+        b"".join(
+            f"--{boundary}\r\nContent-Type: application/octet-stream\r\n\r\n".encode()
+            + pixels[n - 1].astype(pixels.dtype.newbyteorder("<"), copy=False).tobytes()
+            + b"\r\n"
+            for n in numbers
+        )
+        + f"--{boundary}--\r\n".encode()
+    )
+    return Response(
+        body,
+        content_type=(
+            'multipart/related; type="application/octet-stream"; '
+            f"transfer-syntax=1.2.840.10008.1.2.1; boundary={boundary}"
+        ),
+    )

@@ -267,3 +267,22 @@ def test_qido_and_wado_need_credentials(node: Node) -> None:
     with pytest.raises(requests.HTTPError) as caught:
         client(node).retrieve_study("1.2.3.4.5")
     assert caught.value.response.status_code == 404
+
+
+def test_frames_for_viewers(node: Node) -> None:
+    source = dcmread(dicom_files(shared_ct("ge_head_tilted"))[0])
+    frames = client(node).retrieve_instance_frames(
+        str(source.StudyInstanceUID),
+        str(source.SeriesInstanceUID),
+        str(source.SOPInstanceUID),
+        frame_numbers=[1],
+    )
+    assert frames[0] == source.pixel_array.tobytes()
+    with pytest.raises(requests.HTTPError) as caught:
+        client(node).retrieve_instance_frames(
+            str(source.StudyInstanceUID),
+            str(source.SeriesInstanceUID),
+            str(source.SOPInstanceUID),
+            frame_numbers=[2],
+        )
+    assert caught.value.response.status_code == 404

@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 
-.PHONY: install system-deps demo test bench lint format clean bundled-model phantoms medmnist-benchmark
+.PHONY: install system-deps demo test soak bench lint format clean bundled-model phantoms medmnist-benchmark
 
 install: $(STAMP)
 
@@ -25,6 +25,11 @@ demo: install
 
 test: install system-deps
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+# The long reliability run: 8 senders x 300 instances with three SIGKILLs, and 1,000
+# fuzz cases of each kind (the CI version runs 240 instances, one kill, 300 cases).
+soak: install system-deps
+	RADASSIST_SOAK=1 $(BIN)/python -m pytest tests/reliability -s
 
 bench: install system-deps
 	$(BIN)/python bench/ingest.py

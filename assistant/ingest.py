@@ -169,6 +169,10 @@ class Ingest:
         with self._write_lock, self._engine.begin() as connection:
             series = self._series(connection, instance, now)
             if connection.scalar(_INSTANCE_EXISTS, {"uid": instance.sop_instance_uid}):
+                # A sender going over the series again (as after a failed transfer) is
+                # still sending it: not quiet yet.
+                if series.state is SeriesState.RECEIVING:
+                    connection.execute(_STILL_SENDING, {"pk": series.pk, "now": now})
                 LOGGER.info("duplicate instance in series %d stored once", series.pk)
                 return
             position, orientation = slice_geometry(header)
@@ -279,6 +283,9 @@ _TOUCH_SERIES = (
     update(Series)
     .where(Series.id == bindparam("pk"))
     .values(last_received_at=bindparam("now"), instance_count=Series.instance_count + 1)
+)
+_STILL_SENDING = (
+    update(Series).where(Series.id == bindparam("pk")).values(last_received_at=bindparam("now"))
 )
 _REOPEN_SERIES = _TOUCH_SERIES.values(
     state=SeriesState.RECEIVING,

@@ -48,9 +48,10 @@ class Receiver:
         self.engine = migrated_engine(settings.database_url)
         self.sessions = make_session_factory(self.engine)
         self.write_lock = write_lock = make_write_lock(self.engine)
+        self._submitter: JobSubmitter | None = None
         if on_complete is None:
             self.queue = JobQueue(make_huey(settings))
-            on_complete = JobSubmitter(
+            on_complete = self._submitter = JobSubmitter(
                 self.sessions,
                 settings.selection,
                 model_identity(settings.model.folder),
@@ -74,6 +75,8 @@ class Receiver:
             port=node.port,
             allowed_callers=node.allowed_callers,
             max_pdu_size=node.max_pdu_size,
+            max_associations=node.max_associations,
+            network_timeout=node.network_timeout_seconds,
             ssl_context=tls_context(node),
         )
 
@@ -91,8 +94,11 @@ class Receiver:
             LOGGER.warning("unclean stop before: %d stored file(s) re-recorded", recorded)
         self._running_marker.parent.mkdir(parents=True, exist_ok=True)
         self._running_marker.touch()
-        self.completion.sweep()  # series that went quiet while the node was down
+        # Series left receiving by a stop complete after a quiet period counted from now
+        # (senders retry once we are back); complete ones that never got a job get one.
         self.completion.start()
+        if self._submitter is not None:
+            self._submitter.submit_unjobbed()
         self.scp.start()
 
     def stop(self) -> None:

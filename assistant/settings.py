@@ -54,6 +54,10 @@ class NodeSettings:
     allowed_callers: tuple[str, ...] = ()
     allowed_addresses: tuple[str, ...] = ()
     max_pdu_size: int = 4 * 1024 * 1024
+    #: Associations served at once; more are rejected (transient) until one ends.
+    max_associations: int = 32
+    #: Seconds a peer may stay silent mid-association before it is dropped.
+    network_timeout_seconds: float = 30.0
     tls_cert: str = ""
     tls_key: str = ""
     tls_ca: str = ""
@@ -63,6 +67,10 @@ class NodeSettings:
         _check_port("node.port", self.port, allow_any=True)  # 0: any free port
         for caller in self.allowed_callers:
             _check_ae_title("node.allowed_callers", caller)
+        if self.max_associations < 1:
+            raise SettingsError("node.max_associations: must be at least 1")
+        if self.network_timeout_seconds <= 0:
+            raise SettingsError("node.network_timeout_seconds: must be positive")
         if self.max_pdu_size != 0 and not 4096 <= self.max_pdu_size <= 2**32 - 1:
             raise SettingsError("node.max_pdu_size: must be 0 (unlimited) or 4096..4294967295")
         if bool(self.tls_cert) != bool(self.tls_key):

@@ -9,7 +9,7 @@ import itertools
 import logging
 from dataclasses import dataclass
 
-from pydicom import dcmread
+from pydicom import Dataset, dcmread
 from pydicom.errors import InvalidDicomError
 
 from assistant.ingest import Ingest
@@ -40,13 +40,23 @@ class PartOutcome:
         return self.status is Status.SUCCESS
 
 
-def _failed(status: Status, reason: str, header=None) -> PartOutcome:  # type: ignore[no-untyped-def]
-    get = (lambda k: str(header.get(k, "") or "")) if header is not None else (lambda k: "")
+def _uid(header: Dataset | None, keyword: str) -> str:
+    """A UID from a header that may be malformed anywhere; "" when it cannot be read."""
+    if header is None:
+        return ""
+    try:
+        value = str(header.get(keyword, "") or "")
+    except Exception:  # a broken element decodes lazily and can fail in any way
+        return ""
+    return value if is_valid_uid(value) else ""
+
+
+def _failed(status: Status, reason: str, header: Dataset | None = None) -> PartOutcome:
     return PartOutcome(
-        get("SOPClassUID"),
-        get("SOPInstanceUID"),
-        get("StudyInstanceUID"),
-        get("SeriesInstanceUID"),
+        _uid(header, "SOPClassUID"),
+        _uid(header, "SOPInstanceUID"),
+        _uid(header, "StudyInstanceUID"),
+        _uid(header, "SeriesInstanceUID"),
         status,
         reason,
     )
@@ -79,6 +89,17 @@ class StowIntake:
         return outcomes
 
     def _store_one(
+        self, request_id: int, blob: memoryview, expected_study: str | None
+    ) -> PartOutcome:
+        try:
+            return self._checked_store(request_id, blob, expected_study)
+        except StoreRefused as exc:
+            return _failed(exc.status, exc.reason)
+        except Exception as exc:  # a malformed dataset can fail anywhere as it is decoded
+            LOGGER.warning("a STOW-RS part could not be read: %s", type(exc).__name__)
+            return _failed(Status.CANNOT_UNDERSTAND, "the dataset cannot be decoded")
+
+    def _checked_store(
         self, request_id: int, blob: memoryview, expected_study: str | None
     ) -> PartOutcome:
         try:

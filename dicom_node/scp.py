@@ -253,6 +253,10 @@ def _failure(status: Status, comment: str) -> Dataset:
     return response
 
 
+#: Seconds a connection may hold an association slot without a valid request.
+ARTIM_SECONDS = 5.0
+
+
 class StorageSCP:
     """A C-ECHO / C-STORE SCP that gives every instance to `sink` before answering."""
 
@@ -266,6 +270,8 @@ class StorageSCP:
         allowed_callers: Sequence[str] = (),
         max_pdu_size: int = 4 * 1024 * 1024,
         ssl_context: ssl.SSLContext | None = None,
+        max_associations: int = 32,
+        network_timeout: float = 30.0,
     ) -> None:
         self._sink = sink
         self._address = (host, port)
@@ -281,6 +287,14 @@ class StorageSCP:
         self._ae = AE(ae_title=ae_title)
         self._ae.maximum_pdu_size = max_pdu_size
         self._ae.require_calling_aet = list(allowed_callers)
+        # A hospital has many modalities; a peer that connects and then says nothing (or
+        # sends half a PDU) must not hold one of them for long.
+        self._ae.maximum_associations = max_associations
+        self._ae.network_timeout = network_timeout
+        self._ae.dimse_timeout = network_timeout
+        # The ARTIM timer: how long a connection that sent no valid A-ASSOCIATE-RQ (or
+        # that was aborted) keeps its slot. Peers send the request at once.
+        self._ae.acse_timeout = min(ARTIM_SECONDS, network_timeout)
         self._ae.add_supported_context(VERIFICATION)
         for sop_class in STORAGE_SOP_CLASSES:
             self._ae.add_supported_context(sop_class, list(STORAGE_TRANSFER_SYNTAXES))

@@ -87,6 +87,7 @@ class SeriesCompletion:
         self._clock = clock
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self._listening_since: datetime | None = None
 
     def association_released(self, series_uids: Iterable[str]) -> list[CompletedSeries]:
         """Complete, now, each series whose slices are contiguous with no gap."""
@@ -99,9 +100,13 @@ class SeriesCompletion:
         return completed
 
     def sweep(self) -> list[CompletedSeries]:
-        """Complete every series that has been quiet for the quiet period."""
+        """Complete every series that has been quiet for the quiet period, counted from
+        when this node began listening: silence while the node was down (or crashed)
+        says nothing, as the senders could not reach it."""
         now = self._clock()
         cutoff = now - timedelta(seconds=self._settings.quiet_seconds)
+        if self._listening_since is not None and self._listening_since > cutoff:
+            return []
         with self._write_lock, self._sessions() as session, session.begin():
             rows = session.execute(
                 update(Series)
@@ -166,6 +171,7 @@ class SeriesCompletion:
 
     def start(self) -> None:
         """Sweep every ``check_interval_seconds`` in a daemon thread until stop()."""
+        self._listening_since = self._clock()
         self._stop.clear()
         self._thread = threading.Thread(target=self._run, name="series-completion", daemon=True)
         self._thread.start()

@@ -17,7 +17,7 @@ from pathlib import Path
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session, sessionmaker
 
-from assistant.db import Instance, Job, JobState, Series, utcnow
+from assistant.db import Instance, Job, JobState, Series, SeriesState, utcnow
 from assistant.jobs.completion import CompletedSeries
 from assistant.jobs.selection import SeriesFacts, skip_reason
 from assistant.settings import SelectionSettings
@@ -53,6 +53,30 @@ class JobSubmitter:
 
     def __call__(self, completed: CompletedSeries) -> None:
         self.submit(completed.series_pk)
+
+    def submit_unjobbed(self) -> int:
+        """Submit every complete series that has no job for this model: a crash between
+        completion and submission leaves such series; returns how many."""
+        with self._sessions() as session:
+            pks = list(
+                session.scalars(
+                    select(Series.id)
+                    .where(Series.state == SeriesState.COMPLETE)
+                    .where(
+                        ~select(Job.id)
+                        .where(
+                            Job.series_pk == Series.id,
+                            Job.model_name == self._model_name,
+                            Job.model_version == self._model_version,
+                        )
+                        .exists()
+                    )
+                )
+            )
+        for pk in pks:
+            LOGGER.warning("series %d was complete without a job; submitting it now", pk)
+            self.submit(pk)
+        return len(pks)
 
     def submit(self, series_pk: int) -> int | None:
         """Record the job for the series as it is now; returns its id if it was queued."""

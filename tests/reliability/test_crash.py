@@ -1,0 +1,202 @@
+"""Load and crash: 8 dcmtk storescu processes push at once into `radassist serve`, which
+is killed with SIGKILL mid-way and restarted; the senders push again, as a PACS retries.
+Every instance answered Success before the kill is on disk and in the database, and every
+series ends with exactly one SR at the destination. `make soak` runs the long version
+(RADASSIST_SOAK=1: 8 x 300 instances, three kills)."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from pydicom import dcmread
+from sqlalchemy import create_engine, func, select
+
+from assistant.db import Delivery, DeliveryState, Instance, Job, JobState, Series
+from assistant.demo_series import write_demo_series
+from tests.conftest import NODE_AE, echoscu, free_port, require_tool, wait_until
+from tests.jobs.test_outbox import StoreSCP
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+SOAK = os.environ.get("RADASSIST_SOAK", "") not in ("", "0")
+SENDERS = 8
+PER_SERIES = 300 if SOAK else 30
+KILLS = 3 if SOAK else 1
+_SENT = re.compile(r"Sending file: (.+)$")
+
+
+class Serve:
+    """`radassist serve` in its own process, killable."""
+
+    def __init__(self, root: Path, pacs_port: int) -> None:
+        self.port = free_port()
+        self.data = root / "var"
+        self.config = root / "radassist.toml"
+        self.config.write_text(
+            f'[node]\nae_title = "{NODE_AE}"\nhost = "127.0.0.1"\nport = {self.port}\n'
+            f'[web]\nport = 0\n[storage]\ndata_dir = "{self.data}"\n'
+            "[completion]\nquiet_seconds = 3\ncheck_interval_seconds = 0.2\n"
+            "[delivery]\nbackoff_seconds = 0.5\nmax_backoff_seconds = 2\npoll_seconds = 0.2\n"
+            f'[[destinations]]\nname = "pacs"\nkind = "dimse"\nhost = "127.0.0.1"\n'
+            f'port = {pacs_port}\nae_title = "PACS"\n'
+        )
+        self.log = root / "serve.log"
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        with self.log.open("a") as log:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "assistant.cli", "serve", "--config", str(self.config)],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
+        wait_until(lambda: echoscu(self.port), timeout=60, interval=0.2)
+
+    def kill(self) -> None:
+        assert self.process is not None
+        self.process.send_signal(signal.SIGKILL)
+        self.process.wait()
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+
+def push(port: int, folders: list[Path], logs: Path) -> list[subprocess.Popen[bytes]]:
+    binary = require_tool("/usr/bin/storescu")
+    logs.mkdir(exist_ok=True)
+    senders = []
+    for n, folder in enumerate(folders):
+        with (logs / f"push{n}.log").open("w") as log:  # the child keeps its own copy
+            senders.append(
+                subprocess.Popen(
+                    [binary, "-v", "-aec", NODE_AE, "-aet", f"PUSH{n}", "127.0.0.1", str(port)]
+                    + [str(p) for p in sorted(folder.iterdir())],
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                    env={**os.environ, "TCP_NODELAY": "1"},
+                )
+            )
+    return senders
+
+
+def acknowledged(logs: Path) -> set[Path]:
+    """Files each storescu saw answered with Success."""
+    done: set[Path] = set()
+    for log in logs.glob("push*.log"):
+        current: Path | None = None
+        for line in log.read_text(errors="replace").splitlines():
+            if match := _SENT.search(line):
+                current = Path(match.group(1).strip())
+            elif "Received Store Response (Success)" in line and current is not None:
+                done.add(current)
+                current = None
+    return done
+
+
+def test_nothing_answered_success_is_lost(tmp_path: Path) -> None:
+    folders = [
+        (
+            tmp_path / f"series{n}",
+            write_demo_series(tmp_path / f"series{n}", PER_SERIES, seed=7000 + n),
+        )[0]
+        for n in range(SENDERS)
+    ]
+    total = SENDERS * PER_SERIES
+    pacs = StoreSCP(tmp_path / "pacs")
+    pacs.start()
+    node = Serve(tmp_path, pacs.port)
+    node.start()
+    engine = create_engine(f"sqlite:///{node.data / 'radassist.db'}")
+
+    def stored() -> int:
+        with engine.connect() as connection:
+            return connection.scalar(select(func.count(Instance.id))) or 0
+
+    try:
+        confirmed: set[Path] = set()
+        for kill in range(KILLS):
+            logs = tmp_path / f"round{kill}"
+            senders = push(node.port, folders, logs)
+            target = min(total - 1, stored() + total * 0.4)
+            wait_until(lambda goal=target: stored() >= goal, timeout=300, interval=0.02)
+            node.kill()
+            for sender in senders:
+                sender.wait(timeout=60)
+            confirmed |= acknowledged(logs)
+            assert confirmed, "no instance was acknowledged before the kill"
+            node.start()
+            with engine.connect() as connection:
+                recorded = set(connection.scalars(select(Instance.sop_instance_uid)))
+            for path in confirmed:
+                uid = str(dcmread(path, stop_before_pixels=True).SOPInstanceUID)
+                assert uid in recorded, f"{path.name} was answered Success but is not recorded"
+            on_disk = {p.stem for p in (node.data / "instances").rglob("*.dcm")}
+            assert {
+                str(dcmread(p, stop_before_pixels=True).SOPInstanceUID) for p in confirmed
+            } <= on_disk
+        # The senders push everything again, as a PACS retries a failed transfer.
+        final = push(node.port, folders, tmp_path / "final")
+        assert all(sender.wait(timeout=300) == 0 for sender in final)
+        assert stored() == total
+
+        def finished() -> bool:
+            with engine.connect() as connection:
+                jobs = connection.execute(select(Job.state)).scalars().all()
+                complete = connection.scalar(
+                    select(func.count(Series.id)).where(Series.state == "complete")
+                )
+                sent = connection.scalar(
+                    select(func.count(Delivery.id)).where(Delivery.state == DeliveryState.SENT)
+                )
+                pending = connection.scalar(
+                    select(func.count(Delivery.id)).where(Delivery.state != DeliveryState.SENT)
+                )
+            return (
+                complete == SENDERS
+                and jobs
+                and all(
+                    state in (JobState.DONE, JobState.SKIPPED, JobState.FAILED) for state in jobs
+                )
+                and sent >= SENDERS
+                and pending == 0
+            )
+
+        wait_until(finished, timeout=600, interval=0.5)
+        time.sleep(1.0)  # let storescp finish writing the last object
+        reports = [
+            dcmread(p, stop_before_pixels=True) for p in pacs.folder.iterdir() if p.is_file()
+        ]
+        srs = [r for r in reports if r.Modality == "SR"]
+        sources = {
+            str(
+                r.CurrentRequestedProcedureEvidenceSequence[0]
+                .ReferencedSeriesSequence[0]
+                .SeriesInstanceUID
+            )
+            for r in srs
+        }
+        assert len(sources) == SENDERS  # every series reported
+        assert len(srs) == SENDERS  # once
+        assert len({str(r.SOPInstanceUID) for r in reports}) == len(reports)  # no duplicates
+        print(
+            f"\nreliability: {total} instances x {KILLS + 1} pushes by {SENDERS} senders, "
+            f"{KILLS} SIGKILL(s), {len(confirmed)} acknowledged before a kill, 0 lost, "
+            f"{len(srs)} SRs for {SENDERS} series, 0 duplicates"
+        )
+    finally:
+        node.stop()
+        engine.dispose()
+        pacs.stop()

@@ -77,6 +77,7 @@ class Receiver:
             max_pdu_size=node.max_pdu_size,
             max_associations=node.max_associations,
             network_timeout=node.network_timeout_seconds,
+            allowed_addresses=node.allowed_addresses,
             ssl_context=tls_context(node),
         )
 

@@ -9,6 +9,7 @@ start-up with a :class:`SettingsError` naming the key, never a silent fallback.
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 import json
 import os
 import re
@@ -67,6 +68,13 @@ class NodeSettings:
         _check_port("node.port", self.port, allow_any=True)  # 0: any free port
         for caller in self.allowed_callers:
             _check_ae_title("node.allowed_callers", caller)
+        for address in self.allowed_addresses:
+            try:
+                ipaddress.ip_network(address, strict=False)
+            except ValueError:
+                raise SettingsError(
+                    f"node.allowed_addresses: {address!r} is not an IP address or network"
+                ) from None
         if self.max_associations < 1:
             raise SettingsError("node.max_associations: must be at least 1")
         if self.network_timeout_seconds <= 0:

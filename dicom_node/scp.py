@@ -10,6 +10,7 @@ error becomes a named failure status and a log line, and the node keeps serving.
 from __future__ import annotations
 
 import errno
+import ipaddress
 import itertools
 import logging
 import ssl
@@ -272,8 +273,11 @@ class StorageSCP:
         ssl_context: ssl.SSLContext | None = None,
         max_associations: int = 32,
         network_timeout: float = 30.0,
+        allowed_addresses: Sequence[str] = (),
     ) -> None:
         self._sink = sink
+        #: Networks peers may connect from (empty: any); others are closed at once.
+        self._networks = [ipaddress.ip_network(a, strict=False) for a in allowed_addresses]
         self._address = (host, port)
         self._ssl_context = ssl_context
         self._server: ThreadedAssociationServer | None = None
@@ -299,6 +303,16 @@ class StorageSCP:
         for sop_class in STORAGE_SOP_CLASSES:
             self._ae.add_supported_context(sop_class, list(STORAGE_TRANSFER_SYNTAXES))
 
+    def _address_allowed(self, _request: object, client_address: tuple[str, int]) -> bool:
+        try:
+            address = ipaddress.ip_address(client_address[0])
+        except ValueError:
+            return False
+        if any(address in network for network in self._networks):
+            return True
+        LOGGER.warning("refused a connection from %s: not in node.allowed_addresses", address)
+        return False
+
     @property
     def port(self) -> int:
         """The bound port (useful when started on port 0)."""
@@ -318,6 +332,9 @@ class StorageSCP:
         self._server = self._ae.start_server(
             self._address, block=False, evt_handlers=handlers, ssl_context=self._ssl_context
         )
+        if self._networks:
+            # socketserver asks this before any thread or association exists.
+            self._server.verify_request = self._address_allowed  # type: ignore[method-assign]
         LOGGER.info(
             "DICOM node %s listening on %s:%d", self._ae.ae_title, self._address[0], self.port
         )

@@ -80,3 +80,38 @@ def test_tls_association_stores_and_plain_one_is_refused(
         assert instance_count(node) == 1
     finally:
         node.stop()
+
+
+def test_dcmtk_storescu_over_tls(
+    make_settings: Callable[..., Settings], certificate: tuple[Path, Path]
+) -> None:
+    """dcmtk's own TLS client (storescu +tla +cf) against the node's TLS listener."""
+    key, cert = certificate
+    base = make_settings()
+    settings = dataclasses.replace(
+        base, node=dataclasses.replace(base.node, tls_cert=str(cert), tls_key=str(key))
+    )
+    upgrade(settings.database_url)
+    node = Receiver(settings)
+    node.start()
+    try:
+        files = dicom_files(shared_ct("philips_brain_phantom_5mm"))[:3]
+        storescu = require_tool("/usr/bin/storescu")
+        secure = subprocess.run(
+            [storescu, "+tla", "+cf", str(cert), "-aec", NODE_AE, "127.0.0.1", str(node.scp.port)]
+            + [str(f) for f in files],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert secure.returncode == 0, secure.stdout + secure.stderr
+        assert instance_count(node) == 3
+        plain = subprocess.run(
+            [storescu, "-aec", NODE_AE, "127.0.0.1", str(node.scp.port), str(files[0])],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert plain.returncode != 0
+    finally:
+        node.stop()

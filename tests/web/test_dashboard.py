@@ -288,3 +288,37 @@ def test_delivery_retry_is_for_admins_and_delivers(
         f"/deliveries/{delivery_id}/retry", data={"csrf_token": token}, follow_redirects=True
     )
     assert "already" in again.get_data(as_text=True)
+
+
+def test_every_route_but_login_and_healthz_refuses_anonymous(
+    site: Site, anonymous: FlaskClient
+) -> None:
+    """Found from the URL map, so a route added later is covered too."""
+    open_endpoints = {"auth.login", "ops.healthz", "static"}
+    values = {
+        "study_uid": site.study_uid,
+        "series_uid": "1.2.3",
+        "sop_uid": "1.2.3",
+        "frame_list": "1",
+    }
+    checked = 0
+    for rule in site.app.url_map.iter_rules():
+        if rule.endpoint in open_endpoints:
+            continue
+        path = rule.rule
+        for name in rule.arguments:
+            path = path.replace(f"<{name}>", values.get(name, "1"))
+            for converter in ("int", "path"):
+                path = path.replace(f"<{converter}:{name}>", "1")
+        for method in sorted(rule.methods - {"HEAD", "OPTIONS"}):
+            response = anonymous.open(path, method=method)
+            assert response.status_code in (302, 400, 401), (method, path, response.status_code)
+            if response.status_code == 302:
+                assert response.headers["Location"].startswith("/login")
+            assert "DEMO-0001" not in response.get_data(as_text=True), (method, path)
+            checked += 1
+    assert checked >= 25
+
+
+def test_the_secret_key_is_private(site: Site) -> None:
+    assert site.settings.secret_key_path.stat().st_mode & 0o077 == 0

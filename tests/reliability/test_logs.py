@@ -1,0 +1,62 @@
+"""No patient names or IDs in the log at INFO, from the DICOM node through the analysis
+to the dashboard; no passwords or tokens either."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import pytest
+from sqlalchemy import select
+
+from assistant.db import Job, JobState, make_session_factory
+from assistant.demo_series import write_demo_head
+from assistant.jobs.worker import Worker
+from assistant.users import add_user
+from tests.conftest import storescu, wait_until
+from web import create_app
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+
+def test_no_phi_or_secrets_in_the_log(
+    start_node, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:  # type: ignore[no-untyped-def]
+    caplog.set_level(logging.INFO)
+    node = start_node(quiet_seconds=1.0)
+    worker = Worker(node.settings, node.engine, node.write_lock)
+    worker.start()
+    try:
+        files = write_demo_head(tmp_path / "series")
+        assert storescu(node.scp.port, files).returncode == 0
+        sessions = make_session_factory(node.engine)
+
+        def done() -> bool:
+            with sessions() as session:
+                return session.scalar(select(Job.state)) in (JobState.DONE, JobState.FAILED)
+
+        wait_until(done, timeout=120)
+        password = "a very secret password"
+        add_user(sessions, "reader", password, "viewer")
+        app = create_app(node.settings, node.engine)
+        client = app.test_client()
+        import re
+
+        token = re.search(
+            r'csrf-token" content="([^"]+)"', client.get("/login").get_data(as_text=True)
+        ).group(1)
+        client.post(
+            "/login", data={"username": "reader", "password": password, "csrf_token": token}
+        )
+        client.post(
+            "/login",
+            data={"username": "reader", "password": "wrong " + password, "csrf_token": token},
+        )
+        html = client.get("/").get_data(as_text=True)
+        assert "DEMO-0001" in html  # the page shows it; the log must not
+    finally:
+        worker.stop()
+    text = "\n".join(record.getMessage() for record in caplog.records)
+    assert "job" in text and "series" in text  # the log does say what happened
+    for secret in ("DEMO-0001", "PHANTOM", password):
+        assert secret not in text, f"{secret!r} appears in the log"

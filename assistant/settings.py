@@ -236,6 +236,12 @@ class Destination:
     url: str = ""
     #: DICOMweb only: sent as "Authorization: Bearer <token>" when set.
     token: str = ""
+    #: DIMSE only: DICOM TLS to this peer; `tls_ca` the certificate(s) to trust (empty:
+    #: the system's), `tls_cert`/`tls_key` our client certificate when it asks for one.
+    tls: bool = False
+    tls_ca: str = ""
+    tls_cert: str = ""
+    tls_key: str = ""
 
     def __post_init__(self) -> None:
         key = f"destinations[{self.name}]"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import ssl
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -112,10 +113,17 @@ def _classify(status: int) -> str:
 
 
 def _send_batch(
-    ae: AE, batch: list[_Item], host: str, port: int, called_ae: str
+    ae: AE,
+    batch: list[_Item],
+    host: str,
+    port: int,
+    called_ae: str,
+    tls: ssl.SSLContext | None = None,
 ) -> list[SendResult]:
     ae.requested_contexts = _contexts_for(dict.fromkeys(item.context_key for item in batch))
-    assoc = ae.associate(host, port, ae_title=called_ae)
+    assoc = ae.associate(
+        host, port, ae_title=called_ae, tls_args=(tls, host) if tls is not None else None
+    )
     if not assoc.is_established:
         reason = "association rejected" if assoc.is_rejected else "association failed or aborted"
         return [
@@ -156,8 +164,10 @@ def send_files(
     called_ae: str,
     calling_ae: str = "RADASSIST",
     max_pdu_size: int = 4 * 1024 * 1024,
+    tls: ssl.SSLContext | None = None,
 ) -> list[SendResult]:
-    """C-STORE every DICOM file in `paths` (files or folders) and report each one.
+    """C-STORE every DICOM file in `paths` (files or folders) and report each one; over
+    TLS when `tls` (a client context) is given.
 
     Non-DICOM files found inside folders are skipped; a non-DICOM file named
     explicitly fails. Files are sent in the order given, folders in sorted order.
@@ -170,6 +180,6 @@ def send_files(
     ae = AE(ae_title=calling_ae)
     ae.maximum_pdu_size = max_pdu_size
     for batch in _batches(items):
-        results.extend(_send_batch(ae, batch, host, port, called_ae))
+        results.extend(_send_batch(ae, batch, host, port, called_ae, tls))
     order = {path: n for n, (path, _) in enumerate(files)}
     return sorted(results, key=lambda r: order.get(r.path, len(order)))

@@ -11,6 +11,7 @@ stores once.
 from __future__ import annotations
 
 import logging
+import ssl
 import threading
 from collections import defaultdict
 from collections.abc import Callable, Sequence
@@ -155,12 +156,14 @@ class Outbox:
             if destination.kind == "dicomweb":
                 results = self._stow(paths, url=destination.url, token=destination.token)
             else:
+                extra = {"tls": client_tls_context(destination)} if destination.tls else {}
                 results = self._send(
                     paths,
                     host=destination.host,
                     port=destination.port,
                     called_ae=destination.ae_title,
                     calling_ae=self._calling_ae,
+                    **extra,
                 )
             by_path = {result.path: result for result in results}
         except Exception as exc:  # the network or the peer: retried like any failure
@@ -247,3 +250,12 @@ def make_due(sessions: sessionmaker[Session], delivery_id: int, now: datetime) -
             .values(state=DeliveryState.PENDING, next_attempt_at=now, attempts=0)
         )
     return result.rowcount == 1
+
+
+def client_tls_context(destination: Destination) -> ssl.SSLContext:
+    """A TLS client context for a DIMSE destination: verify the peer against `tls_ca`
+    (or the system's CAs), present our certificate if one is configured."""
+    context = ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cafile=destination.tls_ca or None)
+    if destination.tls_cert:
+        context.load_cert_chain(destination.tls_cert, destination.tls_key or None)
+    return context

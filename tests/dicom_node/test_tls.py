@@ -115,3 +115,58 @@ def test_dcmtk_storescu_over_tls(
         assert plain.returncode != 0
     finally:
         node.stop()
+
+
+def test_results_go_to_a_tls_pacs(
+    make_settings: Callable[..., Settings], certificate: tuple[Path, Path], tmp_path: Path
+) -> None:
+    """The outbox as a TLS client (pynetdicom SCU) to dcmtk's storescp +tls."""
+    import os
+
+    from assistant.db import make_session_factory, utcnow
+    from assistant.jobs.outbox import Outbox
+    from assistant.settings import DeliverySettings, Destination
+    from tests.conftest import free_port, wait_until
+    from tests.jobs.test_outbox import queue_results
+
+    key, cert = certificate
+    port = free_port()
+    received = tmp_path / "received"
+    received.mkdir()
+    pacs = subprocess.Popen(
+        [
+            require_tool("/usr/bin/storescp"),
+            "+tls",
+            str(key),
+            str(cert),
+            "-ic",
+            "-aet",
+            "PACS",
+            "-od",
+            str(received),
+            str(port),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        env={**os.environ, "TCP_NODELAY": "1"},
+    )
+    try:
+        settings = make_settings()
+        upgrade(settings.database_url)
+        from assistant.db.migrate import migrated_engine
+
+        engine = migrated_engine(settings.database_url)
+        sessions = make_session_factory(engine)
+        destination = Destination(
+            "secure", host="127.0.0.1", port=port, ae_title="PACS", tls=True, tls_ca=str(cert)
+        )
+        outbox = Outbox(
+            sessions, [destination], DeliverySettings(), settings.storage.data_dir, NODE_AE
+        )
+        queue_results(sessions, outbox, settings.storage.data_dir, utcnow(), count=2)
+        wait_until(lambda: outbox.deliver_due() == 2, timeout=20, interval=0.5)
+        assert len(list(received.iterdir())) == 2
+        engine.dispose()
+    finally:
+        pacs.terminate()
+        pacs.wait(timeout=10)

@@ -98,8 +98,6 @@ def outbox_env(tmp_path: Path, pacs: StoreSCP):
     engine = make_engine(url)
     sessions = make_session_factory(engine)
     data_dir = tmp_path / "var"
-    files = tmp_path / "var" / "results"
-    write_demo_series(files, count=3)
     clock = Clock()
     settings = DeliverySettings(max_attempts=3, backoff_seconds=10, max_backoff_seconds=60)
     destination = Destination("pacs", host="127.0.0.1", port=pacs.port, ae_title="PACS")
@@ -108,18 +106,27 @@ def outbox_env(tmp_path: Path, pacs: StoreSCP):
         return Outbox(sessions, [destination], settings, data_dir, "RADASSIST", clock=clock)
 
     outbox = make_outbox()
+    queue_results(sessions, outbox, data_dir, clock.now)
+    yield sessions, make_outbox, clock, outbox
+    engine.dispose()
+
+
+def queue_results(sessions, outbox: Outbox, data_dir: Path, now, count: int = 3) -> None:  # type: ignore[no-untyped-def]
+    """`count` result files of one done job, each queued for the outbox's destinations."""
+    files = data_dir / "results"
+    write_demo_series(files, count=count)
     with sessions() as session, session.begin():
         job = Job(
             series_pk=_series(session),
             model_name="m",
             model_version="1",
             input_digest="d",
-            instance_count=3,
+            instance_count=count,
             state=JobState.DONE,
             reason="",
             attempts=1,
             worker="",
-            created_at=clock.now,
+            created_at=now,
             summary="",
             findings_json="",
         )
@@ -134,14 +141,12 @@ def outbox_env(tmp_path: Path, pacs: StoreSCP):
                 series_instance_uid="1.2.3",
                 study_instance_uid="1.2.3",
                 path=path.relative_to(data_dir).as_posix(),
-                created_at=clock.now,
+                created_at=now,
             )
             session.add(result)
             session.flush()
             outbox.add(session, result)
             outbox.add(session, result)  # twice: still one row
-    yield sessions, make_outbox, clock, outbox
-    engine.dispose()
 
 
 def _series(session) -> int:  # type: ignore[no-untyped-def]

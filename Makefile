@@ -29,7 +29,7 @@ test: install system-deps
 # The long reliability run: 8 senders x 300 instances with three SIGKILLs, and 1,000
 # fuzz cases of each kind (the CI version runs 240 instances, one kill, 300 cases).
 soak: install system-deps
-	RADASSIST_SOAK=1 $(BIN)/python -m pytest tests/reliability -s
+	SOAK=1 $(BIN)/python -m pytest tests/reliability -s
 
 bench: install system-deps
 	$(BIN)/python bench/ingest.py

@@ -2,7 +2,7 @@
 is killed with SIGKILL mid-way and restarted; the senders push again, as a PACS retries.
 Every instance answered Success before the kill is on disk and in the database, and every
 series ends with exactly one SR at the destination. `make soak` runs the long version
-(RADASSIST_SOAK=1: 8 x 300 instances, three kills)."""
+(SOAK=1: 8 x 300 instances, three kills)."""
 
 from __future__ import annotations
 
@@ -23,9 +23,8 @@ from assistant.demo_series import write_demo_series
 from tests.conftest import NODE_AE, echoscu, free_port, require_tool, wait_until
 from tests.jobs.test_outbox import StoreSCP
 
-pytestmark = [pytest.mark.integration, pytest.mark.slow]
-
-SOAK = os.environ.get("RADASSIST_SOAK", "") not in ("", "0")
+SOAK = os.environ.get("SOAK", "") not in ("", "0")
+pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.timeout(3600 if SOAK else 600)]
 SENDERS = 8
 PER_SERIES = 300 if SOAK else 30
 KILLS = 3 if SOAK else 1
@@ -125,6 +124,7 @@ def test_nothing_answered_success_is_lost(tmp_path: Path) -> None:
         with engine.connect() as connection:
             return connection.scalar(select(func.count(Instance.id))) or 0
 
+    senders: list[subprocess.Popen[bytes]] = []
     try:
         confirmed: set[Path] = set()
         for kill in range(KILLS):
@@ -148,8 +148,8 @@ def test_nothing_answered_success_is_lost(tmp_path: Path) -> None:
                 str(dcmread(p, stop_before_pixels=True).SOPInstanceUID) for p in confirmed
             } <= on_disk
         # The senders push everything again, as a PACS retries a failed transfer.
-        final = push(node.port, folders, tmp_path / "final")
-        assert all(sender.wait(timeout=300) == 0 for sender in final)
+        senders = push(node.port, folders, tmp_path / "final")
+        assert all(sender.wait(timeout=900) == 0 for sender in senders)
         assert stored() == total
 
         def finished() -> bool:
@@ -197,6 +197,10 @@ def test_nothing_answered_success_is_lost(tmp_path: Path) -> None:
             f"{len(srs)} SRs for {SENDERS} series, 0 duplicates"
         )
     finally:
+        for sender in senders:
+            if sender.poll() is None:
+                sender.kill()
+            sender.wait()
         node.stop()
         engine.dispose()
         pacs.stop()

@@ -1,7 +1,7 @@
 """Hostile input with Hypothesis: mutated datasets (wrong VRs, huge lengths, truncations),
 odd transfer syntaxes and broken PDUs into the SCP; random bodies into STOW-RS. Nothing
 may crash the node, leave a partial file, or stop it answering C-ECHO.
-RADASSIST_SOAK=1 (make soak) runs 1,000 cases of each kind instead of a few hundred."""
+SOAK=1 (make soak) runs 1,000 cases of each kind instead of a few hundred."""
 
 from __future__ import annotations
 
@@ -21,9 +21,8 @@ from pynetdicom import AE, _config
 from dicom_node.scp import ARTIM_SECONDS
 from tests.conftest import NODE_AE, echoscu, wait_until
 
-pytestmark = [pytest.mark.integration, pytest.mark.slow]
-
-SOAK = os.environ.get("RADASSIST_SOAK", "") not in ("", "0")
+SOAK = os.environ.get("SOAK", "") not in ("", "0")
+pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.timeout(1800 if SOAK else 300)]
 CASES = 1000 if SOAK else 300
 FUZZ = settings(
     max_examples=CASES,

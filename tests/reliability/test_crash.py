@@ -106,13 +106,12 @@ def acknowledged(logs: Path) -> set[Path]:
 
 
 def test_nothing_answered_success_is_lost(tmp_path: Path) -> None:
-    folders = [
-        (
-            tmp_path / f"series{n}",
-            write_demo_series(tmp_path / f"series{n}", PER_SERIES, seed=7000 + n),
-        )[0]
+    all_files = [
+        path
         for n in range(SENDERS)
+        for path in write_demo_series(tmp_path / f"series{n}", PER_SERIES, seed=7000 + n)
     ]
+    folders = [tmp_path / f"series{n}" for n in range(SENDERS)]
     total = SENDERS * PER_SERIES
     pacs = StoreSCP(tmp_path / "pacs")
     pacs.start()
@@ -127,28 +126,30 @@ def test_nothing_answered_success_is_lost(tmp_path: Path) -> None:
     senders: list[subprocess.Popen[bytes]] = []
     try:
         confirmed: set[Path] = set()
+        uids = {
+            path: str(dcmread(path, stop_before_pixels=True).SOPInstanceUID) for path in all_files
+        }
+        logs = tmp_path / "round0"
+        senders = push(node.port, folders, logs)
         for kill in range(KILLS):
-            logs = tmp_path / f"round{kill}"
-            senders = push(node.port, folders, logs)
             target = min(total - 1, stored() + total * 0.4)
-            wait_until(lambda goal=target: stored() >= goal, timeout=300, interval=0.02)
+            wait_until(lambda goal=target: stored() >= goal, timeout=600, interval=0.02)
             node.kill()
             for sender in senders:
                 sender.wait(timeout=60)
             confirmed |= acknowledged(logs)
             assert confirmed, "no instance was acknowledged before the kill"
             node.start()
+            # The senders push everything again at once, as a PACS retries a failed
+            # transfer; meanwhile, check what was acknowledged before the kill.
+            logs = tmp_path / ("final" if kill == KILLS - 1 else f"round{kill + 1}")
+            senders = push(node.port, folders, logs)
             with engine.connect() as connection:
                 recorded = set(connection.scalars(select(Instance.sop_instance_uid)))
-            for path in confirmed:
-                uid = str(dcmread(path, stop_before_pixels=True).SOPInstanceUID)
-                assert uid in recorded, f"{path.name} was answered Success but is not recorded"
+            lost = [path.name for path in confirmed if uids[path] not in recorded]
+            assert lost == [], f"answered Success but not recorded: {lost[:5]}"
             on_disk = {p.stem for p in (node.data / "instances").rglob("*.dcm")}
-            assert {
-                str(dcmread(p, stop_before_pixels=True).SOPInstanceUID) for p in confirmed
-            } <= on_disk
-        # The senders push everything again, as a PACS retries a failed transfer.
-        senders = push(node.port, folders, tmp_path / "final")
+            assert {uids[path] for path in confirmed} <= on_disk
         assert all(sender.wait(timeout=900) == 0 for sender in senders)
         assert stored() == total
 

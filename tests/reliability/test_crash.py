@@ -205,3 +205,42 @@ def test_nothing_answered_success_is_lost(tmp_path: Path) -> None:
         node.stop()
         engine.dispose()
         pacs.stop()
+
+
+def test_a_job_killed_mid_run_is_picked_up_again(tmp_path: Path) -> None:
+    files = write_demo_series(tmp_path / "series", 200, seed=7100)
+    pacs = StoreSCP(tmp_path / "pacs")
+    pacs.start()
+    node = Serve(tmp_path, pacs.port)
+    node.start()
+    engine = create_engine(f"sqlite:///{node.data / 'radassist.db'}")
+
+    def job_state() -> JobState | None:
+        with engine.connect() as connection:
+            return connection.scalar(select(Job.state))
+
+    try:
+        senders = push(node.port, [tmp_path / "series"], tmp_path / "push")
+        assert senders[0].wait(timeout=300) == 0
+        wait_until(lambda: job_state() == JobState.RUNNING, timeout=120, interval=0.01)
+        node.kill()  # in the middle of the analysis
+        assert job_state() == JobState.RUNNING
+        node.start()
+        wait_until(lambda: job_state() == JobState.DONE, timeout=300, interval=0.2)
+
+        def delivered() -> bool:
+            with engine.connect() as connection:
+                states = connection.scalars(select(Delivery.state)).all()
+            return bool(states) and all(s is DeliveryState.SENT for s in states)
+
+        wait_until(delivered, timeout=60, interval=0.2)
+        time.sleep(1.0)
+        reports = [dcmread(p, stop_before_pixels=True) for p in pacs.folder.iterdir()]
+        assert [r.Modality for r in reports].count("SR") == 1
+        with engine.connect() as connection:
+            assert connection.scalar(select(func.count(Job.id))) == 1
+        assert len(files) == 200
+    finally:
+        node.stop()
+        engine.dispose()
+        pacs.stop()

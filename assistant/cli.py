@@ -13,11 +13,17 @@ import signal
 import sys
 import tempfile
 import threading
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from assistant import __version__
 from assistant.settings import Settings, SettingsError, load_settings
+
+if TYPE_CHECKING:
+    from assistant.receiver import Receiver
+    from web.server import WebServer
 
 LOGGER = logging.getLogger("assistant")
 
@@ -52,7 +58,11 @@ def _hint_first_user(engine) -> None:  # type: ignore[no-untyped-def]
         )
 
 
-def _run_receiver(settings: Settings, *, migrate: bool, with_worker: bool, with_web: bool) -> int:
+@contextmanager
+def _running(
+    settings: Settings, *, migrate: bool, with_worker: bool, with_web: bool
+) -> Iterator[tuple[Receiver, WebServer | None]]:
+    """The receiver, and optionally a worker and the web server, started; stopped after."""
     from assistant.db.migrate import upgrade
     from assistant.receiver import Receiver
 
@@ -69,18 +79,27 @@ def _run_receiver(settings: Settings, *, migrate: bool, with_worker: bool, with_
         from web.server import WebServer
 
         web = WebServer(settings, receiver.engine, StowIntake(receiver.ingest))
-        _hint_first_user(receiver.engine)
     receiver.start()
     for part in (worker, web):
         if part is not None:
             part.start()
     try:
-        _wait_for_signal()
+        yield receiver, web
     finally:
         LOGGER.info("stopping")
         for part in (web, receiver, worker):
             if part is not None:
                 part.stop()
+
+
+def _run_receiver(settings: Settings, *, migrate: bool, with_worker: bool, with_web: bool) -> int:
+    with _running(settings, migrate=migrate, with_worker=with_worker, with_web=with_web) as (
+        receiver,
+        _web,
+    ):
+        if with_web:
+            _hint_first_user(receiver.engine)
+        _wait_for_signal()
     return 0
 
 
@@ -269,23 +288,12 @@ def cmd_fetch(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def cmd_demo(settings: Settings, args: argparse.Namespace) -> int:
-    from assistant.db.migrate import upgrade
     from assistant.demo_series import write_demo_head
-    from assistant.jobs.worker import Worker
-    from assistant.receiver import Receiver
-    from assistant.stow import StowIntake
     from dicom_node import send_files
-    from web.server import WebServer
 
-    upgrade(settings.database_url)
-    receiver = Receiver(settings)
-    worker = Worker(settings, receiver.engine, receiver.write_lock)
-    web = WebServer(settings, receiver.engine, StowIntake(receiver.ingest))
-    login = _demo_login(settings, receiver.engine)
-    receiver.start()
-    worker.start()
-    web.start()
-    try:
+    with _running(settings, migrate=True, with_worker=True, with_web=True) as (receiver, web):
+        assert web is not None
+        login = _demo_login(settings, receiver.engine)
         with tempfile.TemporaryDirectory() as scratch:
             if args.study:
                 series = Path(args.study)
@@ -312,10 +320,6 @@ def cmd_demo(settings: Settings, args: argparse.Namespace) -> int:
         if args.exit_after_send:
             return 0 if sent == len(results) else 1
         _wait_for_signal()
-    finally:
-        web.stop()
-        receiver.stop()
-        worker.stop()
     return 0
 
 

@@ -51,7 +51,7 @@ def _uid(header: Dataset | None, keyword: str) -> str:
     return value if is_valid_uid(value) else ""
 
 
-def _failed(status: Status, reason: str, header: Dataset | None = None) -> PartOutcome:
+def _outcome(status: Status, reason: str, header: Dataset | None = None) -> PartOutcome:
     return PartOutcome(
         _uid(header, "SOPClassUID"),
         _uid(header, "SOPInstanceUID"),
@@ -93,11 +93,9 @@ class StowIntake:
     ) -> PartOutcome:
         try:
             return self._checked_store(request_id, blob, expected_study)
-        except StoreRefused as exc:
-            return _failed(exc.status, exc.reason)
         except Exception as exc:  # a malformed dataset can fail anywhere as it is decoded
             LOGGER.warning("a STOW-RS part could not be read: %s", type(exc).__name__)
-            return _failed(Status.CANNOT_UNDERSTAND, "the dataset cannot be decoded")
+            return _outcome(Status.CANNOT_UNDERSTAND, "the dataset cannot be decoded")
 
     def _checked_store(
         self, request_id: int, blob: memoryview, expected_study: str | None
@@ -105,20 +103,20 @@ class StowIntake:
         try:
             dataset = dcmread(io.BytesIO(blob), stop_before_pixels=True)
         except (InvalidDicomError, ValueError, EOFError, OSError, KeyError) as exc:
-            return _failed(Status.CANNOT_UNDERSTAND, f"not a DICOM Part 10 file: {exc}")
+            return _outcome(Status.CANNOT_UNDERSTAND, f"not a DICOM Part 10 file: {exc}")
         meta = getattr(dataset, "file_meta", None)
         transfer_syntax = str(meta.get("TransferSyntaxUID", "")) if meta is not None else ""
         if not transfer_syntax:
-            return _failed(Status.CANNOT_UNDERSTAND, "no File Meta Information", dataset)
+            return _outcome(Status.CANNOT_UNDERSTAND, "no File Meta Information", dataset)
         for keyword in ("SOPClassUID", "SOPInstanceUID", "StudyInstanceUID", "SeriesInstanceUID"):
             if not is_valid_uid(str(dataset.get(keyword, "") or "")):
-                return _failed(
+                return _outcome(
                     Status.MISSING_OR_INVALID_UID, f"{keyword} missing or invalid", dataset
                 )
         if str(dataset.SOPClassUID) not in _STORAGE:
-            return _failed(Status.SOP_CLASS_NOT_SUPPORTED, "not a storage SOP class", dataset)
+            return _outcome(Status.SOP_CLASS_NOT_SUPPORTED, "not a storage SOP class", dataset)
         if expected_study and str(dataset.StudyInstanceUID) != expected_study:
-            return _failed(
+            return _outcome(
                 Status.DATASET_DOES_NOT_MATCH_SOP_CLASS,
                 "Study Instance UID differs from the one in the URL",
                 dataset,
@@ -138,8 +136,8 @@ class StowIntake:
         try:
             self._ingest.store(instance)
         except StoreRefused as exc:
-            return _failed(exc.status, exc.reason, dataset)
+            return _outcome(exc.status, exc.reason, dataset)
         except OSError as exc:
             LOGGER.error("cannot store a STOW-RS instance: %s", exc)
-            return _failed(Status.OUT_OF_RESOURCES, "cannot write the instance", dataset)
-        return _failed(Status.SUCCESS, "", dataset)
+            return _outcome(Status.OUT_OF_RESOURCES, "cannot write the instance", dataset)
+        return _outcome(Status.SUCCESS, "", dataset)

@@ -1,11 +1,14 @@
-"""Helpers shared by tests: encoding datasets and sending crafted C-STOREs."""
+"""Helpers shared by tests: encoding datasets, sending crafted C-STOREs, counting what
+was stored, and logging in to the dashboard."""
 
 from __future__ import annotations
 
+import re
 import tempfile
 import warnings
 from pathlib import Path
 
+from flask.testing import FlaskClient
 from pydicom import dcmread
 from pydicom.dataset import Dataset
 from pydicom.filebase import DicomBytesIO
@@ -35,16 +38,20 @@ def raw_c_store(
     encoded: bytes,
     transfer_syntax: str = ExplicitVRLittleEndian,
     calling_ae: str = "CRAFTER",
+    must_connect: bool = True,
 ) -> int | None:
     """Send `encoded` as the dataset of one C-STORE, byte for byte (no checks).
 
     pynetdicom sends a file's dataset bytes as they are when given a path, so the
-    crafted bytes go into a temporary Part 10 file first.
+    crafted bytes go into a temporary Part 10 file first. Without `must_connect`, a
+    refused association is None rather than a failed assertion.
     """
     ae = AE(ae_title=calling_ae)
     ae.add_requested_context(sop_class, transfer_syntax)
     assoc = ae.associate("127.0.0.1", port, ae_title=NODE_AE)
-    assert assoc.is_established
+    if not assoc.is_established:
+        assert not must_connect, "association not established"
+        return None
     with tempfile.TemporaryDirectory() as scratch:
         path = Path(scratch) / "crafted.dcm"
         path.write_bytes(
@@ -95,3 +102,22 @@ def assert_stored_as_sent(node: Receiver, files: list[Path], *, same_syntax: boo
             assert stored.PixelData == sent.PixelData, f"{path.name}: pixel data differs"
         if same_syntax:
             assert stored.file_meta.TransferSyntaxUID == sent.file_meta.TransferSyntaxUID
+
+
+_TOKEN = re.compile(r'<meta name="csrf-token" content="([^"]+)">')
+
+
+def csrf_token(client: FlaskClient, path: str = "/login") -> str:
+    """The CSRF token a browser would find on `path`."""
+    html = client.get(path).get_data(as_text=True)
+    match = _TOKEN.search(html)
+    assert match, f"no CSRF token on {path}"
+    return match.group(1)
+
+
+def login(client: FlaskClient, user: tuple[str, str]) -> None:
+    token = csrf_token(client)
+    response = client.post(
+        "/login", data={"username": user[0], "password": user[1], "csrf_token": token}
+    )
+    assert response.status_code == 302, response.get_data(as_text=True)

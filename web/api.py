@@ -14,9 +14,9 @@ from assistant.db import Job, JobState, Series
 from web.actions import ActionError, NotFound, add_feedback
 from web.auth import record
 from web.context import context
-from web.dashboard import page_number, study_filter
+from web.dashboard import page_number, study_and_jobs, study_filter
 from web.openapi import openapi_document
-from web.studies import JobDetail, StudyView, get_study, job_details, list_studies
+from web.studies import JobDetail, StudyView, list_studies
 
 blueprint = Blueprint("api", __name__)
 
@@ -128,18 +128,10 @@ def studies() -> Any:
     )
 
 
-def _study_and_jobs(study_uid: str) -> tuple[StudyView, list[JobDetail]]:
-    with context().sessions() as session:
-        study = get_study(session, study_uid)
-        if study is None:
-            abort(404)
-        return study, job_details(session, study)
-
-
 @blueprint.route("/studies/<study_uid>")
 @login_required
 def study(study_uid: str) -> Any:
-    view, _ = _study_and_jobs(study_uid)
+    view, _ = study_and_jobs(study_uid)
     record("study_view", target=study_uid, detail="api")
     return jsonify(study_json(view, with_series=True))
 
@@ -147,7 +139,7 @@ def study(study_uid: str) -> Any:
 @blueprint.route("/studies/<study_uid>/findings")
 @login_required
 def findings(study_uid: str) -> Any:
-    _, jobs = _study_and_jobs(study_uid)
+    _, jobs = study_and_jobs(study_uid)
     record("study_view", target=study_uid, detail="api findings")
     return jsonify({"study_instance_uid": study_uid, "analyses": [findings_json(j) for j in jobs]})
 
@@ -156,7 +148,7 @@ def findings(study_uid: str) -> Any:
 @login_required
 def feedback(study_uid: str) -> Any:
     if request.method == "GET":
-        _, jobs = _study_and_jobs(study_uid)
+        _, jobs = study_and_jobs(study_uid)
         return jsonify({"feedback": [f for j in jobs for f in feedback_json(j)]})
     body = request.get_json(silent=True)
     if not isinstance(body, dict):

@@ -24,6 +24,14 @@ def context() -> WebContext:
     return current_app.extensions["radassist"]
 
 
+def stored_file(relative: str) -> Path | None:
+    """A file a database row names, relative to the data folder; None when it is missing
+    or the name would lead outside the data folder."""
+    root = context().settings.storage.data_dir.resolve()
+    path = (root / relative).resolve()
+    return path if path.is_relative_to(root) and path.is_file() else None
+
+
 def load_or_create_secret(path: Path) -> bytes:
     """The session-signing key, made on first start (readable by the owner only)."""
     if path.is_file():

@@ -4,7 +4,6 @@ and the admin's audit trail."""
 from __future__ import annotations
 
 from datetime import date
-from pathlib import Path
 from typing import Any
 
 from flask import (
@@ -24,14 +23,16 @@ from sqlalchemy import func, select
 from assistant.db import AuditEvent, Instance, ResultObject, Series, Study
 from web.actions import ActionError, add_feedback, retry_delivery
 from web.auth import admin_required, record
-from web.context import context
+from web.context import context, stored_file
 from web.render import key_image_png, probability_svg
 from web.sr_text import sr_as_text
 from web.studies import (
     STATUS_LABELS,
     STATUSES,
     VERDICTS,
+    JobDetail,
     StudyFilter,
+    StudyView,
     get_study,
     job_details,
     list_studies,
@@ -39,6 +40,8 @@ from web.studies import (
 
 blueprint = Blueprint("dashboard", __name__)
 PER_PAGE = 25
+#: The per-slice threshold drawn on the curve (the models' slice_threshold).
+SLICE_THRESHOLD = 0.5
 
 
 def _date(value: str | None) -> date | None:
@@ -92,53 +95,43 @@ def worklist() -> Any:
     )
 
 
-def _study_or_404(session: Any, study_uid: str) -> Any:
-    study = get_study(session, study_uid)
-    if study is None:
-        abort(404)
-    return study
+def study_and_jobs(study_uid: str) -> tuple[StudyView, list[JobDetail]]:
+    """A study and the latest analysis of each of its series; 404 if it is not here."""
+    with context().sessions() as session:
+        study = get_study(session, study_uid)
+        if study is None:
+            abort(404)
+        return study, job_details(session, study)
 
 
 @blueprint.route("/studies/<study_uid>")
 @login_required
 def study(study_uid: str) -> Any:
-    with context().sessions() as session:
-        view = _study_or_404(session, study_uid)
-        jobs = job_details(session, view)
+    view, jobs = study_and_jobs(study_uid)
     record("study_view", target=study_uid)
-    data_dir = context().settings.storage.data_dir
     curves, reports = {}, {}
     for job in jobs:
         if job.slice_probabilities:
-            flagged = [i for i, p in enumerate(job.slice_probabilities) if p >= 0.5]
-            curves[job.id] = probability_svg(
-                job.slice_probabilities, float(job.findings.get("slice_threshold", 0.5)), flagged
-            )
+            flagged_uids = set(job.findings.get("flagged_instance_uids", []))
+            slices = job.findings.get("slices", [])
+            flagged = [i for i, s in enumerate(slices) if s["sop_instance_uid"] in flagged_uids]
+            curves[job.id] = probability_svg(job.slice_probabilities, SLICE_THRESHOLD, flagged)
         for result in job.results:
             if result.kind == "sr":
-                path = _inside(data_dir, result.path)
-                reports[job.id] = (result, sr_as_text(path) if path.is_file() else "(file missing)")
+                path = stored_file(result.path)
+                reports[job.id] = (result, sr_as_text(path) if path else "(file missing)")
     return render_template("study.html", study=view, jobs=jobs, curves=curves, reports=reports)
-
-
-def _inside(root: Path, relative: str) -> Path:
-    """A stored path under root; anything that would leave it is a 404."""
-    root = root.resolve()
-    path = (root / relative).resolve()
-    if not path.is_relative_to(root):
-        abort(404)
-    return path
 
 
 @blueprint.route("/studies/<study_uid>/jobs/<int:job_id>/lesions/<int:index>.png")
 @login_required
 def lesion_image(study_uid: str, job_id: int, index: int) -> Any:
+    _, jobs = study_and_jobs(study_uid)
+    job = next((j for j in jobs if j.id == job_id), None)
+    if job is None or not 0 <= index < len(job.lesions):
+        abort(404)
+    lesion = job.lesions[index]
     with context().sessions() as session:
-        view = _study_or_404(session, study_uid)
-        job = next((j for j in job_details(session, view) if j.id == job_id), None)
-        if job is None or not 0 <= index < len(job.lesions):
-            abort(404)
-        lesion = job.lesions[index]
         path = session.scalar(
             select(Instance.path)
             .join(Series, Series.id == Instance.series_pk)
@@ -147,11 +140,10 @@ def lesion_image(study_uid: str, job_id: int, index: int) -> Any:
                 Series.id == job.series_pk,
             )
         )
-    if path is None:
+    file = stored_file(path) if path is not None else None
+    if file is None:
         abort(404)
-    png = key_image_png(
-        _inside(context().settings.storage.data_dir, path), lesion.get("outline", ())
-    )
+    png = key_image_png(file, lesion.get("outline", ()))
     return Response(png, mimetype="image/png", headers={"Cache-Control": "private, max-age=3600"})
 
 
@@ -166,8 +158,8 @@ def result_file(study_uid: str, result_id: int) -> Any:
         ).first()
     if row is None:
         abort(404)
-    path = _inside(context().settings.storage.data_dir, row.path)
-    if not path.is_file():
+    path = stored_file(row.path)
+    if path is None:
         abort(404)
     record("result_download", target=study_uid, detail=f"{row.kind.value} {row.sop_instance_uid}")
     return send_file(

@@ -23,7 +23,7 @@ from pydicom.sequence import Sequence as DicomSequence
 from assistant.stow import PartOutcome, StowIntake
 from assistant.users import audit
 from web import holdings
-from web.context import context
+from web.context import context, stored_file
 from web.holdings import HeldInstance, HeldSeries, HeldStudy
 from web.multipart import MultipartError, split_parts
 
@@ -333,30 +333,35 @@ def search_instances(study_uid: str, series_uid: str | None = None) -> Response:
     return _dicom_json([_instance_json(i) for i in _page(_instances(study_uid, series_uid))])
 
 
-def _paths(found: list[HeldInstance]) -> list[Path]:
-    root = context().settings.storage.data_dir.resolve()
-    paths = []
-    for instance in found:
-        path = (root / instance.path).resolve()
-        if path.is_relative_to(root) and path.is_file():
-            paths.append(path)
-    return paths
+def _paths(study_uid: str, series_uid: str | None, sop_uid: str | None) -> list[Path]:
+    found = _instances(study_uid, series_uid, sop_uid)
+    return [path for instance in found if (path := stored_file(instance.path)) is not None]
 
 
-def _retrieve(study_uid: str, series_uid: str | None, sop_uid: str | None) -> Response:
+def _audited_paths(
+    action: str, study_uid: str, series_uid: str | None, sop_uid: str | None
+) -> list[Path] | Response:
+    """The files asked for, with an audit row; or the 401/404 to answer instead."""
     if not _may_read():
         return _unauthorised()
-    paths = _paths(_instances(study_uid, series_uid, sop_uid))
+    paths = _paths(study_uid, series_uid, sop_uid)
     if not paths:
         return _error(404, "no such study, series or instance here")
     audit(
         context().sessions,
-        "dicomweb_retrieve",
+        action,
         username=_who(),
         target=study_uid,
         remote_addr=request.remote_addr or "",
         detail=f"{len(paths)} instance(s)",
     )
+    return paths
+
+
+def _retrieve(study_uid: str, series_uid: str | None, sop_uid: str | None) -> Response:
+    paths = _audited_paths("dicomweb_retrieve", study_uid, series_uid, sop_uid)
+    if isinstance(paths, Response):
+        return paths
     boundary = uuid.uuid4().hex
 
     def body() -> Iterator[bytes]:
@@ -397,19 +402,9 @@ def retrieve_instance(study_uid: str, series_uid: str, sop_uid: str) -> Response
 def retrieve_metadata(
     study_uid: str, series_uid: str | None = None, sop_uid: str | None = None
 ) -> Response:
-    if not _may_read():
-        return _unauthorised()
-    paths = _paths(_instances(study_uid, series_uid, sop_uid))
-    if not paths:
-        return _error(404, "no such study, series or instance here")
-    audit(
-        context().sessions,
-        "dicomweb_metadata",
-        username=_who(),
-        target=study_uid,
-        remote_addr=request.remote_addr or "",
-        detail=f"{len(paths)} instance(s)",
-    )
+    paths = _audited_paths("dicomweb_metadata", study_uid, series_uid, sop_uid)
+    if isinstance(paths, Response):
+        return paths
     return _dicom_json([dcmread(p, stop_before_pixels=True) for p in paths])
 
 
@@ -426,7 +421,7 @@ def retrieve_frames(study_uid: str, series_uid: str, sop_uid: str, frame_list: s
         numbers = [int(n) for n in frame_list.split(",")]
     except ValueError:
         return _error(400, "frame numbers are integers from 1, separated by commas")
-    paths = _paths(_instances(study_uid, series_uid, sop_uid))
+    paths = _paths(study_uid, series_uid, sop_uid)
     if not paths:
         return _error(404, "no such instance here")
     dataset = dcmread(paths[0])

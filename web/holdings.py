@@ -11,9 +11,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from assistant.db import Instance, Patient, ResultKind, ResultObject, Series, Study
-
-_RESULT_MODALITY = {ResultKind.SR: "SR", ResultKind.KOS: "KO", ResultKind.SEG: "SEG"}
-_RESULT_SERIES_NUMBER = {ResultKind.SR: 9901, ResultKind.KOS: 9902, ResultKind.SEG: 9903}
+from assistant.writers import MODALITIES, SERIES_NUMBERS
 
 
 @dataclass(frozen=True)
@@ -130,8 +128,8 @@ def series_of(session: Session, study_uid: str | None = None) -> dict[str, list[
             HeldSeries(
                 study,
                 series_uid,
-                _RESULT_MODALITY[kind],
-                _RESULT_SERIES_NUMBER[kind],
+                MODALITIES[kind.value],
+                SERIES_NUMBERS[kind.value],
                 "radassist result",
                 count,
             )

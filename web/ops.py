@@ -39,63 +39,66 @@ class DatabaseCollector:
     def collect(self) -> Iterator[Metric]:
         with self._sessions() as session:
             instances = session.scalar(select(func.count(Instance.id))) or 0
-            series = dict(
-                session.execute(
-                    select(Series.state, func.count(Series.id)).group_by(Series.state)
-                ).all()
-            )
-            jobs = dict(
-                session.execute(select(Job.state, func.count(Job.id)).group_by(Job.state)).all()
-            )
+            series = _counts(session, Series.state)
+            jobs = _counts(session, Job.state)
             inference_count, inference_sum = session.execute(
                 select(
                     func.count(Job.inference_seconds),
                     func.coalesce(func.sum(Job.inference_seconds), 0.0),
                 )
             ).one()
-            deliveries = dict(
-                session.execute(
-                    select(Delivery.state, func.count(Delivery.id)).group_by(Delivery.state)
-                ).all()
-            )
-            feedback = dict(
-                session.execute(
-                    select(Feedback.verdict, func.count(Feedback.id)).group_by(Feedback.verdict)
-                ).all()
-            )
+            deliveries = _counts(session, Delivery.state)
+            feedback = _counts(session, Feedback.verdict)
         yield CounterMetricFamily(
             "radassist_instances_received", "DICOM instances stored", value=instances
         )
-        family = GaugeMetricFamily(
-            "radassist_series", "Series by completion state", labels=["state"]
+        yield _labelled(
+            GaugeMetricFamily, "radassist_series", "Series by completion state", "state", series
         )
-        for state, count in series.items():
-            family.add_metric([state.value], count)
-        yield family
-        family = GaugeMetricFamily("radassist_jobs", "Analysis jobs by state", labels=["state"])
-        for state in JobState:
-            family.add_metric([state.value], jobs.get(state, 0))
-        yield family
-        summary = CounterMetricFamily(
-            "radassist_inference_seconds", "Model time of finished analyses"
+        yield _labelled(
+            GaugeMetricFamily,
+            "radassist_jobs",
+            "Analysis jobs by state",
+            "state",
+            {state: jobs.get(state, 0) for state in JobState},
         )
-        summary.add_metric([], float(inference_sum))
-        yield summary
+        yield CounterMetricFamily(
+            "radassist_inference_seconds",
+            "Model time of finished analyses",
+            value=float(inference_sum),
+        )
         yield CounterMetricFamily(
             "radassist_inferences", "Finished analyses with a model time", value=inference_count
         )
-        family = GaugeMetricFamily(
-            "radassist_deliveries", "Result deliveries by outcome", labels=["state"]
+        yield _labelled(
+            GaugeMetricFamily,
+            "radassist_deliveries",
+            "Result deliveries by outcome",
+            "state",
+            deliveries,
         )
-        for state, count in deliveries.items():
-            family.add_metric([state.value], count)
-        yield family
-        family = CounterMetricFamily(
-            "radassist_feedback", "Radiologist feedback by verdict", labels=["verdict"]
+        yield _labelled(
+            CounterMetricFamily,
+            "radassist_feedback",
+            "Radiologist feedback by verdict",
+            "verdict",
+            feedback,
         )
-        for verdict, count in feedback.items():
-            family.add_metric([verdict.value], count)
-        yield family
+
+
+def _counts(session: Any, column: Any) -> dict[Any, int]:
+    """Rows per value of an enum column."""
+    table = column.class_
+    return dict(session.execute(select(column, func.count(table.id)).group_by(column)).all())
+
+
+def _labelled(
+    kind: Any, name: str, documentation: str, label: str, counts: dict[Any, int]
+) -> Metric:
+    family = kind(name, documentation, labels=[label])
+    for value, count in counts.items():
+        family.add_metric([value.value], count)
+    return family
 
 
 @blueprint.route("/metrics")

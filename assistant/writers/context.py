@@ -18,9 +18,6 @@ from assistant.writers.uids import ResultIdentity
 MANUFACTURER = "radassist"
 NOT_FOR_CLINICAL_USE = "NOT FOR CLINICAL USE"
 
-#: Series numbers of our results: high, so they sort after the acquired series.
-SERIES_NUMBERS = {"sr": 9901, "kos": 9902, "seg": 9903}
-
 
 @dataclass(frozen=True)
 class WriterContext:

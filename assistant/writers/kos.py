@@ -8,10 +8,9 @@ from typing import TYPE_CHECKING
 import highdicom as hd
 from pydicom import Dataset
 
-from assistant.writers import concepts
+from assistant.writers import SERIES_NUMBERS, concepts
 from assistant.writers.context import (
     MANUFACTURER,
-    SERIES_NUMBERS,
     WriterContext,
     quiet_person_names,
 )

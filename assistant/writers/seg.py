@@ -9,10 +9,9 @@ import highdicom as hd
 import numpy as np
 from pydicom import Dataset
 
-from assistant.writers import concepts
+from assistant.writers import SERIES_NUMBERS, concepts
 from assistant.writers.context import (
     MANUFACTURER,
-    SERIES_NUMBERS,
     WriterContext,
     quiet_person_names,
 )

@@ -15,8 +15,8 @@ import highdicom as hd
 import numpy as np
 from pydicom import Dataset
 
-from assistant.writers import concepts
-from assistant.writers.context import SERIES_NUMBERS, WriterContext, quiet_person_names
+from assistant.writers import SERIES_NUMBERS, concepts
+from assistant.writers.context import WriterContext, quiet_person_names
 
 if TYPE_CHECKING:
     from assistant.inference import Lesion, Prediction

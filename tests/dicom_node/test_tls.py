@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import ssl
 import subprocess
 from collections.abc import Callable
@@ -14,7 +13,7 @@ from pynetdicom import AE
 
 from assistant.db.migrate import upgrade
 from assistant.receiver import Receiver
-from assistant.settings import Settings
+from assistant.settings import NodeSettings, Settings
 from tests.conftest import NODE_AE, dicom_files, require_tool, shared_ct
 from tests.helpers import instance_count
 
@@ -50,71 +49,61 @@ def certificate(tmp_path: Path) -> tuple[Path, Path]:
     return key, cert
 
 
+@pytest.fixture
+def tls_node(start_node, certificate: tuple[Path, Path]) -> Receiver:  # type: ignore[no-untyped-def]
+    """A node that speaks DICOM over TLS only."""
+    key, cert = certificate
+    return start_node(
+        node=NodeSettings(
+            ae_title=NODE_AE, host="127.0.0.1", port=0, tls_cert=str(cert), tls_key=str(key)
+        )
+    )
+
+
 def test_tls_association_stores_and_plain_one_is_refused(
-    make_settings: Callable[..., Settings], certificate: tuple[Path, Path]
+    tls_node: Receiver, certificate: tuple[Path, Path]
 ) -> None:
-    key, cert = certificate
-    base = make_settings()
-    settings = dataclasses.replace(
-        base, node=dataclasses.replace(base.node, tls_cert=str(cert), tls_key=str(key))
+    from pydicom import dcmread
+
+    _, cert = certificate
+    dataset = dcmread(dicom_files(shared_ct("philips_brain_phantom_5mm"))[0])
+    client = ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cafile=str(cert))
+    ae = AE(ae_title="TLSCLIENT")
+    ae.add_requested_context(CTImageStorage, dataset.file_meta.TransferSyntaxUID)
+    assoc = ae.associate(
+        "127.0.0.1", tls_node.scp.port, ae_title=NODE_AE, tls_args=(client, "127.0.0.1")
     )
-    upgrade(settings.database_url)
-    node = Receiver(settings)
-    node.start()
-    try:
-        from pydicom import dcmread
+    assert assoc.is_established
+    assert assoc.send_c_store(dataset).Status == 0x0000
+    assoc.release()
 
-        dataset = dcmread(dicom_files(shared_ct("philips_brain_phantom_5mm"))[0])
-        client = ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cafile=str(cert))
-        ae = AE(ae_title="TLSCLIENT")
-        ae.add_requested_context(CTImageStorage, dataset.file_meta.TransferSyntaxUID)
-        assoc = ae.associate(
-            "127.0.0.1", node.scp.port, ae_title=NODE_AE, tls_args=(client, "127.0.0.1")
-        )
-        assert assoc.is_established
-        assert assoc.send_c_store(dataset).Status == 0x0000
-        assoc.release()
-
-        plain = ae.associate("127.0.0.1", node.scp.port, ae_title=NODE_AE)
-        assert not plain.is_established
-        assert instance_count(node) == 1
-    finally:
-        node.stop()
+    plain = ae.associate("127.0.0.1", tls_node.scp.port, ae_title=NODE_AE)
+    assert not plain.is_established
+    assert instance_count(tls_node) == 1
 
 
-def test_dcmtk_storescu_over_tls(
-    make_settings: Callable[..., Settings], certificate: tuple[Path, Path]
-) -> None:
+def test_dcmtk_storescu_over_tls(tls_node: Receiver, certificate: tuple[Path, Path]) -> None:
     """dcmtk's own TLS client (storescu +tla +cf) against the node's TLS listener."""
-    key, cert = certificate
-    base = make_settings()
-    settings = dataclasses.replace(
-        base, node=dataclasses.replace(base.node, tls_cert=str(cert), tls_key=str(key))
+    _, cert = certificate
+    port = str(tls_node.scp.port)
+    files = dicom_files(shared_ct("philips_brain_phantom_5mm"))[:3]
+    storescu = require_tool("/usr/bin/storescu")
+    secure = subprocess.run(
+        [storescu, "+tla", "+cf", str(cert), "-aec", NODE_AE, "127.0.0.1", port]
+        + [str(f) for f in files],
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
-    upgrade(settings.database_url)
-    node = Receiver(settings)
-    node.start()
-    try:
-        files = dicom_files(shared_ct("philips_brain_phantom_5mm"))[:3]
-        storescu = require_tool("/usr/bin/storescu")
-        secure = subprocess.run(
-            [storescu, "+tla", "+cf", str(cert), "-aec", NODE_AE, "127.0.0.1", str(node.scp.port)]
-            + [str(f) for f in files],
-            capture_output=True,
-            text=True,
-            timeout=60,
-        )
-        assert secure.returncode == 0, secure.stdout + secure.stderr
-        assert instance_count(node) == 3
-        plain = subprocess.run(
-            [storescu, "-aec", NODE_AE, "127.0.0.1", str(node.scp.port), str(files[0])],
-            capture_output=True,
-            text=True,
-            timeout=60,
-        )
-        assert plain.returncode != 0
-    finally:
-        node.stop()
+    assert secure.returncode == 0, secure.stdout + secure.stderr
+    assert instance_count(tls_node) == 3
+    plain = subprocess.run(
+        [storescu, "-aec", NODE_AE, "127.0.0.1", port, str(files[0])],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert plain.returncode != 0
 
 
 def test_results_go_to_a_tls_pacs(

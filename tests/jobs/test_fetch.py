@@ -3,26 +3,20 @@ line and by the dashboard's admin action."""
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 
 import pytest
 from pydicom import dcmread
-from sqlalchemy import func, select
 
 from assistant.cli import main
-from assistant.db import Instance, make_session_factory
+from assistant.db import make_session_factory
 from assistant.demo_series import write_demo_series
 from assistant.users import add_user
 from tests.conftest import NODE_AE, wait_until
+from tests.helpers import csrf_token, instance_count, login
 from web import create_app
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
-
-
-def _count(node) -> int:  # type: ignore[no-untyped-def]
-    with node.sessions() as session:
-        return session.scalar(select(func.count(Instance.id))) or 0
 
 
 @pytest.fixture
@@ -59,7 +53,7 @@ def test_fetch_by_accession_from_the_command_line(pacs_with_a_study, capsys) -> 
     )
     out = capsys.readouterr().out
     assert source.StudyInstanceUID in out and "6 sent, 0 failed" in out
-    assert wait_until(lambda: _count(node) == 6, timeout=10)
+    assert wait_until(lambda: instance_count(node) == 6, timeout=10)
 
 
 def test_fetch_errors(pacs_with_a_study, capsys) -> None:  # type: ignore[no-untyped-def]
@@ -84,13 +78,8 @@ def test_fetch_from_the_dashboard(pacs_with_a_study, tmp_path: Path) -> None:  #
 
     def logged_in(name: str, password: str):  # type: ignore[no-untyped-def]
         client = app.test_client()
-        token = re.search(
-            r'csrf-token" content="([^"]+)"', client.get("/login").get_data(as_text=True)
-        ).group(1)
-        client.post("/login", data={"username": name, "password": password, "csrf_token": token})
-        # The session starts afresh at login, with a new token.
-        page = client.get("/").get_data(as_text=True)
-        return client, re.search(r'csrf-token" content="([^"]+)"', page).group(1)
+        login(client, (name, password))
+        return client, csrf_token(client, "/")  # the session starts afresh at login
 
     viewer, token = logged_in("viewer", "a viewer password")
     assert viewer.get("/admin/fetch").status_code == 403
@@ -107,4 +96,4 @@ def test_fetch_from_the_dashboard(pacs_with_a_study, tmp_path: Path) -> None:  #
         follow_redirects=True,
     )
     assert "6 instance(s) received from pacs" in response.get_data(as_text=True)
-    assert wait_until(lambda: _count(node) == 6, timeout=10)
+    assert wait_until(lambda: instance_count(node) == 6, timeout=10)

@@ -11,11 +11,10 @@ import time
 from pathlib import Path
 
 import pytest
-from sqlalchemy import func, select
 
-from assistant.db import Instance
 from assistant.demo_series import write_demo_series
 from tests.conftest import storescu, unavailable
+from tests.helpers import instance_count
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -38,11 +37,6 @@ def small_disk(tmp_path: Path):  # type: ignore[no-untyped-def]
     subprocess.run(["umount", "-l", str(mount)], check=False)
 
 
-def _recorded(node) -> int:  # type: ignore[no-untyped-def]
-    with node.sessions() as session:
-        return session.scalar(select(func.count(Instance.id))) or 0
-
-
 def test_disk_full_is_out_of_resources_and_recovers(
     start_node, small_disk: Path, tmp_path: Path
 ) -> None:
@@ -57,7 +51,7 @@ def test_disk_full_is_out_of_resources_and_recovers(
     assert done.returncode != 0
     output = (done.stdout + done.stderr).lower().replace(" ", "")
     assert "outofresources" in output or "a700" in output, output[-500:]
-    stored = _recorded(node)
+    stored = instance_count(node)
     assert 0 < stored < len(files)
     leftovers = [
         p
@@ -69,7 +63,7 @@ def test_disk_full_is_out_of_resources_and_recovers(
     # Space returns: the same files go through, the ones stored before are not doubled.
     subprocess.run(["mount", "-o", "remount,size=64m", str(small_disk)], check=True)
     assert storescu(node.scp.port, files).returncode == 0
-    assert _recorded(node) == len(files)
+    assert instance_count(node) == len(files)
 
 
 def test_a_locked_database_delays_but_loses_nothing(node, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
@@ -93,4 +87,4 @@ def test_a_locked_database_delays_but_loses_nothing(node, tmp_path: Path) -> Non
     holder.join()
     assert done.returncode == 0, done.stdout + done.stderr
     assert time.monotonic() - started >= 1.0  # it waited for the lock
-    assert _recorded(node) == len(files)
+    assert instance_count(node) == len(files)

@@ -14,6 +14,7 @@ from assistant.demo_series import write_demo_head
 from assistant.jobs.worker import Worker
 from assistant.users import add_user
 from tests.conftest import storescu, wait_until
+from tests.helpers import csrf_token, login
 from web import create_app
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -40,18 +41,16 @@ def test_no_phi_or_secrets_in_the_log(
         add_user(sessions, "reader", password, "viewer")
         app = create_app(node.settings, node.engine)
         client = app.test_client()
-        import re
-
-        token = re.search(
-            r'csrf-token" content="([^"]+)"', client.get("/login").get_data(as_text=True)
-        ).group(1)
-        client.post(
-            "/login", data={"username": "reader", "password": password, "csrf_token": token}
-        )
-        client.post(
+        failed = client.post(
             "/login",
-            data={"username": "reader", "password": "wrong " + password, "csrf_token": token},
+            data={
+                "username": "reader",
+                "password": "wrong " + password,
+                "csrf_token": csrf_token(client),
+            },
         )
+        assert failed.status_code == 401
+        login(client, ("reader", password))
         html = client.get("/").get_data(as_text=True)
         assert "DEMO-0001" in html  # the page shows it; the log must not
     finally:

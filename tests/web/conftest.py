@@ -4,7 +4,6 @@ and analysed, and a destination PACS (dcmtk's storescp) that is down at first.""
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -30,6 +29,7 @@ from assistant.settings import (
 )
 from assistant.users import add_user
 from tests.conftest import NODE_AE, storescu, wait_until
+from tests.helpers import login
 from tests.jobs.test_outbox import StoreSCP
 from web import create_app
 
@@ -106,25 +106,6 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
         worker.stop()
         receiver.stop()
         pacs.stop()
-
-
-_TOKEN = re.compile(r'<meta name="csrf-token" content="([^"]+)">')
-
-
-def csrf_token(client: FlaskClient, path: str = "/login") -> str:
-    """The CSRF token a browser would find on `path`."""
-    html = client.get(path).get_data(as_text=True)
-    match = _TOKEN.search(html)
-    assert match, f"no CSRF token on {path}"
-    return match.group(1)
-
-
-def login(client: FlaskClient, user: tuple[str, str]) -> None:
-    token = csrf_token(client)
-    response = client.post(
-        "/login", data={"username": user[0], "password": user[1], "csrf_token": token}
-    )
-    assert response.status_code == 302, response.get_data(as_text=True)
 
 
 @pytest.fixture

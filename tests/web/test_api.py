@@ -7,7 +7,8 @@ import base64
 import pytest
 from flask.testing import FlaskClient
 
-from tests.web.conftest import ADMIN, VIEWER, Site, csrf_token
+from tests.helpers import csrf_token
+from tests.web.conftest import ADMIN, VIEWER, Site
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

@@ -16,7 +16,8 @@ from assistant.db import AuditEvent, DeliveryState, Feedback, ResultKind, Result
 from assistant.db.migrate import upgrade
 from assistant.db.session import make_engine
 from tests.conftest import wait_until
-from tests.web.conftest import ADMIN, VIEWER, Site, csrf_token, login
+from tests.helpers import csrf_token, login
+from tests.web.conftest import ADMIN, VIEWER, Site
 from web import create_app
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]

@@ -133,6 +133,17 @@ class CnnRnn(nn.Module):
         self, features: torch.Tensor, lengths: torch.Tensor | None = None
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """(B, S, F) slice features → study logits (B,) and slice logits (B, S)."""
+        study_features, slice_logits = self.summarise(features, lengths)
+        return self.study_head(study_features).squeeze(-1), slice_logits
+
+    def summarise(
+        self, features: torch.Tensor, lengths: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """(B, S, F) slice features → the study head's input (B, 4·hidden) and slice logits.
+
+        The study-level feature vector is what class-balancing by feature synthesis
+        (`assistant.training.acgan`) learns from and adds to.
+        """
         batch, steps, _ = features.shape
         features = self.dropout(features)
         if lengths is None:
@@ -154,8 +165,7 @@ class CnnRnn(nn.Module):
         weights = torch.softmax(scores, dim=1).unsqueeze(-1)
         attended = (weights * context).sum(dim=1)
         peak = context.masked_fill(~valid.unsqueeze(-1), float("-inf")).amax(dim=1)
-        study_logit = self.study_head(torch.cat((attended, peak), dim=1)).squeeze(-1)
-        return study_logit, slice_logits
+        return torch.cat((attended, peak), dim=1), slice_logits
 
     def forward(self, slices: torch.Tensor, lengths: torch.Tensor | None = None) -> NetworkOutput:
         batch, steps = slices.shape[:2]

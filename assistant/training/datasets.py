@@ -1,6 +1,9 @@
 """Datasets of studies for training and evaluation, named by a SPEC string.
 
-    synthetic[:N]          N generated head-CT phantoms (default 240), half with blood
+    synthetic[:N[,OPTION=VALUE...]]
+                           N generated head-CT phantoms (default 240), half with blood;
+                           options positive=FRACTION (e.g. 0.05 for a rare finding),
+                           size=PIXELS (default 256) and slices=COUNT (default 32)
     medmnist:PATH.npz      a MedMNIST 3D file (AdrenalMNIST3D): its own train/val/test
     dicom:DIR:LABELS.csv   DICOM series folders under DIR with a CSV of labels; split by
                            patient (never by slice or series), 70/15/15
@@ -228,17 +231,45 @@ class DicomFolders(StudyDataset):
         return Study(row["series"], slices, int(row["label"]))
 
 
+_SYNTHETIC_OPTIONS = {"positive": float, "size": int, "slices": int}
+
+
+def _synthetic(rest: str, split: str) -> SyntheticHeads:
+    count_text, *options = rest.split(",") if rest else [""]
+    try:
+        count = int(count_text) if count_text else SYNTHETIC_DEFAULT_COUNT
+        values = {}
+        for option in options:
+            key, _, value = option.partition("=")
+            if key not in _SYNTHETIC_OPTIONS:
+                raise DatasetSpecError(
+                    f"unknown synthetic option {key!r}: use {', '.join(_SYNTHETIC_OPTIONS)}"
+                )
+            values[key] = _SYNTHETIC_OPTIONS[key](value)
+    except ValueError as exc:
+        raise DatasetSpecError(
+            f"synthetic[:N[,positive=F,size=PX,slices=S]] cannot read {rest!r}: {exc}"
+        ) from exc
+    positive = values.get("positive", 0.5)
+    if not 0 < positive < 1 or values.get("size", 256) < 32 or values.get("slices", 32) < 2:
+        raise DatasetSpecError(f"synthetic options out of range: {rest!r}")
+    return SyntheticHeads(
+        count,
+        split,
+        positive_fraction=positive,
+        image_size=int(values.get("size", 256)),
+        max_slices=int(values.get("slices", 32)),
+        refresh=0.2 if split == "train" else 0.0,
+    )
+
+
 def parse_spec(spec: str, split: str) -> StudyDataset:
     """The dataset a SPEC names, for one split."""
     if split not in SPLITS:
         raise DatasetSpecError(f"split must be one of {SPLITS}, not {split!r}")
     kind, _, rest = spec.partition(":")
     if kind == "synthetic":
-        try:
-            count = int(rest) if rest else SYNTHETIC_DEFAULT_COUNT
-        except ValueError as exc:
-            raise DatasetSpecError(f"synthetic[:N] needs a whole number, got {rest!r}") from exc
-        return SyntheticHeads(count, split, refresh=0.2 if split == "train" else 0.0)
+        return _synthetic(rest, split)
     if kind == "medmnist":
         return MedMNIST3D(Path(rest), split)
     if kind == "dicom":
@@ -247,5 +278,6 @@ def parse_spec(spec: str, split: str) -> StudyDataset:
             raise DatasetSpecError("dicom:DIR:LABELS.csv needs both a folder and a CSV")
         return DicomFolders(Path(folder), Path(labels), split)
     raise DatasetSpecError(
-        f"unknown dataset {spec!r}: use synthetic[:N], medmnist:PATH.npz or dicom:DIR:LABELS.csv"
+        f"unknown dataset {spec!r}: use synthetic[:N[,OPTIONS]], medmnist:PATH.npz or "
+        "dicom:DIR:LABELS.csv"
     )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime
 import logging
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -13,8 +14,23 @@ from PIL import Image, ImageDraw
 from assistant import __version__
 from assistant.imaging import DEFAULT_WINDOWS
 from assistant.model import CnnRnn, ModelCard, NetworkSpec, load_model, save_model
+from assistant.training.acgan import (
+    AcganConfig,
+    FeatureSet,
+    balancing_features,
+    extract_features,
+    refit_study_head,
+    train_acgan,
+)
 from assistant.training.datasets import MedMNIST3D, StudyDataset, parse_spec
-from assistant.training.metrics import binary_metrics, dice, jaccard, roc_auc, roc_curve
+from assistant.training.metrics import (
+    THRESHOLD_RULES,
+    binary_metrics,
+    dice,
+    jaccard,
+    roc_auc,
+    roc_curve,
+)
 from assistant.training.trainer import TrainConfig, score, seed_everything, train
 
 LOGGER = logging.getLogger(__name__)
@@ -23,6 +39,10 @@ LOGGER = logging.getLogger(__name__)
 #: model card's command reproduces the model.
 DEFAULT_EPOCHS = {"medmnist": 30, "synthetic": 14, "dicom": 20}
 DEFAULT_BATCH = {"medmnist": 32, "synthetic": 2, "dicom": 1}
+#: How the rarer class is given its weight: "weights" (the loss weights it by the class
+#: ratio), "none", or "acgan" (trained unweighted, then the study head is refitted on
+#: real plus GAN-generated minority features; see assistant.training.acgan).
+AUGMENTS = ("weights", "none", "acgan")
 
 
 def _kind(spec: str) -> str:
@@ -46,8 +66,12 @@ def train_model(
     device: str,
     command: str,
     progress: bool = True,
+    augment: str = "weights",
+    acgan_steps: int | None = None,
 ) -> ModelCard:
     """Train on the train split, choose epoch and threshold on val, write the model folder."""
+    if augment not in AUGMENTS:
+        raise ValueError(f"augment must be one of {AUGMENTS}, not {augment!r}")
     torch.set_num_threads(max(1, torch.get_num_threads()))
     kind = _kind(spec)
     train_set, val_set = parse_spec(spec, "train"), parse_spec(spec, "val")
@@ -58,13 +82,19 @@ def train_model(
         batch_size=DEFAULT_BATCH.get(kind, 1),
         seed=seed,
         device=device,
-        # A benchmark reports accuracy; a clinical screen weighs sensitivity and specificity.
-        threshold_rule="accuracy" if kind == "medmnist" else "youden",
+        threshold_rule=threshold_rule_for(spec),
+        class_balance="weights" if augment == "weights" else "none",
     )
     result = train(network, train_set, val_set, config, out / "training", progress=progress)
     network.to("cpu")
+    threshold = result.threshold
+    augment_record: dict[str, object] = {"method": augment}
+    if augment == "acgan":
+        settings = AcganConfig(steps=acgan_steps or AcganConfig.steps, seed=seed)
+        augment_record.update(balance_with_acgan(network, train_set, val_set, settings).record)
+        threshold = choose_threshold(network, val_set, config.threshold_rule)
     val_scores, _ = score(network, val_set)
-    val_metrics = binary_metrics(val_set.labels(), val_scores, result.threshold)
+    val_metrics = binary_metrics(val_set.labels(), val_scores, threshold)
     card = ModelCard(
         name="radassist-hyperdense" if kind != "medmnist" else "radassist-medmnist",
         version=__version__,
@@ -77,7 +107,7 @@ def train_model(
         network=network.spec,
         image_size=train_set.image_size,
         windows=DEFAULT_WINDOWS if train_set.in_channels == 3 else (),
-        threshold=round(result.threshold, 6),
+        threshold=round(threshold, 6),
         training={
             "dataset": spec,
             "command": command,
@@ -88,6 +118,7 @@ def train_model(
             "train_positive_fraction": round(float(train_set.labels().mean()), 4),
             "val_studies": len(val_set),
             "class_balance": config.class_balance,
+            "augment": augment_record,
             "threshold_rule": config.threshold_rule,
             "history": result.history,
             "date": datetime.date.today().isoformat(),
@@ -95,6 +126,87 @@ def train_model(
         metrics={"val": val_metrics.to_dict()},
     )
     return save_model(out, network, card)
+
+
+@dataclass
+class Rebalanced:
+    """What the ACGAN step did (for the model card) and the features it worked on."""
+
+    record: dict[str, object]
+    real: FeatureSet
+    generated: tuple[np.ndarray, np.ndarray]
+
+
+def balance_with_acgan(
+    network: CnnRnn, train_set: StudyDataset, val_set: StudyDataset, config: AcganConfig
+) -> Rebalanced:
+    """Refit the study head of a trained network on real plus generated minority-class
+    features."""
+    train_features = extract_features(network, train_set)
+    val_features = extract_features(network, val_set)
+    acgan = train_acgan(train_features.features, train_features.labels, config)
+    made = balancing_features(acgan, train_features.labels, seed=config.seed)
+    refit = refit_study_head(
+        network, train_features, val_features, val_set.labels(), config, extra=made
+    )
+    LOGGER.info("acgan: %d generated features; %s", len(made[0]), refit)
+    record = {
+        "settings": config.to_dict(),
+        "real_features": len(train_features.labels),
+        "generated_features": len(made[0]),
+        "minority_mmd_first_last": [
+            acgan.history[0]["minority_mmd"],
+            acgan.history[-1]["minority_mmd"],
+        ],
+        **refit,
+    }
+    return Rebalanced(record, train_features, made)
+
+
+def threshold_rule_for(spec: str) -> str:
+    # A benchmark reports accuracy; a clinical screen weighs sensitivity and specificity.
+    return "accuracy" if _kind(spec) == "medmnist" else "youden"
+
+
+def rebalance_model(
+    source: Path, out: Path, spec: str, method: str, config: AcganConfig
+) -> tuple[ModelCard, Rebalanced | None]:
+    """A copy of a model trained with `--augment none` whose study head is refitted:
+    `acgan` on real plus generated features (what `train --augment acgan` does after the
+    same unweighted training), or `refit` on real features with class weights only,
+    the control that tells the GAN's share of any gain from the refit's."""
+    loaded = load_model(source)
+    train_set, val_set = parse_spec(spec, "train"), parse_spec(spec, "val")
+    network = loaded.network
+    rebalanced = None
+    if method == "acgan":
+        rebalanced = balance_with_acgan(network, train_set, val_set, config)
+        record = rebalanced.record
+    elif method == "refit":
+        record = refit_study_head(
+            network,
+            extract_features(network, train_set),
+            extract_features(network, val_set),
+            val_set.labels(),
+            config,
+            class_weights=True,
+        )
+    else:
+        raise ValueError(f"method must be acgan or refit, not {method!r}")
+    threshold = choose_threshold(network, val_set, threshold_rule_for(spec))
+    val_scores, _ = score(network, val_set)
+    training = {**loaded.card.training, "augment": {"method": method, **record}}
+    card = loaded.card.with_updates(
+        threshold=round(threshold, 6),
+        training=training,
+        metrics={"val": binary_metrics(val_set.labels(), val_scores, threshold).to_dict()},
+    )
+    return save_model(out, network, card), rebalanced
+
+
+def choose_threshold(network: CnnRnn, val_set: StudyDataset, rule: str) -> float:
+    val_scores, _ = score(network, val_set)
+    return THRESHOLD_RULES[rule](val_set.labels(), val_scores)
 
 
 def evaluate_model(

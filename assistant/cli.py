@@ -159,6 +159,23 @@ def cmd_user(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_viewer(settings: Settings, args: argparse.Namespace) -> int:
+    from web.viewer_install import (
+        OHIF_PACKAGE,
+        OHIF_VERSION,
+        ViewerInstallError,
+        install_viewer,
+    )
+
+    try:
+        folder = install_viewer(settings.storage.data_dir, force=args.force)
+    except ViewerInstallError as exc:
+        print(f"radassist: the viewer is not installed: {exc}", file=sys.stderr)
+        return 1
+    print(f"{OHIF_PACKAGE}@{OHIF_VERSION} installed in {folder}; it is served at /viewer")
+    return 0
+
+
 def cmd_worker(settings: Settings, _args: argparse.Namespace) -> int:
     from assistant.db.migrate import migrated_engine
     from assistant.jobs.worker import Worker
@@ -244,16 +261,21 @@ def cmd_send(settings: Settings, args: argparse.Namespace) -> int:
 def _demo_login(settings: Settings, engine) -> tuple[str, str]:  # type: ignore[no-untyped-def]
     """The demo's admin login: made once with a random password kept (0600) under the data
     folder, so every demo run can print it. There is never a default password."""
+    import contextlib
     import os
     import secrets
 
     from assistant.db import make_session_factory
-    from assistant.users import add_user
+    from assistant.users import UserError, add_user
 
     sessions = make_session_factory(engine)
     remembered = settings.storage.data_dir / "demo-login.txt"
     if remembered.is_file():
         name, password = remembered.read_text().split("\n", 1)
+        # The database may be newer than the file (deleted to start afresh); usually the
+        # user is there already.
+        with contextlib.suppress(UserError):
+            add_user(sessions, name, password.strip(), "admin")
         return name, password.strip()
     password = secrets.token_urlsafe(12)
     add_user(sessions, "demo", password, "admin")
@@ -312,6 +334,7 @@ def cmd_demo(settings: Settings, args: argparse.Namespace) -> int:
             f"\nDemo study sent: {sent}/{len(results)} instances from "
             f"{'a synthetic head CT with a lesion' if not args.study else series}.\n"
             f"Dashboard: {web.url}  (log in as {login[0]!r} with password {login[1]!r})\n"
+            f"{_viewer_line(settings, web.url)}"
             f"DICOM node {settings.node.ae_title} listens on port {receiver.scp.port}; "
             f"send more with: radassist send PATH --host 127.0.0.1 --port {receiver.scp.port} "
             f"--aec {settings.node.ae_title}\nPress Ctrl-C to stop.",
@@ -321,6 +344,14 @@ def cmd_demo(settings: Settings, args: argparse.Namespace) -> int:
             return 0 if sent == len(results) else 1
         _wait_for_signal()
     return 0
+
+
+def _viewer_line(settings: Settings, url: str) -> str:
+    from web.viewer_install import is_installed
+
+    if is_installed(settings.storage.data_dir):
+        return f"Image viewer (OHIF): {url.rstrip('/')}/viewer\n"
+    return "Image viewer: not installed (make viewer; needs Node.js and npm)\n"
 
 
 def cmd_train(_settings: Settings, args: argparse.Namespace) -> int:
@@ -335,6 +366,8 @@ def cmd_train(_settings: Settings, args: argparse.Namespace) -> int:
         device=args.device,
         command=command,
         progress=sys.stderr.isatty(),
+        augment=args.augment,
+        acgan_steps=args.acgan_steps,
     )
     val = card.metrics["val"]
     print(
@@ -454,6 +487,16 @@ def build_parser() -> argparse.ArgumentParser:
     )
     user.set_defaults(func=cmd_user)
 
+    viewer = command("viewer", "The OHIF image viewer served by the web app at /viewer.")
+    viewer_commands = viewer.add_subparsers(dest="viewer_command", required=True, metavar="ACTION")
+    viewer_install = viewer_commands.add_parser(
+        "install",
+        help="Fetch the pinned @ohif/app from the npm registry into the data folder "
+        "(needs Node.js and npm).",
+    )
+    viewer_install.add_argument("--force", action="store_true", help="install again")
+    viewer.set_defaults(func=cmd_viewer)
+
     jobs = command("jobs", "List analysis jobs, or retry a failed one.")
     jobs_commands = jobs.add_subparsers(dest="jobs_command", required=True, metavar="ACTION")
     listing = jobs_commands.add_parser("list", help="The newest jobs, newest first.")
@@ -494,6 +537,19 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--epochs", type=int, help="default: 30 medmnist, 14 synthetic, 20 dicom")
     train.add_argument("--seed", type=int, default=0)
     train.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
+    train.add_argument(
+        "--augment",
+        default="weights",
+        choices=["weights", "none", "acgan"],
+        help="how the rarer class gets its weight: class-weighted loss (default), nothing, "
+        "or ACGAN-generated study features for a refitted study head",
+    )
+    train.add_argument(
+        "--acgan-steps",
+        type=int,
+        metavar="N",
+        help="generator updates of the ACGAN with --augment acgan (default 1500)",
+    )
     train.set_defaults(func=cmd_train)
 
     evaluate = command("evaluate", "Metrics of a model on one split, at the threshold in its card.")

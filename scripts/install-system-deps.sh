@@ -2,7 +2,8 @@
 # Install the Debian packages the integration tests and benchmarks use, when missing:
 # dcmtk (storescu/storescp), dicom3tools (dciodvfy), orthanc and orthanc-dicomweb (a real
 # PACS, DIMSE and DICOMweb), postgresql,
-# redis-server (the Redis queue), chromium (the dashboard's browser tests).
+# redis-server (the Redis queue), chromium (the dashboard's browser tests), nodejs and
+# npm (fetch the OHIF viewer from the npm registry).
 # Needs root to install; without it, says what is missing and leaves the tests to skip
 # (under CI=true a missing tool fails the tests instead).
 set -euo pipefail
@@ -14,6 +15,7 @@ command -v Orthanc >/dev/null 2>&1 || missing+=(orthanc)
 [ -f /usr/share/orthanc/plugins/libOrthancDicomWeb.so ] || missing+=(orthanc-dicomweb)
 command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
 command -v /usr/bin/chromium >/dev/null 2>&1 || missing+=(chromium fonts-dejavu-core)
+command -v npm >/dev/null 2>&1 || missing+=(nodejs npm)
 compgen -G "/usr/lib/postgresql/*/bin/pg_ctl" >/dev/null || missing+=(postgresql)
 
 if [ ${#missing[@]} -eq 0 ]; then

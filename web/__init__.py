@@ -27,7 +27,7 @@ _CSP = (
 def create_app(settings: Settings, engine: Engine, stow: StowIntake | None = None) -> Flask:
     """The web app over a migrated database (the caller owns the engine). With `stow`,
     it also receives instances by STOW-RS."""
-    from web import api, auth, dashboard, dicomweb, ops
+    from web import api, auth, dashboard, dicomweb, ops, viewer
 
     app = Flask(__name__)
     app.config.update(
@@ -85,6 +85,7 @@ def create_app(settings: Settings, engine: Engine, stow: StowIntake | None = Non
     app.register_blueprint(api.blueprint, url_prefix="/api/v1")
     app.register_blueprint(ops.blueprint)
     app.register_blueprint(dicomweb.blueprint, url_prefix="/dicomweb")
+    app.register_blueprint(viewer.blueprint)
     app.jinja_env.globals["node_ae_title"] = settings.node.ae_title
     return app
 

@@ -37,6 +37,7 @@ from web.studies import (
     job_details,
     list_studies,
 )
+from web.viewer import study_viewer_url, viewer_installed
 
 blueprint = Blueprint("dashboard", __name__)
 PER_PAGE = 25
@@ -120,7 +121,14 @@ def study(study_uid: str) -> Any:
             if result.kind == "sr":
                 path = stored_file(result.path)
                 reports[job.id] = (result, sr_as_text(path) if path else "(file missing)")
-    return render_template("study.html", study=view, jobs=jobs, curves=curves, reports=reports)
+    return render_template(
+        "study.html",
+        study=view,
+        jobs=jobs,
+        curves=curves,
+        reports=reports,
+        viewer_url=study_viewer_url(study_uid) if viewer_installed() else None,
+    )
 
 
 @blueprint.route("/studies/<study_uid>/jobs/<int:job_id>/lesions/<int:index>.png")

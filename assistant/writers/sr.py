@@ -1,8 +1,8 @@
 """Findings → a TID 1500 Imaging Measurement Report (Comprehensive 3D SR).
 
-The report always has a study-level group (the finding present or absent, with the
-study probability), so a negative study says so explicitly; each lesion adds a planar
-ROI group with its Tracking Identifier and UID, the outline on its key slice (a closed
+The report always has Qualitative Evaluations (the finding present or absent, the
+study probability and threshold), so a negative study says so explicitly; each lesion
+is a planar ROI measurement group with its Tracking Identifier and UID, the outline on its key slice (a closed
 2D polyline referencing that slice's SOP Instance), and its measurements in UCUM units.
 """
 
@@ -22,6 +22,7 @@ if TYPE_CHECKING:
     from assistant.inference import Lesion, Prediction
 
 
+_IMAGING_MEASUREMENTS = "126010"
 #: Most lesions one report lists (the largest ones); the SEG carries all of them.
 MAX_REPORTED_LESIONS = 10
 
@@ -35,27 +36,6 @@ def _closed_outline(lesion: Lesion, header: Dataset) -> np.ndarray:
     points[:, 0] = np.clip(points[:, 0], 0, float(header.Columns))
     points[:, 1] = np.clip(points[:, 1], 0, float(header.Rows))
     return np.vstack([points, points[:1]])  # a POLYLINE is closed by repeating its start
-
-
-def _study_group(
-    prediction: Prediction, context: WriterContext
-) -> hd.sr.MeasurementsAndQualitativeEvaluations:
-    return hd.sr.MeasurementsAndQualitativeEvaluations(
-        tracking_identifier=hd.sr.TrackingIdentifier(
-            uid=context.identity.uid("study-assessment"), identifier="Study-level assessment"
-        ),
-        finding_type=concepts.FINDING,
-        finding_sites=[hd.sr.FindingSite(concepts.FINDING_SITE)],
-        algorithm_id=context.algorithm(),
-        measurements=[
-            _measurement(concepts.PROBABILITY, prediction.study_probability, concepts.NO_UNITS)
-        ],
-        qualitative_evaluations=[
-            hd.sr.QualitativeEvaluation(
-                concepts.FINDING, concepts.PRESENT if prediction.positive else concepts.ABSENT
-            )
-        ],
-    )
 
 
 def _lesion_group(
@@ -88,18 +68,34 @@ def _lesion_group(
     )
 
 
-def _use_statement(context: WriterContext) -> hd.sr.ContainerContentItem:
+def _study_evaluations(
+    prediction: Prediction, context: WriterContext
+) -> hd.sr.ContainerContentItem:
+    """TID 1500's Qualitative Evaluations of the whole report: the finding present or
+    absent (so a negative study says so explicitly), the study probability against the
+    threshold, and the use statement.
+
+    Not a measurement group: a group without an image region is valid TID 1501, but
+    viewers that draw measurement groups (OHIF) expect every group to have one."""
+    contains = hd.sr.RelationshipTypeValues.CONTAINS
     container = hd.sr.ContainerContentItem(
-        name=concepts.QUALITATIVE_EVALUATIONS,
-        relationship_type=hd.sr.RelationshipTypeValues.CONTAINS,
+        name=concepts.QUALITATIVE_EVALUATIONS, relationship_type=contains
     )
     container.ContentSequence = hd.sr.ContentSequence(
         [
+            hd.sr.CodeContentItem(
+                name=concepts.FINDING,
+                value=concepts.PRESENT if prediction.positive else concepts.ABSENT,
+                relationship_type=contains,
+            ),
             hd.sr.TextContentItem(
                 name=concepts.COMMENT,
-                value=context.use_statement(),
-                relationship_type=hd.sr.RelationshipTypeValues.CONTAINS,
-            )
+                value=prediction.summary().splitlines()[0],
+                relationship_type=contains,
+            ),
+            hd.sr.TextContentItem(
+                name=concepts.COMMENT, value=context.use_statement(), relationship_type=contains
+            ),
         ]
     )
     return container
@@ -120,11 +116,18 @@ def build_sr(
             lesion.key_sop_instance_uid: headers[lesion.key_sop_instance_uid] for lesion in lesions
         }.values()
     )
-    groups: list = [_study_group(prediction, context)]
-    groups += [
+    groups: list = [
         _lesion_group(n, lesion, headers[lesion.key_sop_instance_uid], context)
         for n, lesion in enumerate(lesions, start=1)
     ]
+    if not groups:  # highdicom wants one group; TID 1500 does not: removed below
+        groups = [
+            hd.sr.MeasurementsAndQualitativeEvaluations(
+                tracking_identifier=hd.sr.TrackingIdentifier(
+                    uid=context.identity.uid("none"), identifier="none"
+                )
+            )
+        ]
     report = hd.sr.MeasurementReport(
         observation_context=hd.sr.ObservationContext(
             observer_device_context=context.device_observer()
@@ -134,10 +137,22 @@ def build_sr(
         title=concepts.REPORT_TITLE,
         referenced_images=key_headers or None,
     )
-    report[0].ContentSequence.append(_use_statement(context))
+    root = report[0]
+    if not lesions:
+        # TID 1500 asks for Imaging Measurements or Qualitative Evaluations (or both):
+        # a report without lesions has the evaluations only.
+        root.ContentSequence = hd.sr.ContentSequence(
+            [
+                item
+                for item in root.ContentSequence
+                if item.ConceptNameCodeSequence[0].CodeValue != _IMAGING_MEASUREMENTS
+            ],
+            is_root=False,
+        )
+    root.ContentSequence.append(_study_evaluations(prediction, context))
     sr = hd.sr.Comprehensive3DSR(
         evidence=list(headers.values()),
-        content=report[0],
+        content=root,
         series_instance_uid=context.identity.uid("sr-series"),
         series_number=SERIES_NUMBERS["sr"],
         sop_instance_uid=context.identity.uid("sr"),

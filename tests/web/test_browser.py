@@ -5,37 +5,13 @@ log out. Screenshots go to test-artifacts/screenshots/ (see the README)."""
 from __future__ import annotations
 
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
-from tests.conftest import require_tool
-from tests.web.conftest import VIEWER, Site
+from tests.web.conftest import SCREENSHOTS, VIEWER, Site
 from web.server import WebServer
 
 pytestmark = [pytest.mark.integration, pytest.mark.browser, pytest.mark.slow]
-
-SCREENSHOTS = Path(__file__).resolve().parents[2] / "test-artifacts" / "screenshots"
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[object]:
-    executable = require_tool("/usr/bin/chromium")
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        instance = playwright.chromium.launch(
-            executable_path=executable, headless=True, args=CHROMIUM_ARGS
-        )
-        yield instance
-        instance.close()
 
 
 @pytest.fixture

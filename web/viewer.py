@@ -1,0 +1,58 @@
+"""OHIF at /viewer, behind the dashboard's login, reading the node's own DICOMweb.
+
+The viewer is installed into the data folder by `radassist viewer install` (`make
+viewer`); without it the node runs as before and /viewer says how to enable it.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import Blueprint, abort, render_template, send_from_directory
+from flask_login import login_required
+
+from web.context import context
+from web.viewer_install import MOUNT, is_installed, viewer_dir
+
+blueprint = Blueprint("viewer", __name__)
+
+#: OHIF compiles WebAssembly decoders, starts workers from blob: URLs and sets inline
+#: styles; its scripts still come from this origin only.
+VIEWER_CSP = (
+    "default-src 'self'; img-src 'self' data: blob:; style-src 'self' 'unsafe-inline'; "
+    "script-src 'self' 'unsafe-eval' 'wasm-unsafe-eval' blob:; worker-src 'self' blob:; "
+    "connect-src 'self' blob: data:; font-src 'self' data:; object-src 'none'; "
+    "frame-ancestors 'self'; base-uri 'self'; form-action 'self'"
+)
+#: Files whose names do not change between versions: always asked again.
+_UNHASHED = ("index.html", "app-config.js", "radassist-init.js")
+
+
+def viewer_installed() -> bool:
+    return is_installed(context().settings.storage.data_dir)
+
+
+def study_viewer_url(study_uid: str) -> str:
+    """OHIF's longitudinal viewer opened on one study."""
+    return f"{MOUNT}/viewer?StudyInstanceUIDs={study_uid}"
+
+
+@blueprint.route(f"{MOUNT}/", defaults={"path": ""})
+@blueprint.route(f"{MOUNT}/<path:path>")
+@login_required
+def viewer(path: str) -> Any:
+    if not viewer_installed():
+        return render_template("viewer_missing.html"), 404
+    root = viewer_dir(context().settings.storage.data_dir)
+    name = path if path and (root / path).is_file() else None
+    if name is None:
+        if "." in path.rsplit("/", 1)[-1]:
+            abort(404)  # a missing file, not one of OHIF's own routes
+        name = "index.html"  # OHIF routes its own paths in the page
+    response = send_from_directory(root, name, max_age=0 if name in _UNHASHED else 7 * 86400)
+    response.headers["Content-Security-Policy"] = VIEWER_CSP
+    response.headers["X-Frame-Options"] = "SAMEORIGIN"
+    response.headers["Cache-Control"] = (
+        "no-cache" if name in _UNHASHED else "private, max-age=604800"
+    )
+    return response

@@ -2,10 +2,17 @@
 
 After the CNN-RNN is trained, each study becomes one feature vector (the study head's
 input). A conditional GAN learns those vectors per class: the generator makes a vector
-from noise and a class; the discriminator says real or generated and, through an
-auxiliary head, which class. Generated minority-class vectors are added until the
-classes balance, and the study head alone is refitted on real plus generated vectors,
-keeping the epoch with the best validation AUC. Every choice uses the validation split.
+from noise and a class; the discriminator (a critic) scores real against generated and,
+through an auxiliary head, says which class. Generated minority-class vectors are added
+until the classes balance, and the study head alone is refitted on real plus generated
+vectors, keeping the epoch with the best validation AUC. Every choice uses the
+validation split.
+
+The adversarial loss is Wasserstein with a gradient penalty (WGAN-GP), not the original
+ACGAN's cross-entropy: on AdrenalMNIST3D features the cross-entropy generator collapsed
+onto one point (spread 0.04 against the real minority's 0.80 per dimension); WGAN-GP
+keeps the spread (0.80) and brings the generated minority within an MMD of 0.02 of the
+real one.
 
 nn.Module code and tensor loops only; `assistant.training.run` wires it to datasets and
 model folders.

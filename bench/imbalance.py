@@ -45,39 +45,53 @@ METHODS = ("none", "weights", "acgan", "refit")
 REPORTED = ("auc", "balanced_accuracy", "sensitivity", "specificity", "accuracy")
 
 
-def run_one(name: str, spec: str, seed: int, epochs: int | None, out: Path) -> dict[str, dict]:
-    """Test metrics of the four methods for one dataset and seed."""
-    results = {}
+def trained_and_tested(
+    spec: str, model_dir: Path, seed: int, epochs: int | None, method: str = "weights"
+) -> dict:
+    """Test metrics of one model trained with `radassist train --augment METHOD`; kept
+    in MODEL_DIR/test.json, so a finished run is never trained again."""
+    done = model_dir / "test.json"
+    if done.is_file():
+        return json.loads(done.read_text())
+    started = time.monotonic()
+    command = f"radassist train --dataset {spec} --out {model_dir} --seed {seed} --augment {method}"
+    train_model(
+        spec,
+        model_dir,
+        epochs=epochs,
+        seed=seed,
+        device="cpu",
+        command=command + (f" --epochs {epochs}" if epochs else ""),
+        progress=False,
+        augment=method,
+    )
+    return _tested(model_dir, spec, started)
+
+
+def _tested(model_dir: Path, spec: str, started: float) -> dict:
+    metrics = evaluate_model(model_dir, spec, "test")
+    metrics["seconds"] = round(time.monotonic() - started, 1)
+    (model_dir / "test.json").write_text(json.dumps(metrics, indent=1))
+    return metrics
+
+
+def run_one(name: str, spec: str, seed: int, epochs: int | None, out: Path) -> None:
+    """Train and test the four methods for one dataset and seed (finished ones are kept)."""
     for method in METHODS:
         model_dir = out / name / f"{method}-seed{seed}"
-        done = model_dir / "test.json"
-        if done.is_file():
-            results[method] = json.loads(done.read_text())
+        if (model_dir / "test.json").is_file():
             continue
-        started = time.monotonic()
         if method in ("none", "weights"):
-            train_model(
-                spec,
-                model_dir,
-                epochs=epochs,
-                seed=seed,
-                device="cpu",
-                command=f"bench/imbalance.py ({method}, seed {seed})",
-                progress=False,
-                augment=method,
-            )
+            metrics = trained_and_tested(spec, model_dir, seed, epochs, method)
         else:
+            started = time.monotonic()
             _, rebalanced = rebalance_model(
                 out / name / f"none-seed{seed}", model_dir, spec, method, AcganConfig(seed=seed)
             )
             if rebalanced is not None and seed == 0:
                 feature_pca_png(rebalanced, out / f"{name}-features-pca.png", name)
-        metrics = evaluate_model(model_dir, spec, "test")
-        metrics["seconds"] = round(time.monotonic() - started, 1)
-        done.write_text(json.dumps(metrics, indent=1))
-        results[method] = metrics
+            metrics = _tested(model_dir, spec, started)
         print(f"{name} seed {seed} {method}: test AUC {metrics['auc']}", flush=True)
-    return results
 
 
 def feature_pca_png(rebalanced: Rebalanced, path: Path, title: str) -> Path:

@@ -10,16 +10,13 @@ bench/imbalance.py, so either command reuses what the other finished.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
-import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import numpy as np
-
-from assistant.training.run import evaluate_model, train_model
+from imbalance import trained_and_tested
 
 ROOT = Path(__file__).resolve().parent.parent
 DATA = ROOT.parent / "shared" / "data" / "medmnist" / "adrenalmnist3d.npz"
@@ -43,25 +40,11 @@ def main() -> int:
     parser.add_argument("--data", default=str(DATA))
     args = parser.parse_args()
     spec = f"medmnist:{args.data}"
-    rows = []
-    for seed in args.seeds:
-        model_dir = Path(args.out) / "AdrenalMNIST3D" / f"weights-seed{seed}"
-        done = model_dir / "test.json"
-        if not done.is_file():
-            started = time.monotonic()
-            train_model(
-                spec,
-                model_dir,
-                epochs=None,
-                seed=seed,
-                device="cpu",
-                command=f"radassist train --dataset {spec} --out {model_dir} --seed {seed}",
-                progress=False,
-            )
-            metrics = evaluate_model(model_dir, spec, "test")
-            metrics["seconds"] = round(time.monotonic() - started, 1)
-            done.write_text(json.dumps(metrics, indent=1))
-        rows.append(json.loads(done.read_text()))
+    out = Path(args.out) / "AdrenalMNIST3D"
+    rows = [
+        trained_and_tested(spec, out / f"weights-seed{seed}", seed, epochs=None)
+        for seed in args.seeds
+    ]
     auc = np.array([r["auc"] for r in rows])
     acc = np.array([r["accuracy"] for r in rows])
     spread = (lambda v: v.std(ddof=1)) if len(rows) > 1 else (lambda v: 0.0)

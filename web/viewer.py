@@ -49,7 +49,7 @@ def viewer(path: str) -> Any:
         if "." in path.rsplit("/", 1)[-1]:
             abort(404)  # a missing file, not one of OHIF's own routes
         name = "index.html"  # OHIF routes its own paths in the page
-    response = send_from_directory(root, name, max_age=0 if name in _UNHASHED else 7 * 86400)
+    response = send_from_directory(root, name)
     response.headers["Content-Security-Policy"] = VIEWER_CSP
     response.headers["X-Frame-Options"] = "SAMEORIGIN"
     response.headers["Cache-Control"] = (

@@ -92,8 +92,9 @@ def train_model(
     if augment == "acgan":
         settings = AcganConfig(steps=acgan_steps or AcganConfig.steps, seed=seed)
         augment_record.update(balance_with_acgan(network, train_set, val_set, settings).record)
-        threshold = choose_threshold(network, val_set, config.threshold_rule)
     val_scores, _ = score(network, val_set)
+    if augment == "acgan":  # the refitted head needs its own threshold
+        threshold = THRESHOLD_RULES[config.threshold_rule](val_set.labels(), val_scores)
     val_metrics = binary_metrics(val_set.labels(), val_scores, threshold)
     card = ModelCard(
         name="radassist-hyperdense" if kind != "medmnist" else "radassist-medmnist",
@@ -193,8 +194,8 @@ def rebalance_model(
         )
     else:
         raise ValueError(f"method must be acgan or refit, not {method!r}")
-    threshold = choose_threshold(network, val_set, threshold_rule_for(spec))
     val_scores, _ = score(network, val_set)
+    threshold = THRESHOLD_RULES[threshold_rule_for(spec)](val_set.labels(), val_scores)
     training = {**loaded.card.training, "augment": {"method": method, **record}}
     card = loaded.card.with_updates(
         threshold=round(threshold, 6),
@@ -202,11 +203,6 @@ def rebalance_model(
         metrics={"val": binary_metrics(val_set.labels(), val_scores, threshold).to_dict()},
     )
     return save_model(out, network, card), rebalanced
-
-
-def choose_threshold(network: CnnRnn, val_set: StudyDataset, rule: str) -> float:
-    val_scores, _ = score(network, val_set)
-    return THRESHOLD_RULES[rule](val_set.labels(), val_scores)
 
 
 def evaluate_model(

@@ -17,6 +17,7 @@ ABSENT = codes.SCT.Absent
 
 PROCEDURE = codes.SCT.ComputedTomographyOfHead
 REPORT_TITLE = codes.DCM.ImagingMeasurementReport
+IMAGING_MEASUREMENTS = codes.DCM.ImagingMeasurements
 KEY_OBJECT_TITLE = codes.DCM.OfInterest
 ALGORITHM_FAMILY = codes.cid7162.ArtificialIntelligence
 

@@ -22,7 +22,6 @@ if TYPE_CHECKING:
     from assistant.inference import Lesion, Prediction
 
 
-_IMAGING_MEASUREMENTS = "126010"
 #: Most lesions one report lists (the largest ones); the SEG carries all of them.
 MAX_REPORTED_LESIONS = 10
 
@@ -145,7 +144,7 @@ def build_sr(
             [
                 item
                 for item in root.ContentSequence
-                if item.ConceptNameCodeSequence[0].CodeValue != _IMAGING_MEASUREMENTS
+                if item.ConceptNameCodeSequence[0].CodeValue != concepts.IMAGING_MEASUREMENTS.value
             ],
             is_root=False,
         )

@@ -3,10 +3,16 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
+from pydicom.dataelem import RawDataElement
 from pydicom.dataset import Dataset
+from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian
 from scipy import ndimage
+
+_PIXEL_DATA = 0x7FE00010
+_NATIVE_SYNTAXES = frozenset({ExplicitVRLittleEndian, ImplicitVRLittleEndian})
 
 
 @dataclass(frozen=True)
@@ -33,14 +39,138 @@ def hu_pixels(dataset: Dataset) -> np.ndarray:
     below air and windows to 0 like air does).
     """
     pixels = dataset.pixel_array
-    slope = float(dataset.get("RescaleSlope", 1) or 1)
-    intercept = float(dataset.get("RescaleIntercept", 0) or 0)
+    slope, intercept = _rescale(dataset)
     hu = pixels.astype(np.float32, copy=False)
     if slope != 1:
         hu = hu * np.float32(slope)
     if intercept != 0:
         hu = hu + np.float32(intercept)
     return hu
+
+
+def _rescale(dataset: Dataset) -> tuple[float, float]:
+    slope = float(dataset.get("RescaleSlope", 1) or 1)
+    intercept = float(dataset.get("RescaleIntercept", 0) or 0)
+    return slope, intercept
+
+
+@dataclass(frozen=True)
+class NativePixels:
+    """Where one slice's uncompressed 16-bit pixels lie in its file, and their rescale.
+
+    Most CT arrives uncompressed; for it one read() into a reused buffer replaces a
+    full pydicom parse and decode per slice, the largest cost of reading a series.
+    """
+
+    offset: int
+    rows: int
+    columns: int
+    signed: bool
+    bits_stored: int
+    slope: float
+    intercept: float
+
+
+def native_pixels(header: Dataset) -> NativePixels | None:
+    """The location of a header's pixels when they are plain little-endian 16-bit
+    samples, or None when pydicom's decoders are needed.
+
+    `header` must have been read with a `defer_size`, so that its Pixel Data element
+    is still a deferred raw element that knows its offset in the file.
+    """
+    meta = getattr(header, "file_meta", None)
+    if meta is None or meta.get("TransferSyntaxUID") not in _NATIVE_SYNTAXES:
+        return None
+    if _PIXEL_DATA not in header:
+        return None
+    element = header.get_item(_PIXEL_DATA, keep_deferred=True)
+    if not isinstance(element, RawDataElement) or element.value is not None:
+        return None
+    try:
+        rows, columns = int(header.Rows), int(header.Columns)
+        bits_allocated = int(header.BitsAllocated)
+        bits_stored = int(header.get("BitsStored", bits_allocated))
+        signed = int(header.PixelRepresentation) == 1
+        single = int(header.get("SamplesPerPixel", 1)) == 1
+        frames = int(header.get("NumberOfFrames", 1) or 1)
+        slope, intercept = _rescale(header)
+    except (AttributeError, TypeError, ValueError):
+        return None
+    if (
+        bits_allocated != 16
+        or not 1 <= bits_stored <= 16
+        or not single
+        or frames != 1
+        or element.value_tell is None
+        or element.length < rows * columns * 2
+    ):
+        return None
+    return NativePixels(element.value_tell, rows, columns, signed, bits_stored, slope, intercept)
+
+
+def read_native(path: Path, pixels: NativePixels, buffer: bytearray | None = None) -> np.ndarray:
+    """The stored values of a slice (before rescale), as pydicom's pixel_array gives them.
+
+    Reads into `buffer` when it is given and large enough (the result is then a view of
+    it, valid until the next read into the same buffer).
+    """
+    count = pixels.rows * pixels.columns
+    size = count * 2
+    if buffer is None or len(buffer) < size:
+        buffer = bytearray(size)
+    view = memoryview(buffer)[:size]
+    with open(path, "rb", buffering=0) as file:
+        file.seek(pixels.offset)
+        filled = 0
+        while filled < size:
+            got = file.readinto(view[filled:])
+            if not got:
+                raise ValueError(f"{path.name}: pixel data cut short")
+            filled += got
+    stored = np.frombuffer(view, dtype="<i2" if pixels.signed else "<u2").reshape(
+        pixels.rows, pixels.columns
+    )
+    unused = 16 - pixels.bits_stored
+    if unused:  # bits above High Bit are not part of the value (PS3.5 §8.1.1)
+        if pixels.signed:
+            np.left_shift(stored, unused, out=stored)
+            np.right_shift(stored, unused, out=stored)  # arithmetic: extends the sign
+        else:
+            np.bitwise_and(stored, (1 << pixels.bits_stored) - 1, out=stored)
+    return stored
+
+
+def native_hu(
+    path: Path, pixels: NativePixels, size: int | None = None, buffer: bytearray | None = None
+) -> np.ndarray:
+    """A slice in HU (float32), resampled to size x size when `size` is given.
+
+    Block means are taken on the stored integers and rescaled after (the rescale is
+    linear), so only the small image is ever made in float.
+    """
+    stored = read_native(path, pixels, buffer)
+    rows, columns = stored.shape
+    if size is None or (rows, columns) == (size, size):
+        step = 1
+    elif rows == columns and rows % size == 0:
+        step = rows // size
+    else:
+        hu = stored.astype(np.float32)
+        hu *= np.float32(pixels.slope)
+        hu += np.float32(pixels.intercept)
+        return resize(hu, size)
+    out = np.empty((rows // step, columns // step), dtype=np.float32)
+    np.copyto(out, stored[::step, ::step], casting="unsafe")
+    for i in range(step):
+        for j in range(step):
+            if i or j:
+                out += stored[i::step, j::step]
+    scale = pixels.slope / (step * step)
+    if scale != 1:
+        out *= np.float32(scale)
+    if pixels.intercept != 0:
+        out += np.float32(pixels.intercept)
+    return out
 
 
 def resize(image: np.ndarray, size: int) -> np.ndarray:
@@ -63,9 +193,13 @@ def resize(image: np.ndarray, size: int) -> np.ndarray:
     )
 
 
-def to_windows(hu: np.ndarray, windows: tuple[Window, ...] = DEFAULT_WINDOWS) -> np.ndarray:
-    """Stack one [0, 1] channel per window: (len(windows), rows, cols) float32."""
-    out = np.empty((len(windows), *hu.shape), dtype=np.float32)
+def to_windows(
+    hu: np.ndarray, windows: tuple[Window, ...] = DEFAULT_WINDOWS, out: np.ndarray | None = None
+) -> np.ndarray:
+    """Stack one [0, 1] channel per window: (len(windows), rows, cols) float32, written
+    into `out` when given."""
+    if out is None:
+        out = np.empty((len(windows), *hu.shape), dtype=np.float32)
     for channel, window in zip(out, windows, strict=True):
         low = window.center - window.width / 2
         np.subtract(hu, low, out=channel)

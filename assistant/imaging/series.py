@@ -17,9 +17,19 @@ from pathlib import Path
 
 import numpy as np
 from pydicom import dcmread
+from pydicom.dataset import Dataset
 from pydicom.errors import InvalidDicomError
 
-from assistant.imaging.pixels import DEFAULT_WINDOWS, Window, hu_pixels, resize, to_windows
+from assistant.imaging.pixels import (
+    DEFAULT_WINDOWS,
+    NativePixels,
+    Window,
+    hu_pixels,
+    native_hu,
+    native_pixels,
+    resize,
+    to_windows,
+)
 
 CT_IMAGE_STORAGE = "1.2.840.10008.5.1.4.1.1.2"
 #: Orientations that differ by more than this (cosine distance) are not one stack.
@@ -28,20 +38,9 @@ _ORIENTATION_TOLERANCE = 1e-3
 _MIN_SPACING_MM = 0.01
 
 
-#: The only attributes ordering needs: reading just these halves the header time.
-_HEADER_TAGS = [
-    "SOPClassUID",
-    "SOPInstanceUID",
-    "SeriesInstanceUID",
-    "InstanceNumber",
-    "ImageOrientationPatient",
-    "ImagePositionPatient",
-    "Rows",
-    "Columns",
-    "PixelSpacing",
-    "NumberOfFrames",
-    "PhotometricInterpretation",
-]
+#: Values longer than this are not read with the header (the pixel data): their offset
+#: is kept instead, so that uncompressed slices are later read with one read() each.
+_DEFER_BYTES = 4096
 
 
 class UnreadableSeries(ValueError):
@@ -55,6 +54,10 @@ class SliceInfo:
     instance_number: int | None
     #: Position along the slice normal, mm.
     position: float
+    #: Where its uncompressed pixels lie in the file; None when pydicom must decode them.
+    pixels: NativePixels | None = None
+    #: The header as read (Pixel Data deferred, not loaded): the writers' evidence.
+    header: Dataset | None = field(default=None, compare=False, repr=False)
 
 
 @dataclass(frozen=True)
@@ -85,18 +88,36 @@ class SeriesGeometry:
 
     def hu(self, index: int) -> np.ndarray:
         """One slice in HU at full size."""
-        return hu_pixels(dcmread(self.slices[index].path))
+        return self.hu_resized(index, None)
+
+    def pixel_buffer(self) -> bytearray:
+        """A buffer for `hu_resized` that holds one slice of this series."""
+        return bytearray(self.rows * self.columns * 2)
+
+    def hu_resized(
+        self, index: int, size: int | None, buffer: bytearray | None = None
+    ) -> np.ndarray:
+        """One slice in HU, resampled to size x size (full size for None).
+
+        `buffer`, reused from slice to slice, saves allocating a full-size array each time.
+        """
+        info = self.slices[index]
+        if info.pixels is not None:
+            return native_hu(info.path, info.pixels, size, buffer)
+        hu = hu_pixels(dcmread(info.path))
+        return hu if size is None else resize(hu, size)
 
     def batches(
         self, size: int, batch: int = 32, windows: tuple[Window, ...] = DEFAULT_WINDOWS
     ) -> Iterator[np.ndarray]:
         """Model input in slice order, `batch` slices at a time: (b, channels, size, size)
         float32. Only one batch is in memory at a time."""
+        buffer = self.pixel_buffer()
         for start in range(0, len(self.slices), batch):
-            chunk = self.slices[start : start + batch]
-            out = np.empty((len(chunk), len(windows), size, size), dtype=np.float32)
-            for i, info in enumerate(chunk):
-                out[i] = to_windows(resize(hu_pixels(dcmread(info.path)), size), windows)
+            count = min(batch, len(self.slices) - start)
+            out = np.empty((count, len(windows), size, size), dtype=np.float32)
+            for i in range(count):
+                to_windows(self.hu_resized(start + i, size, buffer), windows, out=out[i])
             yield out
 
 
@@ -133,7 +154,7 @@ def read_series(source: Path | Sequence[Path]) -> SeriesGeometry:
     headers = []
     for path in _files(source):
         try:
-            header = dcmread(path, stop_before_pixels=True, specific_tags=_HEADER_TAGS)
+            header = dcmread(path, defer_size=_DEFER_BYTES)
         except (InvalidDicomError, OSError) as exc:
             skipped.append((path, f"not a DICOM file ({exc})"))
             continue
@@ -169,6 +190,8 @@ def read_series(source: Path | Sequence[Path]) -> SeriesGeometry:
                 sop_instance_uid=str(header.SOPInstanceUID),
                 instance_number=int(number) if number not in (None, "") else None,
                 position=float(np.dot(normal, ipp)),
+                pixels=native_pixels(header),
+                header=header,
             )
         )
         positions_3d.append(ipp)

@@ -16,7 +16,7 @@ import numpy as np
 import torch
 from scipy import ndimage
 
-from assistant.imaging import SeriesGeometry, read_series, resize, to_windows
+from assistant.imaging import SeriesGeometry, read_series, to_windows
 from assistant.model import LoadedModel, fused_for_inference
 
 #: Lesions smaller than this (mL) are dropped as noise.
@@ -122,13 +122,16 @@ def predict_series(
     network = fused_for_inference(loaded.network).to(memory_format=torch.channels_last)
     series = folder if isinstance(folder, SeriesGeometry) else read_series(folder)
     size = card.image_size
-    features, mask_probs, hu_small = [], [], []
+    features, lesion_pixels = [], []
 
-    def prepare(start: int) -> tuple[list[np.ndarray], torch.Tensor]:
+    buffer = series.pixel_buffer()  # used by the one decode thread only
+
+    def prepare(start: int) -> torch.Tensor:
         count = min(batch, len(series.slices) - start)
-        hu = [resize(series.hu(start + i), size) for i in range(count)]
-        x = torch.from_numpy(np.stack([to_windows(h, card.windows) for h in hu]))
-        return hu, x.contiguous(memory_format=torch.channels_last)
+        x = np.empty((count, len(card.windows), size, size), dtype=np.float32)
+        for i in range(count):
+            to_windows(series.hu_resized(start + i, size, buffer), card.windows, out=x[i])
+        return torch.from_numpy(x).contiguous(memory_format=torch.channels_last)
 
     # Decode the next batch in a thread while the CNN runs on this one (both release
     # the GIL for most of their work): the two stages overlap instead of adding up.
@@ -136,14 +139,14 @@ def predict_series(
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="decode") as pool:
         pending = pool.submit(prepare, starts[0])
         for position in range(len(starts)):
-            hu, x = pending.result()
+            x = pending.result()
             if position + 1 < len(starts):
                 pending = pool.submit(prepare, starts[position + 1])
             encoded, masks = network.encode(x)
             features.append(encoded)
             if masks is not None:
-                mask_probs.append(torch.sigmoid(masks).numpy().astype(np.float16))
-                hu_small.extend(h.astype(np.float16) for h in hu)
+                # A probability of 0.5 or more is a logit of 0 or more: keep only that.
+                lesion_pixels.append((masks >= 0).numpy())
     study_logit, slice_logits = network.read(torch.cat(features)[None])
     study_probability = float(torch.sigmoid(study_logit)[0])
     slice_probability = torch.sigmoid(slice_logits[0]).numpy()
@@ -155,10 +158,8 @@ def predict_series(
     ]
     lesions: list[Lesion] = []
     labels = None
-    if positive and mask_probs:
-        lesions, labels = _lesions(
-            series, np.concatenate(mask_probs), np.stack(hu_small), slice_probability, size
-        )
+    if positive and lesion_pixels:
+        lesions, labels = _lesions(series, np.concatenate(lesion_pixels), slice_probability, size)
     return Prediction(
         series_instance_uid=series.series_instance_uid,
         study_probability=study_probability,
@@ -176,10 +177,13 @@ def predict_series(
 
 
 def _lesions(
-    series, masks: np.ndarray, hu: np.ndarray, slice_probability: np.ndarray, size: int
-) -> tuple[list[Lesion], np.ndarray]:  # type: ignore[no-untyped-def]
-    """Connected components of the thresholded masks, measured in mm, largest first,
-    with a label volume in which lesion k (1-based, in that order) has label k."""
+    series: SeriesGeometry, masks: np.ndarray, slice_probability: np.ndarray, size: int
+) -> tuple[list[Lesion], np.ndarray]:
+    """Connected components of the lesion masks (bool, per slice), measured in mm, largest first,
+    with a label volume in which lesion k (1-based, in that order) has label k.
+
+    Mean HU is taken on the key slice at the model's input size, read again: keeping
+    every slice's HU for the few key slices cost more than the read."""
     mask_size = masks.shape[-1]
     to_input = size / mask_size  # mask pixel → model input pixel
     to_image = series.columns / size  # model input pixel → original image pixel
@@ -190,7 +194,7 @@ def _lesions(
         if len(spacing)
         else np.array([1.0])
     )
-    labelled, count = ndimage.label(masks >= 0.5)
+    labelled, count = ndimage.label(masks)
     found = []
     for index in range(1, count + 1):
         component = labelled == index
@@ -213,7 +217,9 @@ def _lesions(
             else key_mask
         )
         mean_hu = (
-            float(hu[key][upsampled].astype(np.float32).mean()) if upsampled.any() else float("nan")
+            float(series.hu_resized(key, size)[upsampled].mean())
+            if upsampled.any()
+            else float("nan")
         )
         found.append(
             Lesion(

@@ -49,6 +49,10 @@ class Worker:
 
     def start(self) -> None:
         self._stop.clear()
+        try:
+            self.analysis.warm_up()
+        except Exception:  # a slower first study, nothing worse
+            LOGGER.exception("warming up the model and writers failed")
         for job_id in self.analysis.recover():
             self.queue.enqueue(job_id)  # a duplicate message finds the job claimed
         for n in range(self.settings.queue.workers):

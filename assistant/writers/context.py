@@ -101,6 +101,8 @@ def evidence_header(header: Dataset) -> Dataset:
     study attributes present and empty."""
     copy = Dataset(header)
     copy.file_meta = getattr(header, "file_meta", Dataset())
+    if "PixelData" in copy:  # evidence is the header; the pixels stay in the file
+        del copy.PixelData
     for keyword in _COPIED_TYPE2:
         if keyword not in copy:
             setattr(copy, keyword, "")

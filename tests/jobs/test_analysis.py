@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 
-from assistant.db import Instance, Job, JobState
+from assistant.db import Instance, Job, JobState, ResultObject
 from assistant.jobs.submit import retry_job
 from assistant.jobs.worker import Worker
 from tests.conftest import dicom_files, shared_ct, storescu, wait_until
@@ -63,3 +63,15 @@ def test_a_series_that_does_not_match_is_skipped_with_its_reason(
 def _has_job(node) -> bool:  # type: ignore[no-untyped-def]
     with node.sessions() as session:
         return session.scalar(select(Job.id)) is not None
+
+
+def test_warming_up_builds_everything_once_and_keeps_nothing(node, caplog) -> None:  # type: ignore[no-untyped-def]
+    worker = Worker(node.settings, node.engine, node.write_lock)
+    with caplog.at_level("INFO", logger="assistant.jobs.analysis"):
+        worker.analysis.warm_up()
+    assert any("warmed up" in record.getMessage() for record in caplog.records)
+    with node.sessions() as session:
+        assert session.scalar(select(Job.id)) is None
+        assert session.scalar(select(ResultObject.id)) is None
+    results = node.settings.storage.results_dir
+    assert not results.exists() or not any(p.is_file() for p in results.rglob("*"))

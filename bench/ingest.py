@@ -1,12 +1,15 @@
-"""Ingest benchmark: dcmtk's storescu pushes a 300-slice 512² CT series into our node and
-into dcmtk's own storescp, alternating, and prints median images/s and the ratio.
+"""Ingest benchmark: dcmtk's storescu pushes a 300-slice 512² CT series into our node,
+into dcmtk's own storescp and into a bare pynetdicom SCP, alternating, and prints median
+images/s and the ratios.
 
     .venv/bin/python bench/ingest.py [--runs 3] [--slices 300]
 
 Each run gets a fresh data folder and database for our node (a resend would only hit
 the duplicate path) and a fresh output folder for storescp. Both receivers write every
 file to the same disk; ours also fsyncs each file and commits its database row before
-answering, as it does in production.
+answering, as it does in production. The bare pynetdicom SCP keeps nothing (its
+handler answers Success at once) and is tuned as ours is (PDU size, idle sleep, GIL
+switch interval): it is the ceiling of the network stack our node is built on.
 """
 
 from __future__ import annotations
@@ -26,6 +29,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from pydicom.uid import CTImageStorage
+from pynetdicom import AE, _config, evt
+
 from assistant.db.migrate import upgrade
 from assistant.demo_series import write_demo_series
 from assistant.receiver import Receiver
@@ -36,6 +42,8 @@ from assistant.settings import (
     Settings,
     StorageSettings,
 )
+from dicom_node.contexts import STORAGE_TRANSFER_SYNTAXES
+from dicom_node.scp import DUL_IDLE_SLEEP_SECONDS
 
 STORESCU, STORESCP = "/usr/bin/storescu", "/usr/bin/storescp"
 ENV = {**os.environ, "TCP_NODELAY": "1"}  # dcmtk leaves Nagle on otherwise (~40 ms a C-STORE)
@@ -94,6 +102,28 @@ def our_node(root: Path) -> Iterator[int]:
 
 
 @contextmanager
+def bare_pynetdicom(_root: Path) -> Iterator[int]:
+    """A pynetdicom SCP that accepts CT and answers every C-STORE at once, keeping nothing."""
+
+    def tune(event: evt.Event) -> None:
+        event.assoc.dul._run_loop_delay = DUL_IDLE_SLEEP_SECONDS
+
+    _config.LOG_HANDLER_LEVEL = "none"
+    ae = AE(ae_title="BARE")
+    ae.maximum_pdu_size = NodeSettings().max_pdu_size
+    ae.add_supported_context(CTImageStorage, list(STORAGE_TRANSFER_SYNTAXES))
+    handlers = [(evt.EVT_C_STORE, lambda _event: 0x0000), (evt.EVT_CONN_OPEN, tune)]
+    switch = sys.getswitchinterval()
+    sys.setswitchinterval(0.001)  # as Receiver.start does
+    server = ae.start_server(("127.0.0.1", 0), block=False, evt_handlers=handlers)
+    try:
+        yield int(server.server_address[1])
+    finally:
+        server.shutdown()
+        sys.setswitchinterval(switch)
+
+
+@contextmanager
 def dcmtk_storescp(root: Path, fork: bool) -> Iterator[int]:
     port = free_port()
     root.mkdir(parents=True)
@@ -113,16 +143,20 @@ def split(files: list[Path], n: int) -> list[list[Path]]:
 
 def measure(
     files: list[Path], associations: int, runs: int, scratch: Path
-) -> tuple[list[float], list[float]]:
+) -> tuple[list[float], list[float], list[float]]:
+    """Images/s of our node, dcmtk's storescp and bare pynetdicom, one list each."""
     ours: list[float] = []
     theirs: list[float] = []
+    bare: list[float] = []
     groups = split(files, associations)
-    for run in range(runs):  # alternate, so drift in the machine hits both alike
+    for run in range(runs):  # alternate, so drift in the machine hits all alike
         with our_node(scratch / f"ours-{associations}-{run}") as port:
             ours.append(len(files) / push(port, groups, "RADASSIST"))
         with dcmtk_storescp(scratch / f"dcmtk-{associations}-{run}", fork=associations > 1) as port:
             theirs.append(len(files) / push(port, groups, "STORESCP"))
-    return ours, theirs
+        with bare_pynetdicom(scratch) as port:
+            bare.append(len(files) / push(port, groups, "BARE"))
+    return ours, theirs, bare
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -145,14 +179,26 @@ def main(argv: list[str] | None = None) -> int:
         rows: list[tuple[str, float, float, float]] = []
         targets: dict[int, float] = {1: 0.5, 4: 0.8}
         for associations in (1, 4):
-            ours, theirs = measure(files, associations, args.runs, scratch)
-            mine, base = statistics.median(ours), statistics.median(theirs)
-            rows.append((f"{associations} association(s)", base, mine, mine / base))
-        header = f"{'scenario':<18} {'dcmtk img/s':>12} {'radassist img/s':>16} {'ratio':>6} {'target':>7}"
-        print(header)
-        print("-" * len(header))
-        for (name, base, mine, ratio), target in zip(rows, targets.values(), strict=True):
-            print(f"{name:<18} {base:>12.0f} {mine:>16.0f} {ratio:>6.2f} {'>= ' + str(target):>7}")
+            ours, theirs, bare = measure(files, associations, args.runs, scratch)
+            rows.append(
+                (
+                    f"{associations} association(s)",
+                    statistics.median(theirs),
+                    statistics.median(bare),
+                    statistics.median(ours),
+                )
+            )
+        header = (
+            f"{'scenario':<18} {'dcmtk':>6} {'bare pynetdicom':>16} {'radassist':>10}"
+            f" {'ratio':>6} {'bare/dcmtk':>11} {'target':>7}"
+        )
+        print(header + "\n" + "-" * len(header))
+        for (name, base, bare_rate, mine), target in zip(rows, targets.values(), strict=True):
+            print(
+                f"{name:<18} {base:>6.0f} {bare_rate:>16.0f} {mine:>10.0f} {mine / base:>6.2f}"
+                f" {bare_rate / base:>11.2f} {'>= ' + str(target):>7}"
+            )
+        print("\nimages/s, medians; ratio = radassist / dcmtk storescp")
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
     return 0

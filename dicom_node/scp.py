@@ -44,7 +44,7 @@ IMPLEMENTATION_VERSION_NAME = "RADASSIST_010"
 #: How long pynetdicom's network thread sleeps when the socket is idle. Its default of
 #: 1 ms is paid several times per C-STORE on a fast link; 0.1 ms keeps loopback
 #: throughput high for a little idle CPU.
-_DUL_IDLE_SLEEP_SECONDS = 0.0001
+DUL_IDLE_SLEEP_SECONDS = 0.0001
 
 _DISK_FULL_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG})
 
@@ -348,7 +348,7 @@ class StorageSCP:
     # -- association bookkeeping -------------------------------------------------------
 
     def _on_connection_open(self, event: evt.Event) -> None:
-        event.assoc.dul._run_loop_delay = _DUL_IDLE_SLEEP_SECONDS
+        event.assoc.dul._run_loop_delay = DUL_IDLE_SLEEP_SECONDS
 
     def _on_established(self, event: evt.Event) -> None:
         requestor = event.assoc.requestor

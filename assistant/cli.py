@@ -368,6 +368,7 @@ def cmd_train(_settings: Settings, args: argparse.Namespace) -> int:
         progress=sys.stderr.isatty(),
         augment=args.augment,
         acgan_steps=args.acgan_steps,
+        init=Path(args.init) if args.init else None,
     )
     val = card.metrics["val"]
     print(
@@ -550,6 +551,12 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="N",
         help="generator updates of the ACGAN with --augment acgan (default 1500)",
     )
+    train.add_argument(
+        "--init",
+        metavar="MODEL_DIR",
+        help="start from this model's weights (fine-tuning, e.g. the bundled model on your "
+        "own series); its input channels, image size and windows must match the dataset",
+    )
     train.set_defaults(func=cmd_train)
 
     evaluate = command("evaluate", "Metrics of a model on one split, at the threshold in its card.")
@@ -615,10 +622,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
     except Exception as exc:
         from assistant.db.migrate import DatabaseNotMigrated
+        from assistant.model import ModelCardError, ModelIntegrityError
+        from assistant.training.datasets import DatasetSpecError
 
         if isinstance(exc, (DatabaseNotMigrated, OSError)):
             print(f"radassist: {exc}", file=sys.stderr)
             return 1
+        if isinstance(exc, (DatasetSpecError, ModelCardError, ModelIntegrityError)):
+            print(f"radassist: {exc}", file=sys.stderr)
+            return 2
         raise
 
 

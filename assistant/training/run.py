@@ -22,7 +22,7 @@ from assistant.training.acgan import (
     refit_study_head,
     train_acgan,
 )
-from assistant.training.datasets import MedMNIST3D, StudyDataset, parse_spec
+from assistant.training.datasets import DatasetSpecError, MedMNIST3D, StudyDataset, parse_spec
 from assistant.training.metrics import (
     THRESHOLD_RULES,
     binary_metrics,
@@ -68,15 +68,23 @@ def train_model(
     progress: bool = True,
     augment: str = "weights",
     acgan_steps: int | None = None,
+    init: Path | None = None,
 ) -> ModelCard:
-    """Train on the train split, choose epoch and threshold on val, write the model folder."""
+    """Train on the train split, choose epoch and threshold on val, write the model folder.
+
+    With `init`, training starts from that model's weights (fine-tuning, say the
+    bundled model on a site's own series) instead of from random ones.
+    """
     if augment not in AUGMENTS:
         raise ValueError(f"augment must be one of {AUGMENTS}, not {augment!r}")
     torch.set_num_threads(max(1, torch.get_num_threads()))
     kind = _kind(spec)
     train_set, val_set = parse_spec(spec, "train"), parse_spec(spec, "val")
     seed_everything(seed)  # the initial weights depend on the seed, nothing else
-    network = CnnRnn(network_for(train_set))
+    if init is None:
+        network, parent = CnnRnn(network_for(train_set)), None
+    else:
+        network, parent = _starting_point(init, train_set)
     config = TrainConfig(
         epochs=epochs or DEFAULT_EPOCHS.get(kind, 20),
         batch_size=DEFAULT_BATCH.get(kind, 1),
@@ -121,12 +129,36 @@ def train_model(
             "class_balance": config.class_balance,
             "augment": augment_record,
             "threshold_rule": config.threshold_rule,
+            **({"init": parent} if parent is not None else {}),
             "history": result.history,
             "date": datetime.date.today().isoformat(),
         },
         metrics={"val": val_metrics.to_dict()},
     )
     return save_model(out, network, card)
+
+
+def _starting_point(init: Path, train_set: StudyDataset) -> tuple[CnnRnn, dict[str, str]]:
+    """The network of the model in `init`, checked to read what `train_set` holds, and
+    what the new card records of it."""
+    loaded = load_model(init)  # its weights' sha256 checked against its card
+    card = loaded.card
+    windows = DEFAULT_WINDOWS if train_set.in_channels == 3 else ()
+    mismatches = [
+        f"{what}: {theirs} in the model, {ours} in the data"
+        for what, theirs, ours in (
+            ("input channels", card.network.in_channels, train_set.in_channels),
+            ("image size", card.image_size, train_set.image_size),
+            ("windows", [w.name for w in card.windows], [w.name for w in windows]),
+        )
+        if theirs != ours
+    ]
+    if mismatches:
+        raise DatasetSpecError(f"cannot start from {init}: " + "; ".join(mismatches))
+    return loaded.network.train(), {
+        "model": f"{card.name} {card.version}",
+        "weights_sha256": card.weights_sha256,
+    }
 
 
 @dataclass

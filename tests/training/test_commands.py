@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 from PIL import Image
 
@@ -65,3 +66,58 @@ def test_train_then_evaluate(tmp_path: Path, capsys) -> None:
     ] == 2
     with Image.open(out / "roc-test.png") as roc:
         assert roc.size == (400, 400)
+
+
+def test_training_can_start_from_a_model_and_says_so(tmp_path: Path, capsys) -> None:
+    import torch
+
+    from assistant.training.datasets import parse_spec
+    from assistant.training.run import _starting_point
+
+    parent = tmp_path / "parent"
+    base = ["train", "--dataset", "synthetic:8", "--epochs", "1"]
+    assert main([*base, "--out", str(parent)]) == 0
+    parent_card = load_model(parent).card
+
+    network, record = _starting_point(parent, parse_spec("synthetic:8", "train"))
+    for name, tensor in load_model(parent).network.state_dict().items():
+        assert torch.equal(network.state_dict()[name], tensor), name
+    assert network.training  # ready to be trained, not left in eval mode
+
+    child = tmp_path / "child"
+    assert main([*base, "--out", str(child), "--init", str(parent), "--seed", "1"]) == 0
+    training = load_model(child).card.training
+    assert (
+        training["init"]
+        == {
+            "model": f"{parent_card.name} {parent_card.version}",
+            "weights_sha256": parent_card.weights_sha256,
+        }
+        == record
+    )
+    assert f"--init {parent}" in training["command"]
+    capsys.readouterr()
+
+    medmnist = tmp_path / "tiny.npz"
+    volumes = np.zeros((4, 28, 28, 28), np.uint8)
+    labels = np.array([[0], [1], [0], [1]])
+    np.savez(
+        medmnist,
+        **{f"{s}_images": volumes for s in ("train", "val", "test")},
+        **{f"{s}_labels": labels for s in ("train", "val", "test")},
+    )
+    code = main(
+        [
+            "train",
+            "--dataset",
+            f"medmnist:{medmnist}",
+            "--out",
+            str(tmp_path / "x"),
+            "--init",
+            str(parent),
+        ]
+    )
+    assert code == 2
+    error = capsys.readouterr().err
+    assert "cannot start from" in error and "input channels: 3 in the model, 1 in the data" in error
+    assert not (tmp_path / "x").exists()

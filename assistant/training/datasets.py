@@ -3,7 +3,8 @@
     synthetic[:N[,OPTION=VALUE...]]
                            N generated head-CT phantoms (default 240), half with blood;
                            options positive=FRACTION (e.g. 0.05 for a rare finding),
-                           size=PIXELS (default 256) and slices=COUNT (default 32)
+                           size=PIXELS (default 256), slices=COUNT (default 32) and
+                           lesions=MIN-MAX (lesion diameters in mm, default 3-40)
     medmnist:PATH.npz      a MedMNIST 3D file (AdrenalMNIST3D): its own train/val/test
     dicom:DIR:LABELS.csv   DICOM series folders under DIR with a CSV of labels; split by
                            patient (never by slice or series), 70/15/15
@@ -231,7 +232,19 @@ class DicomFolders(StudyDataset):
         return Study(row["series"], slices, int(row["label"]))
 
 
-_SYNTHETIC_OPTIONS = {"positive": float, "size": int, "slices": int}
+def _millimetre_range(text: str) -> tuple[float, float]:
+    low, separator, high = text.partition("-")
+    if not separator:
+        raise ValueError(f"{text!r} is not MIN-MAX")
+    return float(low), float(high)
+
+
+_SYNTHETIC_OPTIONS = {
+    "positive": float,
+    "size": int,
+    "slices": int,
+    "lesions": _millimetre_range,
+}
 
 
 def _synthetic(rest: str, split: str) -> SyntheticHeads:
@@ -248,10 +261,17 @@ def _synthetic(rest: str, split: str) -> SyntheticHeads:
             values[key] = _SYNTHETIC_OPTIONS[key](value)
     except ValueError as exc:
         raise DatasetSpecError(
-            f"synthetic[:N[,positive=F,size=PX,slices=S]] cannot read {rest!r}: {exc}"
+            f"synthetic[:N[,positive=F,size=PX,slices=S,lesions=MIN-MAX]] cannot read {rest!r}: "
+            f"{exc}"
         ) from exc
     positive = values.get("positive", 0.5)
-    if not 0 < positive < 1 or values.get("size", 256) < 32 or values.get("slices", 32) < 2:
+    low, high = values.get("lesions", (3.0, 40.0))
+    if (
+        not 0 < positive < 1
+        or values.get("size", 256) < 32
+        or values.get("slices", 32) < 2
+        or not 1 <= low <= high <= 80
+    ):
         raise DatasetSpecError(f"synthetic options out of range: {rest!r}")
     return SyntheticHeads(
         count,
@@ -259,6 +279,7 @@ def _synthetic(rest: str, split: str) -> SyntheticHeads:
         positive_fraction=positive,
         image_size=int(values.get("size", 256)),
         max_slices=int(values.get("slices", 32)),
+        lesion_sizes=(low, high),
         refresh=0.2 if split == "train" else 0.0,
     )
 

@@ -11,6 +11,7 @@ import torch
 from assistant.model import CnnRnn, NetworkSpec
 from assistant.training.datasets import DatasetSpecError, SyntheticHeads, parse_spec
 from assistant.training.metrics import roc_auc
+from assistant.training.phantoms import make_case
 from assistant.training.trainer import CHECKPOINT_FILE, TrainConfig, score, train
 
 MEDMNIST = Path(__file__).resolve().parents[3] / "shared/data/medmnist/adrenalmnist3d.npz"
@@ -19,9 +20,28 @@ MEDMNIST = Path(__file__).resolve().parents[3] / "shared/data/medmnist/adrenalmn
 def test_specs_name_their_datasets() -> None:
     assert len(parse_spec("synthetic:100", "train")) == 70
     assert len(parse_spec("synthetic:100", "val")) == 15
-    for bad in ("nothing:1", "synthetic:x", "dicom:onlyone"):
+    for bad in (
+        "nothing:1",
+        "synthetic:x",
+        "dicom:onlyone",
+        "synthetic:10,lesions=10",
+        "synthetic:10,lesions=40-10",
+        "synthetic:10,colour=red",
+    ):
         with pytest.raises(DatasetSpecError):
             parse_spec(bad, "train")
+
+
+def test_synthetic_lesion_sizes_reach_the_phantoms() -> None:
+    heads = parse_spec("synthetic:20,lesions=20-30,size=64,slices=6", "train")
+    assert isinstance(heads, SyntheticHeads) and heads.lesion_sizes == (20.0, 30.0)
+    positive = next(i for i, label in enumerate(heads.labels()) if label)
+    seed = int(heads[positive].key.removeprefix("synthetic-"))
+    case = make_case(seed, True, max_slices=6, matrix=64, lesion_sizes=(20.0, 30.0))
+    assert all(20.0 <= lesion.size_mm <= 30.0 for lesion in case.lesions)
+    assert np.array_equal(heads[positive].masks, case.mask)
+    default = make_case(seed, True, max_slices=6, matrix=64)
+    assert not np.array_equal(default.mask, case.mask)
 
 
 def test_synthetic_splits_never_share_a_case() -> None:

@@ -145,37 +145,22 @@ def native_hu(
 ) -> np.ndarray:
     """A slice in HU (float32), resampled to size x size when `size` is given.
 
-    Block means are taken on the stored integers and rescaled after (the rescale is
-    linear), so only the small image is ever made in float.
+    The stored integers are resampled first and rescaled after (the rescale is linear),
+    so only the small image is ever made in float.
     """
     stored = read_native(path, pixels, buffer)
-    rows, columns = stored.shape
-    if size is None or (rows, columns) == (size, size):
-        step = 1
-    elif rows == columns and rows % size == 0:
-        step = rows // size
-    else:
-        hu = stored.astype(np.float32)
+    small = stored if size is None else resize(stored, size)
+    hu = small.astype(np.float32, copy=False)  # a copy exactly when `small` is the buffer
+    if pixels.slope != 1:
         hu *= np.float32(pixels.slope)
-        hu += np.float32(pixels.intercept)
-        return resize(hu, size)
-    out = np.empty((rows // step, columns // step), dtype=np.float32)
-    np.copyto(out, stored[::step, ::step], casting="unsafe")
-    for i in range(step):
-        for j in range(step):
-            if i or j:
-                out += stored[i::step, j::step]
-    scale = pixels.slope / (step * step)
-    if scale != 1:
-        out *= np.float32(scale)
     if pixels.intercept != 0:
-        out += np.float32(pixels.intercept)
-    return out
+        hu += np.float32(pixels.intercept)
+    return hu
 
 
 def resize(image: np.ndarray, size: int) -> np.ndarray:
-    """Resample a square-ish slice to size x size: block means for integer factors
-    (exact, fast), linear interpolation otherwise."""
+    """Resample a square-ish slice (float, or stored integers) to size x size: block
+    means for integer factors (exact, fast), linear interpolation otherwise."""
     rows, cols = image.shape
     if (rows, cols) == (size, size):
         return image

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+from scipy import ndimage
 
 from assistant.imaging import DEFAULT_WINDOWS, read_series, to_windows
 from assistant.training.phantoms import make_case
@@ -153,10 +154,14 @@ class MedMNIST3D(StudyDataset):
     """A MedMNIST 3D split: each volume read as a sequence of 2D slices along one axis.
 
     Training reads each volume along a random axis with random flips; evaluation
-    averages the three axes (a 2.5D reading of a 3D shape).
+    averages the three axes (a 2.5D reading of a 3D shape). A second channel holds each
+    voxel's 3D distance to the shape's surface, so a slice also says how thick the
+    shape is across the slices it cannot see.
     """
 
-    in_channels = 1
+    in_channels = 2
+    #: Distances (voxels) are divided by this, to keep the channel near [0, 1].
+    distance_scale = 8.0
 
     def __init__(self, path: Path, split: str) -> None:
         if not path.is_file():
@@ -166,6 +171,12 @@ class MedMNIST3D(StudyDataset):
             self._labels = data[f"{split}_labels"].reshape(-1).astype(int)
         self.name = f"medmnist:{path.name}"
         self.image_size = int(self.volumes.shape[-1])
+        # Computed once (about 4 s for the 1,188 training volumes at 28³): every epoch
+        # reads every volume, and doing it per read made an epoch a quarter slower.
+        self.distances = np.zeros(self.volumes.shape, np.float32)
+        for index, volume in enumerate(self.volumes):
+            self.distances[index] = ndimage.distance_transform_edt(volume > 127)
+        self.distances /= np.float32(self.distance_scale)
 
     def __len__(self) -> int:
         return len(self.volumes)
@@ -173,25 +184,32 @@ class MedMNIST3D(StudyDataset):
     def labels(self) -> np.ndarray:
         return self._labels.copy()
 
-    def _study(self, index: int, volume: np.ndarray) -> Study:
-        slices = (volume.astype(np.float32) / 255.0)[:, None]
-        return Study(f"{self.name}#{index}", np.ascontiguousarray(slices), int(self._labels[index]))
+    def _study(self, index: int, channels: np.ndarray) -> Study:
+        """`channels` (2, S, H, W): the shape in [0, 1] and its scaled distance map."""
+        slices = np.ascontiguousarray(np.moveaxis(channels, 0, 1))
+        return Study(f"{self.name}#{index}", slices, int(self._labels[index]))
+
+    def _channels(self, index: int) -> np.ndarray:
+        """(2, D, H, W): the volume in [0, 1], and each voxel's scaled distance to the
+        nearest voxel outside the shape."""
+        scaled = self.volumes[index].astype(np.float32) / np.float32(255.0)
+        return np.stack((scaled, self.distances[index]))
 
     def __getitem__(self, index: int) -> Study:
-        return self._study(index, self.volumes[index])
+        return self._study(index, self._channels(index))
 
     def views(self, index: int) -> list[Study]:
-        volume = self.volumes[index]
-        return [self._study(index, np.moveaxis(volume, axis, 0)) for axis in range(3)]
+        channels = self._channels(index)
+        return [self._study(index, np.moveaxis(channels, axis + 1, 1)) for axis in range(3)]
 
     def training_view(self, index: int, rng: np.random.Generator) -> Study:
-        volume = np.moveaxis(self.volumes[index], int(rng.integers(3)), 0)
-        for axis in range(3):
+        channels = np.moveaxis(self._channels(index), int(rng.integers(3)) + 1, 1)
+        for axis in range(1, 4):
             if rng.random() < 0.5:
-                volume = np.flip(volume, axis)
+                channels = np.flip(channels, axis)
         if rng.random() < 0.5:
-            volume = np.swapaxes(volume, 1, 2)
-        return self._study(index, volume)
+            channels = np.swapaxes(channels, 2, 3)
+        return self._study(index, channels)
 
 
 def _patient_split(patient: str) -> str:

@@ -52,7 +52,11 @@ def _kind(spec: str) -> str:
 def network_for(dataset: StudyDataset) -> NetworkSpec:
     if isinstance(dataset, MedMNIST3D):  # small single-channel volumes
         return NetworkSpec(
-            in_channels=1, widths=(16, 32, 64), stem_stride=1, gru_hidden=32, mask_head=False
+            in_channels=dataset.in_channels,
+            widths=(16, 32, 64),
+            stem_stride=1,
+            gru_hidden=32,
+            mask_head=False,
         )
     return NetworkSpec()
 

@@ -119,5 +119,5 @@ def test_training_can_start_from_a_model_and_says_so(tmp_path: Path, capsys) -> 
     )
     assert code == 2
     error = capsys.readouterr().err
-    assert "cannot start from" in error and "input channels: 3 in the model, 1 in the data" in error
+    assert "cannot start from" in error and "input channels: 3 in the model, 2 in the data" in error
     assert not (tmp_path / "x").exists()

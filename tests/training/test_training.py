@@ -65,8 +65,33 @@ def test_medmnist_views_are_the_three_axes() -> None:
     data = parse_spec(f"medmnist:{MEDMNIST}", "val")
     assert len(data) == 98 and data.labels().sum() == 22
     views = data.views(0)
-    assert len(views) == 3 and views[0].slices.shape == (28, 1, 28, 28)
+    assert len(views) == 3 and views[0].slices.shape == (28, 2, 28, 28)
     assert not np.array_equal(views[0].slices, views[1].slices)
+
+
+@pytest.mark.skipif(not MEDMNIST.is_file(), reason=f"{MEDMNIST} is absent")
+def test_medmnist_second_channel_is_the_distance_to_the_surface(tmp_path: Path) -> None:
+    data = parse_spec(f"medmnist:{MEDMNIST}", "val")
+    rng = np.random.default_rng(0)
+    for index in range(3):
+        shape = data.volumes[index] > 127
+        for study in (*data.views(index), data.training_view(index, rng)):
+            inside, distance = study.slices[:, 0] > 0.5, study.slices[:, 1]
+            # zero outside the shape, at least one voxel (scaled) inside it
+            assert np.all(distance[~inside] == 0)
+            assert np.all(distance[inside] >= 1 / data.distance_scale - 1e-6)
+            assert inside.sum() == shape.sum()
+    # the centre of a ball of radius 6 is sqrt(37) voxels from the nearest one outside
+    zz, yy, xx = np.indices((28, 28, 28))
+    ball = ((zz - 14) ** 2 + (yy - 14) ** 2 + (xx - 14) ** 2 <= 36).astype(np.uint8)[None] * 255
+    path = tmp_path / "ball.npz"
+    np.savez(
+        path,
+        **{f"{s}_images": ball for s in ("train", "val", "test")},
+        **{f"{s}_labels": np.zeros((1, 1)) for s in ("train", "val", "test")},
+    )
+    depth = parse_spec(f"medmnist:{path}", "test")[0].slices[:, 1].max() * data.distance_scale
+    assert depth == pytest.approx(np.sqrt(37))  # the nearest voxel outside
 
 
 @pytest.mark.slow

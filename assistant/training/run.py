@@ -50,7 +50,7 @@ def _kind(spec: str) -> str:
 
 
 def network_for(dataset: StudyDataset) -> NetworkSpec:
-    if isinstance(dataset, MedMNIST3D):  # small single-channel volumes
+    if isinstance(dataset, MedMNIST3D):  # small volumes: the shape and its distance map
         return NetworkSpec(
             in_channels=dataset.in_channels,
             widths=(16, 32, 64),

@@ -20,7 +20,7 @@ same on every machine. Slices are computed in HU at the matrix asked for (traini
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 from scipy import ndimage
@@ -624,6 +624,31 @@ def _shift_rows(image: np.ndarray, shift: float, fill: float) -> np.ndarray:
     return moved * (1 - frac) + ahead * frac
 
 
+def _slab_over_brain(
+    acquisition: Acquisition,
+    head: _Head,
+    lesions: tuple[Lesion, ...],
+    rng: np.random.Generator,
+) -> Acquisition:
+    """Move a slab too short for the whole head so that it crosses the brain where the
+    first lesion is (or, in a case without one, where a lesion could be).
+
+    A training case holds at most `max_slices` slices, so a thin-slice slab starting
+    below the skull base may end in the face: without this the blood of a positive case
+    was clipped into the neck, and negative cases were mostly necks. Negative and
+    positive slabs are placed by the same rule, so where a slab lies tells nothing of
+    its label."""
+    anchor = lesions[0].center[2] if lesions else rng.uniform(0.35, 0.85) * head.height
+    positions = np.array(acquisition.positions)
+    low, high = positions[0], positions[-1]
+    fraction = rng.uniform(0.2, 0.8)  # drawn always, so every case uses the same draws
+    if low + 2 <= anchor <= high - 2:
+        return acquisition
+    span = high - low
+    start = float(np.clip(anchor - fraction * span, -0.35 * head.height, head.height - 2 - span))
+    return replace(acquisition, positions=tuple(float(p) for p in positions + (start - low)))
+
+
 def make_case(
     seed: int,
     positive: bool,
@@ -642,6 +667,7 @@ def make_case(
     acquisition = _draw_acquisition(rng, head, max_slices)
     count = int(rng.choice([1, 1, 1, 2, 3])) if positive else 0
     lesions = _draw_lesions(rng, head, count, lesion_sizes)
+    acquisition = _slab_over_brain(acquisition, head, lesions, np.random.default_rng(seed + 7))
     if positive:  # make sure the blood falls inside the scanned slab
         lo, hi = acquisition.positions[0], acquisition.positions[-1]
         lesions = tuple(

@@ -63,3 +63,20 @@ def test_montage_is_a_png(tmp_path: Path) -> None:
     path = write_montage(cases, tmp_path / "montage.png", slices_per_case=3, size=64)
     with Image.open(path) as image:
         assert image.size == (3 * 64, 2 * 64)
+
+
+def test_short_slabs_cross_the_brain_whatever_the_label() -> None:
+    """A 24-slice slab cannot hold a whole thin-slice head: it must lie over the brain
+    (with the first lesion inside it), and where it lies must not tell the label."""
+    middles: dict[bool, list[float]] = {True: [], False: []}
+    for seed in range(40):
+        positive = seed % 2 == 0
+        case = make_case(seed, positive, max_slices=24, matrix=32)
+        positions = case.acquisition.positions
+        if positive:
+            assert positions[0] <= case.lesions[0].center[2] <= positions[-1]
+        middles[positive].append(float(np.mean(positions)))
+    # Brain levels are 40-120 mm above the skull base; necks lie below 0 (before slabs were
+    # moved: medians 51 mm positive, 36 mm negative).
+    assert min(np.median(middles[True]), np.median(middles[False])) > 50
+    assert abs(np.median(middles[True]) - np.median(middles[False])) < 8

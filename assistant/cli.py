@@ -624,11 +624,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         from assistant.db.migrate import DatabaseNotMigrated
         from assistant.model import ModelCardError, ModelIntegrityError
         from assistant.training.datasets import DatasetSpecError
+        from assistant.training.trainer import CheckpointMismatch
 
         if isinstance(exc, (DatabaseNotMigrated, OSError)):
             print(f"radassist: {exc}", file=sys.stderr)
             return 1
-        if isinstance(exc, (DatasetSpecError, ModelCardError, ModelIntegrityError)):
+        if isinstance(
+            exc, (DatasetSpecError, ModelCardError, ModelIntegrityError, CheckpointMismatch)
+        ):
             print(f"radassist: {exc}", file=sys.stderr)
             return 2
         raise

@@ -44,6 +44,12 @@ class TrainConfig:
     #: How the decision threshold is chosen on validation: "youden" (sensitivity +
     #: specificity) or "accuracy".
     threshold_rule: str = "youden"
+    #: The dataset SPEC trained on: a checkpoint resumes only the same run.
+    dataset: str = ""
+
+
+class CheckpointMismatch(ValueError):
+    """The work folder holds a checkpoint of a different run."""
 
 
 @dataclass
@@ -177,8 +183,14 @@ def train(
     if checkpoint.is_file():
         saved = torch.load(checkpoint, map_location=device, weights_only=True)
         if saved["config"] != asdict(config):
-            LOGGER.warning(
-                "resuming with different settings than the checkpoint's: %s", saved["config"]
+            changed = {
+                key: (value, asdict(config).get(key))
+                for key, value in saved["config"].items()
+                if asdict(config).get(key) != value
+            }
+            raise CheckpointMismatch(
+                f"{checkpoint} is the checkpoint of another run (checkpoint vs now: {changed}); "
+                "delete it to start afresh, or train into another folder"
             )
         network.load_state_dict(saved["model"])
         optimizer.load_state_dict(saved["optimizer"])

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -12,7 +13,13 @@ from assistant.model import CnnRnn, NetworkSpec
 from assistant.training.datasets import DatasetSpecError, SyntheticHeads, parse_spec
 from assistant.training.metrics import roc_auc
 from assistant.training.phantoms import make_case
-from assistant.training.trainer import CHECKPOINT_FILE, TrainConfig, score, train
+from assistant.training.trainer import (
+    CHECKPOINT_FILE,
+    CheckpointMismatch,
+    TrainConfig,
+    score,
+    train,
+)
 
 MEDMNIST = Path(__file__).resolve().parents[3] / "shared/data/medmnist/adrenalmnist3d.npz"
 
@@ -27,6 +34,7 @@ def test_specs_name_their_datasets() -> None:
         "synthetic:10,lesions=10",
         "synthetic:10,lesions=40-10",
         "synthetic:10,colour=red",
+        "synthetic:10,mask=skull",
     ):
         with pytest.raises(DatasetSpecError):
             parse_spec(bad, "train")
@@ -114,3 +122,15 @@ def test_a_short_run_learns_the_synthetic_task(tmp_path: Path) -> None:
     assert result.best_val_auc > 0.7, (before, history)
     assert 0.0 < result.threshold < 1.0
     assert (tmp_path / CHECKPOINT_FILE).is_file()
+
+
+def test_a_checkpoint_of_another_run_is_not_resumed(tmp_path: Path) -> None:
+    kwargs = {"max_slices": 3, "image_size": 32, "lesion_sizes": (25.0, 40.0)}
+    train_set, val_set = SyntheticHeads(12, "train", **kwargs), SyntheticHeads(12, "val", **kwargs)
+    network = CnnRnn(NetworkSpec(widths=(8, 16, 32), gru_hidden=8))
+    config = TrainConfig(epochs=1, batch_size=4, dataset="synthetic:12")
+    train(network, train_set, val_set, config, tmp_path, progress=False)
+    again = train(network, train_set, val_set, config, tmp_path, progress=False)  # resumes
+    assert again.best_epoch == 1
+    with pytest.raises(CheckpointMismatch, match="synthetic:12"):
+        train(network, train_set, val_set, replace(config, dataset="synthetic:99"), tmp_path)

@@ -43,6 +43,20 @@ def peak_rss_child(series: Path, threads: int) -> float:
     return float(out.stdout.strip().splitlines()[-1])
 
 
+@torch.inference_mode()
+def _model_seconds(network: torch.nn.Module, inputs: np.ndarray) -> float:
+    """Seconds the CNN and GRU take over `inputs`, 32 slices at a time, after a warm-up."""
+
+    def batch(i: int) -> torch.Tensor:
+        return torch.from_numpy(inputs[i : i + 32]).contiguous(memory_format=torch.channels_last)
+
+    network.encode(batch(0))
+    start = time.perf_counter()
+    features = [network.encode(batch(i))[0] for i in range(0, len(inputs), 32)]
+    network.read(torch.cat(features)[None])
+    return time.perf_counter() - start
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--slices", type=int, default=300)
@@ -62,26 +76,19 @@ def main(argv: list[str] | None = None) -> int:
         write_demo_series(folder, count=args.slices)
         series = read_series(folder)
 
+        card = loaded.card
         start = time.perf_counter()
-        inputs = np.concatenate(list(series.batches(size)))
+        inputs = np.concatenate(
+            list(series.batches(size, windows=card.windows, input_mask=card.input_mask))
+        )
         decode = time.perf_counter() - start
 
         network = fused_for_inference(loaded.network).to(memory_format=torch.channels_last)
-        with torch.inference_mode():
-            network.encode(
-                torch.from_numpy(inputs[:32]).contiguous(memory_format=torch.channels_last)
+        model_time = {size: _model_seconds(network, inputs)}
+        if size != 256:  # the issue's target is stated at 256²: the same network at 256
+            model_time[256] = _model_seconds(
+                network, np.repeat(np.repeat(inputs, 256 // size, axis=2), 256 // size, axis=3)
             )
-            start = time.perf_counter()
-            features = [
-                network.encode(
-                    torch.from_numpy(inputs[i : i + 32]).contiguous(
-                        memory_format=torch.channels_last
-                    )
-                )[0]
-                for i in range(0, len(inputs), 32)
-            ]
-            network.read(torch.cat(features)[None])
-            model_time = time.perf_counter() - start
 
         start = time.perf_counter()
         predict_series(loaded, folder)
@@ -97,8 +104,11 @@ def main(argv: list[str] | None = None) -> int:
     )
     print(f"{'stage':<32} {'slices/s':>9} {'target':>9}")
     print("-" * 52)
-    print(f"{'decode + resample + window':<32} {n / decode:>9.0f} {'':>9}")
-    print(f"{'model (CNN + GRU)':<32} {n / model_time:>9.0f} {'>= 250':>9}")
+    stages = "decode + resample + " + ("cavity + " if card.input_mask else "") + "window"
+    print(f"{stages:<32} {n / decode:>9.0f} {'':>9}")
+    for at, seconds in model_time.items():
+        label = f"model (CNN + GRU) at {at}x{at}"
+        print(f"{label:<32} {n / seconds:>9.0f} {'>= 250' if at == 256 else '':>9}")
     print(f"{'whole path (predict_series)':<32} {n / whole:>9.0f} {'>= 150':>9}")
     print(f"\npeak RSS predicting {args.big} slices: {rss:.0f} MB (target <= 1024 MB)")
     return 0

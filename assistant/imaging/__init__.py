@@ -5,15 +5,19 @@ model cannot read, with a reason; `SeriesGeometry.batches` streams windowed, res
 slices so a long series never sits whole in memory at full size.
 """
 
+from assistant.imaging.cavity import INPUT_MASKS, INTRACRANIAL, apply_input_mask
 from assistant.imaging.pixels import DEFAULT_WINDOWS, Window, hu_pixels, resize, to_windows
 from assistant.imaging.series import SeriesGeometry, SliceInfo, UnreadableSeries, read_series
 
 __all__ = [
     "DEFAULT_WINDOWS",
+    "INPUT_MASKS",
+    "INTRACRANIAL",
     "SeriesGeometry",
     "SliceInfo",
     "UnreadableSeries",
     "Window",
+    "apply_input_mask",
     "hu_pixels",
     "read_series",
     "resize",

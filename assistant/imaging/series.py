@@ -20,6 +20,7 @@ from pydicom import dcmread
 from pydicom.dataset import Dataset
 from pydicom.errors import InvalidDicomError
 
+from assistant.imaging.cavity import apply_input_mask
 from assistant.imaging.pixels import (
     DEFAULT_WINDOWS,
     NativePixels,
@@ -107,8 +108,29 @@ class SeriesGeometry:
         hu = hu_pixels(dcmread(info.path))
         return hu if size is None else resize(hu, size)
 
+    def model_slice(
+        self,
+        index: int,
+        size: int,
+        windows: tuple[Window, ...] = DEFAULT_WINDOWS,
+        input_mask: str = "",
+        out: np.ndarray | None = None,
+        buffer: bytearray | None = None,
+    ) -> np.ndarray:
+        """One slice as a model reads it: HU resampled to size x size, `input_mask`
+        applied (see assistant.imaging.cavity), one [0, 1] channel per window."""
+        hu = self.hu_resized(index, size, buffer)
+        if input_mask:
+            pixel_mm = self.pixel_spacing[1] * self.columns / size
+            hu = apply_input_mask(np.array(hu, dtype=np.float32), input_mask, pixel_mm)
+        return to_windows(hu, windows, out=out)
+
     def batches(
-        self, size: int, batch: int = 32, windows: tuple[Window, ...] = DEFAULT_WINDOWS
+        self,
+        size: int,
+        batch: int = 32,
+        windows: tuple[Window, ...] = DEFAULT_WINDOWS,
+        input_mask: str = "",
     ) -> Iterator[np.ndarray]:
         """Model input in slice order, `batch` slices at a time: (b, channels, size, size)
         float32. Only one batch is in memory at a time."""
@@ -117,7 +139,7 @@ class SeriesGeometry:
             count = min(batch, len(self.slices) - start)
             out = np.empty((count, len(windows), size, size), dtype=np.float32)
             for i in range(count):
-                to_windows(self.hu_resized(start + i, size, buffer), windows, out=out[i])
+                self.model_slice(start + i, size, windows, input_mask, out[i], buffer)
             yield out
 
 

@@ -16,7 +16,7 @@ import numpy as np
 import torch
 from scipy import ndimage
 
-from assistant.imaging import SeriesGeometry, read_series, to_windows
+from assistant.imaging import SeriesGeometry, read_series
 from assistant.model import LoadedModel, fused_for_inference
 
 #: Lesions smaller than this (mL) are dropped as noise.
@@ -130,7 +130,7 @@ def predict_series(
         count = min(batch, len(series.slices) - start)
         x = np.empty((count, len(card.windows), size, size), dtype=np.float32)
         for i in range(count):
-            to_windows(series.hu_resized(start + i, size, buffer), card.windows, out=x[i])
+            series.model_slice(start + i, size, card.windows, card.input_mask, x[i], buffer)
         return torch.from_numpy(x).contiguous(memory_format=torch.channels_last)
 
     # Decode the next batch in a thread while the CNN runs on this one (both release

@@ -10,7 +10,7 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from assistant.imaging import DEFAULT_WINDOWS, Window
+from assistant.imaging import DEFAULT_WINDOWS, INPUT_MASKS, Window
 from assistant.model.network import NetworkSpec
 
 CARD_FILE = "model.json"
@@ -33,6 +33,9 @@ class ModelCard:
     image_size: int = 256
     #: One input channel per window (CT); empty for data already scaled to [0, 1].
     windows: tuple[Window, ...] = DEFAULT_WINDOWS
+    #: What is blanked before the windows: "" nothing, "intracranial" everything outside
+    #: the skull's inner table (assistant.imaging.cavity).
+    input_mask: str = ""
     #: Study probability at or above which the study is called positive (chosen on val).
     threshold: float = 0.5
     slice_threshold: float = 0.5
@@ -58,6 +61,8 @@ class ModelCard:
             data["network"] = NetworkSpec.from_dict(data["network"])
             data["windows"] = tuple(Window(**w) for w in data.get("windows", []))
             data["classes"] = tuple(data["classes"])
+            if data.get("input_mask", "") not in INPUT_MASKS:
+                raise ValueError(f"input_mask must be one of {INPUT_MASKS}")
             return cls(**data)
         except (KeyError, TypeError, ValueError) as exc:
             raise ModelCardError(f"model card is not valid: {exc}") from exc

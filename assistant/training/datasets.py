@@ -3,8 +3,10 @@
     synthetic[:N[,OPTION=VALUE...]]
                            N generated head-CT phantoms (default 240), half with blood;
                            options positive=FRACTION (e.g. 0.05 for a rare finding),
-                           size=PIXELS (default 256), slices=COUNT (default 32) and
-                           lesions=MIN-MAX (lesion diameters in mm, default 3-40)
+                           size=PIXELS (default 256), slices=COUNT (default 32),
+                           lesions=MIN-MAX (lesion diameters in mm, default 3-40) and
+                           mask=intracranial (blank what lies outside the skull, in
+                           training and, through the model card, at inference)
     medmnist:PATH.npz      a MedMNIST 3D file (AdrenalMNIST3D): its own train/val/test
     dicom:DIR:LABELS.csv   DICOM series folders under DIR with a CSV of labels; split by
                            patient (never by slice or series), 70/15/15
@@ -23,8 +25,14 @@ from pathlib import Path
 import numpy as np
 from scipy import ndimage
 
-from assistant.imaging import DEFAULT_WINDOWS, read_series, to_windows
-from assistant.training.phantoms import make_case
+from assistant.imaging import (
+    DEFAULT_WINDOWS,
+    INPUT_MASKS,
+    apply_input_mask,
+    read_series,
+    to_windows,
+)
+from assistant.training.phantoms import MATRIX, make_case
 
 SPLITS = ("train", "val", "test")
 SYNTHETIC_DEFAULT_COUNT = 240
@@ -54,6 +62,8 @@ class StudyDataset:
     name: str
     in_channels: int
     image_size: int
+    #: What is blanked before the windows (assistant.imaging.cavity); the card keeps it.
+    input_mask: str = ""
 
     def __len__(self) -> int:
         raise NotImplementedError
@@ -85,8 +95,10 @@ class SyntheticHeads(StudyDataset):
         image_size: int = 256,
         lesion_sizes: tuple[float, float] = (3.0, 40.0),
         refresh: float = 0.0,
+        input_mask: str = "",
     ) -> None:
         self.lesion_sizes = lesion_sizes
+        self.input_mask = input_mask
         #: Share of training cases replaced by new ones each time they are drawn.
         self.refresh = refresh
         self.name = f"synthetic:{count}"
@@ -114,7 +126,13 @@ class SyntheticHeads(StudyDataset):
             matrix=self.image_size,
             lesion_sizes=self.lesion_sizes,
         )
-        slices = np.stack([to_windows(hu, DEFAULT_WINDOWS) for hu in case.hu])
+        pixel_mm = case.acquisition.pixel_spacing * MATRIX / self.image_size
+        slices = np.stack(
+            [
+                to_windows(apply_input_mask(hu, self.input_mask, pixel_mm), DEFAULT_WINDOWS)
+                for hu in case.hu
+            ]
+        )
         return Study(
             key=f"synthetic-{seed}",
             slices=(slices * 255).round().astype(np.uint8),  # 4x less memory while cached
@@ -247,7 +265,7 @@ class DicomFolders(StudyDataset):
     def __getitem__(self, index: int) -> Study:
         row = self.rows[index]
         series = read_series(self.root / row["series"])
-        slices = np.concatenate(list(series.batches(self.image_size)))
+        slices = np.concatenate(list(series.batches(self.image_size, input_mask=self.input_mask)))
         return Study(row["series"], slices, int(row["label"]))
 
 
@@ -263,6 +281,7 @@ _SYNTHETIC_OPTIONS = {
     "size": int,
     "slices": int,
     "lesions": _millimetre_range,
+    "mask": str,
 }
 
 
@@ -280,7 +299,7 @@ def _synthetic(rest: str, split: str) -> SyntheticHeads:
             values[key] = _SYNTHETIC_OPTIONS[key](value)
     except ValueError as exc:
         raise DatasetSpecError(
-            f"synthetic[:N[,positive=F,size=PX,slices=S,lesions=MIN-MAX]] cannot read {rest!r}: "
+            f"synthetic[:N[,positive=F,size=PX,slices=S,lesions=MIN-MAX,mask=intracranial]] cannot read {rest!r}: "
             f"{exc}"
         ) from exc
     positive = values.get("positive", 0.5)
@@ -290,6 +309,7 @@ def _synthetic(rest: str, split: str) -> SyntheticHeads:
         or values.get("size", 256) < 32
         or values.get("slices", 32) < 2
         or not 1 <= low <= high <= 80
+        or values.get("mask", "") not in INPUT_MASKS
     ):
         raise DatasetSpecError(f"synthetic options out of range: {rest!r}")
     return SyntheticHeads(
@@ -300,6 +320,7 @@ def _synthetic(rest: str, split: str) -> SyntheticHeads:
         max_slices=int(values.get("slices", 32)),
         lesion_sizes=(low, high),
         refresh=0.2 if split == "train" else 0.0,
+        input_mask=values.get("mask", ""),
     )
 
 

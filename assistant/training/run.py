@@ -22,7 +22,13 @@ from assistant.training.acgan import (
     refit_study_head,
     train_acgan,
 )
-from assistant.training.datasets import DatasetSpecError, MedMNIST3D, StudyDataset, parse_spec
+from assistant.training.datasets import (
+    DatasetSpecError,
+    DicomFolders,
+    MedMNIST3D,
+    StudyDataset,
+    parse_spec,
+)
 from assistant.training.metrics import (
     THRESHOLD_RULES,
     binary_metrics,
@@ -37,8 +43,11 @@ LOGGER = logging.getLogger(__name__)
 
 #: Defaults per kind of data; the command line can override epochs and seed only, so a
 #: model card's command reproduces the model.
-DEFAULT_EPOCHS = {"medmnist": 30, "synthetic": 14, "dicom": 20}
+DEFAULT_EPOCHS = {"medmnist": 30, "synthetic": 40, "dicom": 20}
 DEFAULT_BATCH = {"medmnist": 32, "synthetic": 2, "dicom": 1}
+#: Epochs without a better validation AUC before training stops. Phantoms get more: with
+#: fresh cases drawn every epoch their validation AUC wanders while the loss still falls.
+DEFAULT_PATIENCE = {"synthetic": 12}
 #: How the rarer class is given its weight: "weights" (the loss weights it by the class
 #: ratio), "none", or "acgan" (trained unweighted, then the study head is refitted on
 #: real plus GAN-generated minority features; see assistant.training.acgan).
@@ -88,10 +97,16 @@ def train_model(
     if init is None:
         network, parent = CnnRnn(network_for(train_set)), None
     else:
+        for dataset in (train_set, val_set):
+            if isinstance(dataset, DicomFolders):  # a site's series: read as the model reads
+                card = load_model(init).card
+                dataset.image_size, dataset.input_mask = card.image_size, card.input_mask
         network, parent = _starting_point(init, train_set)
     config = TrainConfig(
         epochs=epochs or DEFAULT_EPOCHS.get(kind, 20),
         batch_size=DEFAULT_BATCH.get(kind, 1),
+        patience=DEFAULT_PATIENCE.get(kind, TrainConfig.patience),
+        dataset=spec,
         seed=seed,
         device=device,
         threshold_rule=threshold_rule_for(spec),
@@ -119,6 +134,7 @@ def train_model(
         else ("normal", "adrenal mass"),
         network=network.spec,
         image_size=train_set.image_size,
+        input_mask=train_set.input_mask,
         windows=DEFAULT_WINDOWS if train_set.in_channels == 3 else (),
         threshold=round(threshold, 6),
         training={
@@ -154,6 +170,7 @@ def _starting_point(init: Path, train_set: StudyDataset) -> tuple[CnnRnn, dict[s
             ("input channels", card.network.in_channels, train_set.in_channels),
             ("image size", card.image_size, train_set.image_size),
             ("windows", [w.name for w in card.windows], [w.name for w in windows]),
+            ("input mask", card.input_mask or "none", train_set.input_mask or "none"),
         )
         if theirs != ours
     ]

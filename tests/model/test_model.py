@@ -11,6 +11,7 @@ import torch
 from assistant.model import (
     CnnRnn,
     ModelCard,
+    ModelCardError,
     ModelIntegrityError,
     NetworkSpec,
     load_model,
@@ -60,6 +61,15 @@ def test_save_and_load_round_trip(small: CnnRnn, tmp_path: Path) -> None:
     with torch.inference_mode():
         assert torch.equal(small(x).study_logit, loaded.network(x).study_logit)
     assert json.loads((tmp_path / "m" / "model.json").read_text())["clinical_use"] is False
+
+
+def test_the_input_mask_travels_with_the_card(small: CnnRnn, tmp_path: Path) -> None:
+    save_model(tmp_path / "m", small, ModelCard(name="t", version="0", input_mask="intracranial"))
+    assert load_model(tmp_path / "m").card.input_mask == "intracranial"
+    card = tmp_path / "m" / "model.json"
+    card.write_text(card.read_text().replace('"intracranial"', '"whole-body"'))
+    with pytest.raises(ModelCardError, match="input_mask"):
+        load_model(tmp_path / "m")
 
 
 def test_weights_that_do_not_match_the_card_are_refused(small: CnnRnn, tmp_path: Path) -> None:

@@ -23,7 +23,7 @@ def test_train_then_evaluate(tmp_path: Path, capsys) -> None:
             [
                 "train",
                 "--dataset",
-                "synthetic:12",
+                "synthetic:12,mask=intracranial",
                 "--out",
                 str(out),
                 "--epochs",
@@ -38,9 +38,10 @@ def test_train_then_evaluate(tmp_path: Path, capsys) -> None:
     card = loaded.card
     assert (
         card.training["command"].startswith("radassist ")
-        and "--dataset synthetic:12" in card.training["command"]
+        and "--dataset synthetic:12,mask=intracranial" in card.training["command"]
     )
-    assert card.training["dataset"] == "synthetic:12" and card.training["seed"] == 3
+    assert card.training["dataset"] == "synthetic:12,mask=intracranial"
+    assert card.training["seed"] == 3 and card.input_mask == "intracranial"
     assert set(card.metrics["val"]) >= {"auc", "accuracy", "sensitivity", "specificity", "f1"}
     assert card.clinical_use is False and "Not for clinical use" in card.intended_use
     capsys.readouterr()
@@ -52,7 +53,7 @@ def test_train_then_evaluate(tmp_path: Path, capsys) -> None:
                 "--model",
                 str(out),
                 "--dataset",
-                "synthetic:12",
+                "synthetic:12,mask=intracranial",
                 "--split",
                 "test",
                 "--json",
@@ -71,7 +72,7 @@ def test_train_then_evaluate(tmp_path: Path, capsys) -> None:
 def test_training_can_start_from_a_model_and_says_so(tmp_path: Path, capsys) -> None:
     import torch
 
-    from assistant.training.datasets import parse_spec
+    from assistant.training.datasets import DatasetSpecError, parse_spec
     from assistant.training.run import _starting_point
 
     parent = tmp_path / "parent"
@@ -83,6 +84,9 @@ def test_training_can_start_from_a_model_and_says_so(tmp_path: Path, capsys) -> 
     for name, tensor in load_model(parent).network.state_dict().items():
         assert torch.equal(network.state_dict()[name], tensor), name
     assert network.training  # ready to be trained, not left in eval mode
+
+    with pytest.raises(DatasetSpecError, match="input mask: none in the model, intracranial"):
+        _starting_point(parent, parse_spec("synthetic:8,mask=intracranial", "train"))
 
     child = tmp_path / "child"
     assert main([*base, "--out", str(child), "--init", str(parent), "--seed", "1"]) == 0

@@ -56,7 +56,8 @@ bench-imbalance: install
 # (about 20 minutes on 2 CPU cores); its card records this command.
 bundled-model: install
 	rm -rf assistant/model/bundled
-	$(BIN)/radassist train --dataset synthetic:300 --out assistant/model/bundled --seed 0
+	$(BIN)/radassist train --dataset synthetic:300,lesions=10-40,size=128,mask=intracranial \
+		--out assistant/model/bundled --seed 0
 	rm -rf assistant/model/bundled/training
 
 # A montage of synthetic cases: what the bundled model learns from.

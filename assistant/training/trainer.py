@@ -46,6 +46,10 @@ class TrainConfig:
     threshold_rule: str = "youden"
     #: The dataset SPEC trained on: a checkpoint resumes only the same run.
     dataset: str = ""
+    #: What picks the epoch kept: "auc" (validation AUC) or "loss" (validation loss,
+    #: study + slice + mask terms: smoother than the AUC of a few dozen studies, and it
+    #: counts where the model looks, not only what it says).
+    select_by: str = "auc"
 
 
 class CheckpointMismatch(ValueError):
@@ -123,6 +127,25 @@ def _losses(
 
 
 @torch.inference_mode()
+def validation_loss(
+    network: CnnRnn,
+    dataset: StudyDataset,
+    pos_weight: torch.Tensor,
+    config: TrainConfig,
+    mask_size: int | None,
+) -> float:
+    """The training loss on each study of `dataset` (its first view), averaged."""
+    network.eval()
+    device = next(network.parameters()).device
+    total = 0.0
+    for index in range(len(dataset)):
+        batch = {k: v.to(device) for k, v in collate([dataset.views(index)[0]], mask_size).items()}
+        output = network(batch["slices"], batch["lengths"])
+        total += _losses(output, batch, pos_weight.to(device), config).item()
+    return total / max(1, len(dataset))
+
+
+@torch.inference_mode()
 def score(
     network: CnnRnn, dataset: StudyDataset, progress: bool = False
 ) -> tuple[np.ndarray, list[np.ndarray]]:
@@ -175,7 +198,9 @@ def train(
     if network.spec.mask_head:
         mask_size = train_set.image_size // (network.spec.stem_stride * 2)
 
-    start_epoch, best_auc, best_epoch, patience_left = 0, -math.inf, -1, config.patience
+    if config.select_by not in ("auc", "loss"):
+        raise ValueError(f"select_by must be 'auc' or 'loss', not {config.select_by!r}")
+    start_epoch, best_merit, best_epoch, patience_left = 0, -math.inf, -1, config.patience
     best_state = {k: v.detach().clone() for k, v in network.state_dict().items()}
     history: list[dict[str, float]] = []
     rng = np.random.default_rng(config.seed)
@@ -195,9 +220,9 @@ def train(
         network.load_state_dict(saved["model"])
         optimizer.load_state_dict(saved["optimizer"])
         scheduler.load_state_dict(saved["scheduler"])
-        start_epoch, best_auc, best_epoch = (
+        start_epoch, best_merit, best_epoch = (
             saved["epoch"] + 1,
-            saved["best_auc"],
+            saved["best_merit"],
             saved["best_epoch"],
         )
         best_state, history, patience_left = (
@@ -207,7 +232,7 @@ def train(
         )
         rng.bit_generator.state = saved["rng"]
         torch.set_rng_state(saved["torch_rng"])
-        LOGGER.info("resumed from epoch %d (best val AUC %.4f)", start_epoch, best_auc)
+        LOGGER.info("resumed from epoch %d (best epoch %d)", start_epoch, best_epoch)
 
     for epoch in range(start_epoch, config.epochs):
         if patience_left <= 0:
@@ -241,12 +266,20 @@ def train(
         val_scores, _ = score(network, val_set)
         val_auc = roc_auc(val_set.labels(), val_scores)
         record = {"epoch": epoch + 1, "train_loss": total / max(1, steps), "val_auc": val_auc}
+        merit = val_auc
+        if config.select_by == "loss":
+            record["val_loss"] = validation_loss(network, val_set, pos_weight, config, mask_size)
+            merit = -record["val_loss"]
         history.append(record)
         if on_epoch:
             on_epoch(record)
-        LOGGER.info("epoch %d: loss %.4f, val AUC %.4f", epoch + 1, record["train_loss"], val_auc)
-        if val_auc > best_auc:
-            best_auc, best_epoch, patience_left = val_auc, epoch + 1, config.patience
+        LOGGER.info(
+            "epoch %d: %s",
+            epoch + 1,
+            ", ".join(f"{key} {value:.4f}" for key, value in record.items() if key != "epoch"),
+        )
+        if merit > best_merit:
+            best_merit, best_epoch, patience_left = merit, epoch + 1, config.patience
             best_state = {k: v.detach().clone() for k, v in network.state_dict().items()}
         else:
             patience_left -= 1
@@ -258,7 +291,7 @@ def train(
                 "optimizer": optimizer.state_dict(),
                 "scheduler": scheduler.state_dict(),
                 "epoch": epoch,
-                "best_auc": best_auc,
+                "best_merit": best_merit,
                 "best_epoch": best_epoch,
                 "best_state": best_state,
                 "history": history,
@@ -271,4 +304,5 @@ def train(
     network.load_state_dict(best_state)
     val_scores, _ = score(network, val_set)
     threshold = THRESHOLD_RULES[config.threshold_rule](val_set.labels(), val_scores)
+    best_auc = next((r["val_auc"] for r in history if r["epoch"] == best_epoch), -math.inf)
     return TrainResult(best_epoch, best_auc, threshold, history)

@@ -134,3 +134,16 @@ def test_a_checkpoint_of_another_run_is_not_resumed(tmp_path: Path) -> None:
     assert again.best_epoch == 1
     with pytest.raises(CheckpointMismatch, match="synthetic:12"):
         train(network, train_set, val_set, replace(config, dataset="synthetic:99"), tmp_path)
+
+
+def test_selection_by_validation_loss_keeps_the_lowest(tmp_path: Path) -> None:
+    kwargs = {"max_slices": 3, "image_size": 32, "lesion_sizes": (25.0, 40.0)}
+    train_set, val_set = SyntheticHeads(12, "train", **kwargs), SyntheticHeads(12, "val", **kwargs)
+    torch.manual_seed(0)
+    network = CnnRnn(NetworkSpec(widths=(8, 16, 32), gru_hidden=8))
+    config = TrainConfig(epochs=3, batch_size=4, select_by="loss", patience=5)
+    result = train(network, train_set, val_set, config, tmp_path, progress=False)
+    losses = [record["val_loss"] for record in result.history]
+    assert len(losses) == 3 and result.best_epoch == int(np.argmin(losses)) + 1
+    with pytest.raises(ValueError, match="select_by"):
+        train(network, train_set, val_set, replace(config, select_by="luck"), tmp_path / "x")

@@ -17,6 +17,7 @@ import torch
 from scipy import ndimage
 
 from assistant.imaging import SeriesGeometry, read_series
+from assistant.imaging.cavity import intracranial_mask
 from assistant.model import LoadedModel, fused_for_inference
 
 #: Lesions smaller than this (mL) are dropped as noise.
@@ -146,7 +147,10 @@ def predict_series(
             features.append(encoded)
             if masks is not None:
                 # A probability of 0.5 or more is a logit of 0 or more: keep only that.
-                lesion_pixels.append((masks >= 0).numpy())
+                found = masks >= 0
+                if card.input_mask:  # never outline what the model was not shown
+                    found &= _shown(x, masks.shape[-1])
+                lesion_pixels.append(found.numpy())
     study_logit, slice_logits = network.read(torch.cat(features)[None])
     study_probability = float(torch.sigmoid(study_logit)[0])
     slice_probability = torch.sigmoid(slice_logits[0]).numpy()
@@ -159,7 +163,9 @@ def predict_series(
     lesions: list[Lesion] = []
     labels = None
     if positive and lesion_pixels:
-        lesions, labels = _lesions(series, np.concatenate(lesion_pixels), slice_probability, size)
+        lesions, labels = _lesions(
+            series, np.concatenate(lesion_pixels), slice_probability, size, card.input_mask
+        )
     return Prediction(
         series_instance_uid=series.series_instance_uid,
         study_probability=study_probability,
@@ -176,10 +182,21 @@ def predict_series(
     )
 
 
+def _shown(x: torch.Tensor, mask_size: int) -> torch.Tensor:
+    """Mask pixels mostly inside what the input mask left (blanked pixels read 0 in every
+    window; inside the skull only air does), at the mask's size."""
+    shown = (x.amax(dim=1, keepdim=True) > 0).float()
+    return torch.nn.functional.adaptive_avg_pool2d(shown, mask_size)[:, 0] > 0.5
+
+
 def _lesions(
-    series: SeriesGeometry, masks: np.ndarray, slice_probability: np.ndarray, size: int
+    series: SeriesGeometry,
+    masks: np.ndarray,
+    slice_probability: np.ndarray,
+    size: int,
+    input_mask: str = "",
 ) -> tuple[list[Lesion], np.ndarray]:
-    """Connected components of the lesion masks (bool, per slice), measured in mm, largest first,
+    """Connected components of the lesion masks (bool, per slice), measured in mm, surest first,
     with a label volume in which lesion k (1-based, in that order) has label k.
 
     Mean HU is taken on the key slice at the model's input size, read again: keeping
@@ -216,11 +233,10 @@ def _lesions(
             if to_input >= 1
             else key_mask
         )
-        mean_hu = (
-            float(series.hu_resized(key, size)[upsampled].mean())
-            if upsampled.any()
-            else float("nan")
-        )
+        key_hu = series.hu_resized(key, size)
+        if input_mask:  # bone that shares a mask pixel with the lesion is not its density
+            upsampled = upsampled & intracranial_mask(key_hu, series.pixel_spacing[1] * to_image)
+        mean_hu = float(key_hu[upsampled].mean()) if upsampled.any() else float("nan")
         found.append(
             Lesion(
                 first_slice=int(slices[0]),
@@ -236,7 +252,9 @@ def _lesions(
                 label=index,
             )
         )
-    found.sort(key=lambda lesion: -lesion.volume_ml)
+    # The finding the model is surest of first (its key slice is the study's key image);
+    # of equally sure ones, the largest.
+    found.sort(key=lambda lesion: (-lesion.probability, -lesion.volume_ml))
     kept = [replace(lesion, label=rank) for rank, lesion in enumerate(found[:255], start=1)]
     rank_of_label = np.zeros(count + 1, dtype=np.uint8)  # dropped components map to 0
     for lesion, ranked in zip(found, kept, strict=False):

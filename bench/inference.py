@@ -102,14 +102,14 @@ def main(argv: list[str] | None = None) -> int:
     print(
         f"{n} CT slices 512x512 -> {size}x{size}, {args.threads} threads, model {loaded.card.name}\n"
     )
-    print(f"{'stage':<32} {'slices/s':>9} {'target':>9}")
-    print("-" * 52)
+    print(f"{'stage':<38} {'slices/s':>9} {'target':>9}")
+    print("-" * 58)
     stages = "decode + resample + " + ("cavity + " if card.input_mask else "") + "window"
-    print(f"{stages:<32} {n / decode:>9.0f} {'':>9}")
+    print(f"{stages:<38} {n / decode:>9.0f} {'':>9}")
     for at, seconds in model_time.items():
         label = f"model (CNN + GRU) at {at}x{at}"
-        print(f"{label:<32} {n / seconds:>9.0f} {'>= 250' if at == 256 else '':>9}")
-    print(f"{'whole path (predict_series)':<32} {n / whole:>9.0f} {'>= 150':>9}")
+        print(f"{label:<38} {n / seconds:>9.0f} {'>= 250' if at == 256 else '':>9}")
+    print(f"{'whole path (predict_series)':<38} {n / whole:>9.0f} {'>= 150':>9}")
     print(f"\npeak RSS predicting {args.big} slices: {rss:.0f} MB (target <= 1024 MB)")
     return 0
 

@@ -532,10 +532,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--dataset",
         required=True,
         metavar="SPEC",
-        help="synthetic[:N] | medmnist:PATH.npz | dicom:DIR:LABELS.csv",
+        help="synthetic[:N[,positive=F,size=PX,slices=S,lesions=MIN-MAX,mask=intracranial]]"
+        " | medmnist:PATH.npz | dicom:DIR:LABELS.csv",
     )
     train.add_argument("--out", required=True, metavar="MODEL_DIR")
-    train.add_argument("--epochs", type=int, help="default: 30 medmnist, 14 synthetic, 20 dicom")
+    train.add_argument("--epochs", type=int, help="default: 30 medmnist, 30 synthetic, 20 dicom")
     train.add_argument("--seed", type=int, default=0)
     train.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     train.add_argument(

@@ -27,6 +27,8 @@ OUTSIDE_HU = -1000.0
 WORK_SIZE = 128
 #: The name a model card gives this step (`ModelCard.input_mask`).
 INTRACRANIAL = "intracranial"
+#: What a model card's `input_mask` may name: "" (none) or the intracranial cavity.
+INPUT_MASKS = ("", INTRACRANIAL)
 
 
 def _disk(radius: int) -> np.ndarray:
@@ -82,10 +84,6 @@ def blank_outside_cavity(hu: np.ndarray, pixel_mm: float) -> np.ndarray:
         hu = hu.astype(np.float32)
     hu[~intracranial_mask(hu, pixel_mm)] = OUTSIDE_HU
     return hu
-
-
-#: What a model card's `input_mask` may name: "" (none) or the intracranial cavity.
-INPUT_MASKS = ("", INTRACRANIAL)
 
 
 def apply_input_mask(hu: np.ndarray, input_mask: str, pixel_mm: float) -> np.ndarray:

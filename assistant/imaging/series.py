@@ -100,7 +100,8 @@ class SeriesGeometry:
     ) -> np.ndarray:
         """One slice in HU, resampled to size x size (full size for None).
 
-        `buffer`, reused from slice to slice, saves allocating a full-size array each time.
+        `buffer`, reused from slice to slice, saves allocating a full-size array each time;
+        the result is a float32 array of its own either way.
         """
         info = self.slices[index]
         if info.pixels is not None:
@@ -119,10 +120,9 @@ class SeriesGeometry:
     ) -> np.ndarray:
         """One slice as a model reads it: HU resampled to size x size, `input_mask`
         applied (see assistant.imaging.cavity), one [0, 1] channel per window."""
-        hu = self.hu_resized(index, size, buffer)
+        hu = self.hu_resized(index, size, buffer)  # a new float32 array: masked in place
         if input_mask:
-            pixel_mm = self.pixel_spacing[1] * self.columns / size
-            hu = apply_input_mask(np.array(hu, dtype=np.float32), input_mask, pixel_mm)
+            hu = apply_input_mask(hu, input_mask, self.pixel_spacing[1] * self.columns / size)
         return to_windows(hu, windows, out=out)
 
     def batches(

@@ -13,7 +13,7 @@ from PIL import Image, ImageDraw
 
 from assistant import __version__
 from assistant.imaging import DEFAULT_WINDOWS
-from assistant.model import CnnRnn, ModelCard, NetworkSpec, load_model, save_model
+from assistant.model import CnnRnn, ModelCard, NetworkSpec, load_model, read_card, save_model
 from assistant.training.acgan import (
     AcganConfig,
     FeatureSet,
@@ -100,10 +100,10 @@ def train_model(
     if init is None:
         network, parent = CnnRnn(network_for(train_set)), None
     else:
-        for dataset in (train_set, val_set):
-            if isinstance(dataset, DicomFolders):  # a site's series: read as the model reads
-                card = load_model(init).card
-                dataset.image_size, dataset.input_mask = card.image_size, card.input_mask
+        if isinstance(train_set, DicomFolders):  # a site's series: read as the model reads
+            reads = read_card(init)
+            for dataset in (train_set, val_set):
+                dataset.image_size, dataset.input_mask = reads.image_size, reads.input_mask
         network, parent = _starting_point(init, train_set)
     config = TrainConfig(
         epochs=epochs or DEFAULT_EPOCHS.get(kind, 20),

@@ -137,11 +137,12 @@ def validation_loss(
     """The training loss on each study of `dataset` (its first view), averaged."""
     network.eval()
     device = next(network.parameters()).device
+    pos_weight = pos_weight.to(device)
     total = 0.0
     for index in range(len(dataset)):
         batch = {k: v.to(device) for k, v in collate([dataset.views(index)[0]], mask_size).items()}
         output = network(batch["slices"], batch["lengths"])
-        total += _losses(output, batch, pos_weight.to(device), config).item()
+        total += _losses(output, batch, pos_weight, config).item()
     return total / max(1, len(dataset))
 
 
@@ -207,11 +208,12 @@ def train(
     checkpoint = work_dir / CHECKPOINT_FILE
     if checkpoint.is_file():
         saved = torch.load(checkpoint, map_location=device, weights_only=True)
-        if saved["config"] != asdict(config):
+        now = asdict(config)
+        if saved["config"] != now:
             changed = {
-                key: (value, asdict(config).get(key))
+                key: (value, now.get(key))
                 for key, value in saved["config"].items()
-                if asdict(config).get(key) != value
+                if now.get(key) != value
             }
             raise CheckpointMismatch(
                 f"{checkpoint} is the checkpoint of another run (checkpoint vs now: {changed}); "

@@ -235,8 +235,9 @@ def _lesions(
         )
         key_hu = series.hu_resized(key, size)
         if input_mask:  # bone that shares a mask pixel with the lesion is not its density
-            upsampled = upsampled & intracranial_mask(key_hu, series.pixel_spacing[1] * to_image)
-        mean_hu = float(key_hu[upsampled].mean()) if upsampled.any() else float("nan")
+            inside = upsampled & intracranial_mask(key_hu, series.pixel_spacing[1] * to_image)
+            upsampled = inside if inside.any() else upsampled
+        mean_hu = float(key_hu[upsampled].mean())
         found.append(
             Lesion(
                 first_slice=int(slices[0]),

@@ -114,3 +114,20 @@ def test_predict_json(bundled, capsys) -> None:
         "lesions",
     }
     assert len(out["slices"]) == 28 and {"sop_instance_uid", "probability"} <= set(out["slices"][0])
+
+
+def test_a_lesion_outside_the_cavity_still_gets_a_density(tmp_path: Path) -> None:
+    """Mean HU falls back to the lesion's own pixels when none of them is inside the
+    cavity read again on the key slice: a number the SR can carry, never NaN."""
+    from assistant.demo_series import write_demo_head
+    from assistant.inference.predict import _lesions
+
+    write_demo_head(tmp_path / "head")
+    series = read_series(tmp_path / "head")
+    masks = np.zeros((len(series.slices), 32, 32), dtype=bool)
+    masks[5, 0:2, 0:2] = True  # the image's corner: air, far outside the skull
+    lesions, labels = _lesions(
+        series, masks, np.full(len(series.slices), 0.9), 128, input_mask="intracranial"
+    )
+    assert len(lesions) == 1 and labels[5, 0, 0] == 1
+    assert lesions[0].mean_hu < -900  # the air it covers

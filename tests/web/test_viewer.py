@@ -110,6 +110,13 @@ def _open_in_viewer(context, room: ReadingRoom, study_uid: str):  # type: ignore
     return viewer
 
 
+def _report_of(room: ReadingRoom) -> str:
+    """The positive study's lesions as the node found them, for a failure message."""
+    with make_session_factory(room.engine)() as session:
+        jobs = [job for job in session.scalars(select(Job)) if job.positive]
+        return "; ".join(f"{job.summary!r}" for job in jobs)
+
+
 def _bright_fraction(png: bytes) -> float:
     """Share of the viewport's pixels that are not near-black: an image was drawn."""
     grey = Image.open(io.BytesIO(png)).convert("L")
@@ -121,8 +128,10 @@ def test_ohif_shows_our_sr_measurement_on_the_key_slice(room: ReadingRoom, brows
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     context = browser.new_context(viewport={"width": 1400, "height": 900})
     errors: list[str] = []
+    console: list[str] = []
     viewer = _open_in_viewer(context, room, room.study(positive=True))
     viewer.on("pageerror", lambda error: errors.append(str(error)))
+    viewer.on("console", lambda message: console.append(f"{message.type}: {message.text}"))
     assert "/viewer/viewer?StudyInstanceUIDs=" in viewer.url
 
     for listed in ("AI report", "AI key images", "AI lesion masks", "HEAD SYNTHETIC PHANTOM"):
@@ -130,11 +139,13 @@ def test_ohif_shows_our_sr_measurement_on_the_key_slice(room: ReadingRoom, brows
     viewport = viewer.locator(".cornerstone-viewport-element").first
     viewport.wait_for(timeout=30_000)
     assert _bright_fraction(viewport.screenshot()) > 0.05  # the CT slice is drawn
+    # OHIF ignores a double click on a thumbnail while it is still fetching the first
+    # series: let its requests settle first.
+    viewer.wait_for_load_state("networkidle", timeout=60_000)
 
     # The SR's measurement group, drawn by OHIF on the slice it references: the outline
-    # with our measurements as its label. (On a loaded machine OHIF may still be busy
-    # with the first series when the double click comes: it is then ignored; a reader
-    # would click again.)
+    # with our measurements as its label. (On a loaded machine the double click can still
+    # come too early; a reader would click again.)
     label = viewer.get_by_text(re.compile(r"Long axis: \d+\.\d+ mm")).first
     for attempt in range(4):
         viewer.get_by_text("AI report").first.dblclick()
@@ -143,7 +154,14 @@ def test_ohif_shows_our_sr_measurement_on_the_key_slice(room: ReadingRoom, brows
             break
         except Exception:
             viewer.screenshot(path=str(SCREENSHOTS / f"ohif-sr-attempt-{attempt}.png"))
-    label.wait_for(timeout=1_000)
+            viewer.keyboard.press("Escape")  # whatever dialog OHIF may have opened
+    else:
+        shown = viewer.locator("body").inner_text()
+        pytest.fail(
+            "OHIF never drew the SR's measurement label.\n"
+            f"page text: {shown[:2000]!r}\nerrors: {errors}\n"
+            f"console (last 40): {console[-40:]}\nreport: {_report_of(room)}"
+        )
     viewer.get_by_text(re.compile(r"Volume: \d+\.\d+ ml")).first.wait_for(timeout=5_000)
     viewer.get_by_text(re.compile(r"Probability: 0\.\d+")).first.wait_for(timeout=5_000)
     viewer.wait_for_timeout(1_000)

@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from torch import nn
 
 from assistant.model import CnnRnn, NetworkSpec
 from assistant.training.datasets import DatasetSpecError, SyntheticHeads, parse_spec
@@ -17,6 +18,7 @@ from assistant.training.trainer import (
     CHECKPOINT_FILE,
     CheckpointMismatch,
     TrainConfig,
+    WeightAverage,
     score,
     train,
 )
@@ -147,3 +149,59 @@ def test_selection_by_validation_loss_keeps_the_lowest(tmp_path: Path) -> None:
     assert len(losses) == 3 and result.best_epoch == int(np.argmin(losses)) + 1
     with pytest.raises(ValueError, match="select_by"):
         train(network, train_set, val_set, replace(config, select_by="luck"), tmp_path / "x")
+
+
+def test_the_weight_average_follows_the_weights_slowly() -> None:
+    network = nn.Sequential(nn.Linear(2, 1), nn.BatchNorm1d(1))
+    average = WeightAverage(network, steps_per_epoch=10, epochs=1.0)  # decay 0.9
+    start = network[0].weight.detach().clone()
+    with torch.no_grad():
+        network[0].weight.add_(1.0)
+        network[1].running_mean.fill_(5.0)
+    for _ in range(100):
+        average.update(network)
+    moved = average.model[0].weight - start
+    assert torch.allclose(moved, torch.ones_like(moved), atol=1e-3)  # caught up
+    assert average.model[1].running_mean.item() == pytest.approx(5.0, abs=1e-3)
+    with torch.no_grad():
+        network[0].weight.add_(1.0)
+    average.update(network)  # one step: a tenth of the way
+    step = average.model[0].weight - start - 1.0
+    assert torch.allclose(step, torch.full_like(step, 0.1), atol=1e-3)
+    assert not any(p.requires_grad for p in average.model.parameters())
+
+
+def test_a_run_with_averaged_weights_keeps_and_resumes_the_average(tmp_path: Path) -> None:
+    kwargs = {"max_slices": 3, "image_size": 32, "lesion_sizes": (25.0, 40.0)}
+    train_set, val_set = SyntheticHeads(12, "train", **kwargs), SyntheticHeads(12, "val", **kwargs)
+    config = TrainConfig(epochs=2, batch_size=4, average_epochs=1.0, patience=5)
+
+    def fresh() -> CnnRnn:
+        torch.manual_seed(0)
+        return CnnRnn(NetworkSpec(widths=(8, 16, 32), gru_hidden=8))
+
+    whole = fresh()
+    train(whole, train_set, val_set, config, tmp_path / "whole", progress=False)
+    saved = torch.load(tmp_path / "whole" / CHECKPOINT_FILE, weights_only=True)
+    kept, last = saved["best_state"], saved["model"]
+    assert saved["average_updates"] == 4  # 8 training cases in batches of 4, 2 epochs
+    # What is kept (and what the network ends with) is an average, not a step's weights.
+    assert any(not torch.equal(kept[k], last[k]) for k in kept if kept[k].is_floating_point())
+    assert all(torch.equal(kept[k], whole.state_dict()[k]) for k in kept)
+
+    class Stop(Exception):
+        pass
+
+    def crash(record: dict[str, float]) -> None:
+        if record["epoch"] == 2:  # before epoch 2's checkpoint: resumes after epoch 1
+            raise Stop
+
+    with pytest.raises(Stop):
+        train(fresh(), train_set, val_set, config, tmp_path / "cut", on_epoch=crash, progress=False)
+    resumed = fresh()
+    train(resumed, train_set, val_set, config, tmp_path / "cut", progress=False)
+    again = torch.load(tmp_path / "cut" / CHECKPOINT_FILE, weights_only=True)
+    assert again["average_updates"] == 4
+    assert all(
+        torch.allclose(again["average"][k].float(), saved["average"][k].float()) for k in kept
+    )

@@ -82,6 +82,25 @@ def _smoothstep(x: np.ndarray) -> np.ndarray:
 _BLUR = np.array([0.25, 0.5, 0.25], dtype=np.float32)
 
 
+#: Height (fraction of skull base to vertex) of the head's widest level.
+WIDEST_AT = 0.42
+#: Thick slices average thin sections this far apart at most (mm): a coarser sum made the
+#: partial volume of the vertex come in steps of a fifth of bone.
+SECTION_MM = 1.0
+#: Exponent of the head's profile above its widest level: 2 is an ellipse; more keeps the
+#: head wide higher up and closes it in a flatter dome, as a real vault.
+VAULT_EXPONENT = 2.0
+
+
+def _profile(t: float) -> float:
+    """The head's semi-axes at height t as a fraction of the widest: an ellipse closing at
+    the vertex (t = 1), where the skull is cut tangentially: a bright disc of bone that is
+    not a finding. Above the vertex, 0."""
+    u = abs(max(t, 0.0) - WIDEST_AT) / 0.585
+    exponent = VAULT_EXPONENT if t > WIDEST_AT else 2.0
+    return max(0.0, 1.0 - u**exponent) ** (1.0 / exponent)
+
+
 def _blur3(image: np.ndarray) -> np.ndarray:
     """A separable [1, 2, 1]/4 blur: the scanner's slight unsharpness."""
     out = ndimage.correlate1d(image, _BLUR, axis=0, mode="nearest")
@@ -151,9 +170,11 @@ def _draw_head(rng: np.random.Generator) -> _Head:
 def _draw_acquisition(rng: np.random.Generator, head: _Head, max_slices: int) -> Acquisition:
     thickness = float(np.exp(rng.uniform(np.log(0.6), np.log(7.0))))
     spacing = thickness * rng.uniform(0.8, 1.0)
-    if rng.random() < 0.5:  # from below the skull base (face and neck), as most head CTs
+    if rng.random() < 0.5:  # from below the skull base (face and neck) through the
+        # vertex, as most head CTs: the last slice ends in the scalp or just above it
         start = rng.uniform(-0.35, -0.05) * head.height
-        count = min(max_slices, max(8, int((head.height - 4 - start) / spacing)))
+        end = head.height + rng.uniform(-0.5, 0.3) * spacing
+        count = min(max_slices, max(8, int((end - start) / spacing) + 1))
     else:
         count = min(max_slices, max(8, int(head.height * 0.9 / spacing)))
         start = rng.uniform(5, max(6.0, head.height - count * spacing))
@@ -161,7 +182,7 @@ def _draw_acquisition(rng: np.random.Generator, head: _Head, max_slices: int) ->
     if rng.random() < 0.25:  # two spacing regimes, as on the tilted GE head
         split = int(rng.integers(count // 3, 2 * count // 3))
         positions[split:] += (rng.uniform(1.3, 1.8) - 1) * spacing * np.arange(1, count - split + 1)
-        positions = positions[positions < head.height - 2]
+        positions = positions[positions < head.height + 0.3 * spacing]
     storage = str(rng.choice(["int16", "int16", "uint16"]))
     intercept = -1024.0 if storage == "uint16" else float(rng.choice([0.0, -1024.0]))
     return Acquisition(
@@ -291,10 +312,8 @@ class _SliceMaker:
     def outline(self, t: float) -> tuple[np.ndarray, float]:
         """Normalised radius (1 at the outer scalp) and the mean semi-axis at height t."""
         h = self.head
-        # Widest a little below mid-head, closing to a cap at the vertex (t = 1), where the
-        # skull is cut tangentially: a bright disc of bone that is not a finding.
-        profile = math.sqrt(max(0.02, 1.0 - ((max(t, 0.0) - 0.42) / 0.585) ** 2))
         base_narrow = 1.0 - 0.18 * min(1.0, max(0.0, 0.25 - t) / 0.25)
+        profile = max(0.02, _profile(t))  # above the vertex, a dot of scalp at most
         a, b = (h.width + 8) * profile * base_narrow, (h.length + 10) * profile
         r = (
             np.sqrt(self.x2 * np.float32(1 / a**2) + self.y2 * np.float32(1 / b**2))
@@ -302,17 +321,26 @@ class _SliceMaker:
         )
         return r, 0.5 * (a + b)
 
+    def obliquity(self, t: float) -> float:
+        """How much wider than its true thickness a layer of the vault reads in an axial
+        section at height t: sqrt(1 + (dsemi/dz)^2). It grows toward the vertex, where the
+        section runs along the surface: a 5 mm calvarium there reads as a broad band of bone
+        around a small cavity. Below the widest level, 1."""
+        if t <= WIDEST_AT:
+            return 1.0
+        h = self.head
+        step = 0.004
+        widest = 0.5 * (h.width + 8 + h.length + 10)
+        slope = widest * (_profile(t - step) - _profile(t + step)) / (2 * step * h.height)
+        return min(8.0, math.sqrt(1.0 + slope * slope))
+
     def make(self, z: float) -> tuple[np.ndarray, np.ndarray]:
         """The slice centred at z: thick slices average their thickness (partial volume
         in z, which at the skull base and vertex makes bone look like soft tissue), then
         the scanner's blur and noise, and the tilt's shift."""
         thickness = self.acq.slice_thickness
-        if thickness > 4.0:
-            offsets: tuple[float, ...] = tuple(thickness * k for k in (-0.4, -0.2, 0.0, 0.2, 0.4))
-        elif thickness > 2.0:
-            offsets = (-thickness / 3, 0.0, thickness / 3)
-        else:
-            offsets = (0.0,)
+        count = max(1, math.ceil(thickness / SECTION_MM))
+        offsets = tuple(thickness * ((k + 0.5) / count - 0.5) for k in range(count))
         parts = [self._anatomy(z + offset) for offset in offsets]
         hu = parts[0][0] if len(parts) == 1 else np.mean([p[0] for p in parts], axis=0)
         fractions = [p[1] for p in parts if p[1] is not None]
@@ -340,26 +368,29 @@ class _SliceMaker:
             skull = skull * max(0.0, (t + 0.05) / 0.1)
         if base:  # thicker and irregular at the skull base
             skull = skull * (1 + 0.25 * self.texture.slice(t, self.matrix))
-        inner = depth - h.scalp - skull  # mm inside the inner table
+        # Layers and their edges widen where the section cuts the vault obliquely.
+        oblique = self.obliquity(t)
+        scalp, skull, edge = h.scalp * oblique, skull * oblique, 0.5 * oblique
+        inner = depth - scalp - skull  # mm inside the inner table
         hu = _smoothstep(depth / 0.6) * np.float32(1000.0 + self.scalp_hu) - 1000.0
         hu -= (
             _smoothstep((depth - 1.0) / 0.4)
-            * _smoothstep((h.scalp * 0.5 - depth) / 0.4)
+            * _smoothstep((scalp * 0.5 - depth) / 0.4)
             * self.fat_hu
         )
-        bone_in = _smoothstep((depth - h.scalp) / 0.5)
+        bone_in = _smoothstep((depth - scalp) / edge)
         hu += bone_in * (self.bone_hu - hu)
         if base and t > 0.0:  # air cells in the bone
             for distance, radius in self.airs:
                 air = _smoothstep(radius * min(3.0, (0.28 - t) / 0.28 * 3) - distance) * bone_in
                 hu += air * (-1000.0 - hu)
         # Brain: a grey-matter ribbon over white matter, CSF in the sulci and ventricles.
-        ribbon = self.ribbon * (1 + 0.4 * self.texture.slice(t + 0.6, self.matrix))
+        ribbon = self.ribbon * oblique * (1 + 0.4 * self.texture.slice(t + 0.6, self.matrix))
         brain = self.white + (self.grey - self.white) * _smoothstep((ribbon - inner) / 1.5)
         brain += self.texture_hu * self.texture.slice(t + 0.3, self.matrix)
         # Sulci: thin winding lines (where a smooth random field crosses zero) near the surface.
         field = np.abs(self.sulci.slice(t, self.matrix))
-        sulcus = _smoothstep((0.12 - field) / 0.06) * _smoothstep((12.0 - inner) / 3.0)
+        sulcus = _smoothstep((0.12 - field) / 0.06) * _smoothstep((12.0 * oblique - inner) / 3.0)
         brain += sulcus * (self.csf - brain)
         ventricles = self._ventricles(t)
         if ventricles is not None:
@@ -382,7 +413,7 @@ class _SliceMaker:
         blood, density, _ = self._blood(z, inner, sulcus, ventricles, semi)
         if blood is not None:
             brain += blood * (density - brain)
-        hu += _smoothstep(inner / 0.5) * (brain - hu)  # partial volume at the inner table
+        hu += _smoothstep(inner / edge) * (brain - hu)  # partial volume at the inner table
         hu = np.maximum(hu, self.holder)
         return hu, blood
 
@@ -459,8 +490,11 @@ class _SliceMaker:
             if low < t < high:
                 brain += spot * (value - brain)
         # Cupping: brain next to the skull reads brighter, more so at the base and vertex.
+        # Under the vault the bone is nearer than in the section's plane (the dome lies
+        # above it): the distance is the in-plane one over the obliquity.
         strength = 1.0 + 1.5 * max(0.0, 0.3 - t) / 0.3 + 1.5 * max(0.0, t - 0.8) / 0.2
-        brain += (self.cupping_hu * strength) * np.exp(-np.maximum(inner, 0.0) / self.cupping_mm)
+        near = np.maximum(inner, 0.0) * np.float32(1.0 / (self.cupping_mm * self.obliquity(t)))
+        brain += (self.cupping_hu * strength) * np.exp(-near)
         if t < 0.3:
             for bone, low, high in self.base_bones:
                 if low < t < high:

@@ -51,6 +51,13 @@ DEFAULT_PATIENCE = {"synthetic": 12}
 #: What picks the epoch kept (see TrainConfig.select_by): phantoms have masks and slice
 #: labels, and their 15 % validation split is small, so the whole loss says more there.
 DEFAULT_SELECT_BY = {"synthetic": "loss"}
+#: Phantoms in batches of two: at 2e-3 a run could sit at chance for its first 15 epochs
+#: (the lesion never found); at 7e-4 it learns from the first epochs.
+DEFAULT_LEARNING_RATE = {"synthetic": 7e-4}
+#: Validate and keep a running average of the weights over about an epoch (see
+#: TrainConfig.average_epochs): the phantoms' validation AUC wandered by 0.15 from one
+#: epoch to the next with the raw weights.
+DEFAULT_AVERAGE_EPOCHS = {"synthetic": 1.0}
 #: How the rarer class is given its weight: "weights" (the loss weights it by the class
 #: ratio), "none", or "acgan" (trained unweighted, then the study head is refitted on
 #: real plus GAN-generated minority features; see assistant.training.acgan).
@@ -111,6 +118,8 @@ def train_model(
         patience=DEFAULT_PATIENCE.get(kind, TrainConfig.patience),
         dataset=spec,
         select_by=DEFAULT_SELECT_BY.get(kind, "auc"),
+        learning_rate=DEFAULT_LEARNING_RATE.get(kind, TrainConfig.learning_rate),
+        average_epochs=DEFAULT_AVERAGE_EPOCHS.get(kind, TrainConfig.average_epochs),
         seed=seed,
         device=device,
         threshold_rule=threshold_rule_for(spec),
@@ -152,6 +161,8 @@ def train_model(
             "val_studies": len(val_set),
             "class_balance": config.class_balance,
             "selected_by": f"validation {config.select_by}",
+            "learning_rate": config.learning_rate,
+            "weights_averaged_over_epochs": config.average_epochs,
             "augment": augment_record,
             "threshold_rule": config.threshold_rule,
             **({"init": parent} if parent is not None else {}),

@@ -384,7 +384,9 @@ def cmd_evaluate(_settings: Settings, args: argparse.Namespace) -> int:
     from assistant.training.run import evaluate_model
 
     roc = Path(args.roc) if args.roc else Path(args.model) / f"roc-{args.split}.png"
-    metrics = evaluate_model(Path(args.model), args.dataset, args.split, roc_png=roc)
+    metrics = evaluate_model(
+        Path(args.model), args.dataset, args.split, roc_png=roc, resamples=args.bootstrap
+    )
     if args.json:
         print(json.dumps(metrics))
         return 0
@@ -405,7 +407,11 @@ def cmd_evaluate(_settings: Settings, args: argparse.Namespace) -> int:
         "jaccard",
     ):
         if key in metrics:
-            print(f"  {key:<18} {metrics[key]}")
+            low_high = metrics.get("ci95", {}).get(key)
+            interval = f"  (95% CI {low_high[0]:.4f}-{low_high[1]:.4f})" if low_high else ""
+            print(f"  {key:<18} {metrics[key]:<7}{interval}")
+    if "ci95" in metrics:
+        print(f"  (intervals: {metrics['bootstrap_resamples']} stratified bootstrap resamples)")
     print(f"  ROC curve          {roc}")
     return 0
 
@@ -569,6 +575,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--roc",
         metavar="PNG",
         help="where to write the ROC curve (default: MODEL_DIR/roc-SPLIT.png)",
+    )
+    evaluate.add_argument(
+        "--bootstrap",
+        type=int,
+        default=1000,
+        metavar="N",
+        help="resamples behind each metric's 95%% confidence interval (0: none; default 1000)",
     )
     evaluate.set_defaults(func=cmd_evaluate)
 

@@ -55,6 +55,16 @@ def main() -> int:
     )
     for name, (published_auc, published_acc) in PUBLISHED.items():
         print(f"| {name} (published) | {published_auc:.3f} | {published_acc:.3f} |")
+    print("\nper seed, with 95% bootstrap confidence intervals on the test split:")
+    for seed, row in zip(args.seeds, rows, strict=True):
+        ci = row.get("ci95")
+        if ci is None:  # kept from a run scored before evaluate gave intervals
+            print(f"  seed {seed}: AUC {row['auc']:.3f}, ACC {row['accuracy']:.3f} (no interval)")
+            continue
+        print(
+            f"  seed {seed}: AUC {row['auc']:.3f} ({ci['auc'][0]:.3f}-{ci['auc'][1]:.3f}), "
+            f"ACC {row['accuracy']:.3f} ({ci['accuracy'][0]:.3f}-{ci['accuracy'][1]:.3f})"
+        )
     minutes = [r.get("seconds", 0) / 60 for r in rows]
     print(f"\ntraining + test per seed: {', '.join(f'{m:.1f} min' for m in minutes)}")
     return 0

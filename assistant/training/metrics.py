@@ -113,3 +113,102 @@ def jaccard(predicted: np.ndarray, truth: np.ndarray) -> float:
     predicted, truth = np.asarray(predicted, bool), np.asarray(truth, bool)
     union = (predicted | truth).sum()
     return 1.0 if union == 0 else float((predicted & truth).sum() / union)
+
+
+#: Bootstrap resamples behind a confidence interval: the percentiles of 1,000 move by
+#: well under 0.01 from one seed to another on a test split of a few hundred studies.
+RESAMPLES = 1000
+
+
+def _percentiles(values: np.ndarray, level: float) -> tuple[float, float]:
+    values = values[np.isfinite(values)]
+    if not len(values):
+        return float("nan"), float("nan")
+    tail = 50.0 * (1.0 - level)
+    low, high = np.percentile(values, [tail, 100.0 - tail])
+    return round(float(low), 4), round(float(high), 4)
+
+
+def _auc_of_samples(positive: np.ndarray, negative: np.ndarray) -> float:
+    """AUC of two score samples: P(positive > negative), ties counted half."""
+    ordered = np.sort(negative)
+    below = np.searchsorted(ordered, positive, side="left")
+    at_or_below = np.searchsorted(ordered, positive, side="right")
+    return float((below + at_or_below).sum() / (2.0 * len(positive) * len(negative)))
+
+
+def bootstrap_intervals(
+    labels: np.ndarray,
+    scores: np.ndarray,
+    threshold: float,
+    resamples: int = RESAMPLES,
+    level: float = 0.95,
+    seed: int = 0,
+) -> dict[str, tuple[float, float]]:
+    """Percentile confidence intervals of the study metrics at a fixed threshold.
+
+    The bootstrap resamples positives and negatives separately, each as many as the split
+    holds (a stratified bootstrap, as pROC's default): every resample has both classes and
+    the prevalence of the split, so accuracy and F1 vary only with the model's errors. The
+    threshold stays the one chosen on validation. Deterministic for a given seed."""
+    labels = np.asarray(labels, dtype=bool)
+    scores = np.asarray(scores, dtype=np.float64)
+    positive, negative = scores[labels], scores[~labels]
+    if not len(positive) or not len(negative) or resamples < 1:
+        return {}
+    rng = np.random.default_rng(seed)
+    names = ("auc", "accuracy", "sensitivity", "specificity", "f1", "balanced_accuracy")
+    values = {name: np.empty(resamples) for name in names}
+    for k in range(resamples):
+        pos = positive[rng.integers(0, len(positive), len(positive))]
+        neg = negative[rng.integers(0, len(negative), len(negative))]
+        tp, tn = int((pos >= threshold).sum()), int((neg < threshold).sum())
+        fp = len(neg) - tn
+        sensitivity, specificity = tp / len(pos), tn / len(neg)
+        precision = tp / (tp + fp) if tp + fp else 0.0
+        values["auc"][k] = _auc_of_samples(pos, neg)
+        values["accuracy"][k] = (tp + tn) / (len(pos) + len(neg))
+        values["sensitivity"][k] = sensitivity
+        values["specificity"][k] = specificity
+        values["f1"][k] = (
+            2 * precision * sensitivity / (precision + sensitivity)
+            if precision + sensitivity
+            else 0.0
+        )
+        values["balanced_accuracy"][k] = (sensitivity + specificity) / 2
+    return {name: _percentiles(values[name], level) for name in names}
+
+
+def clustered_auc_interval(
+    labels: list[np.ndarray],
+    scores: list[np.ndarray],
+    resamples: int = RESAMPLES,
+    level: float = 0.95,
+    seed: int = 0,
+) -> tuple[float, float]:
+    """Confidence interval of the AUC of items grouped in clusters (slices in studies):
+    whole studies are resampled, since the slices of one study are not independent."""
+    rng = np.random.default_rng(seed)
+    labels = [np.asarray(x, dtype=bool) for x in labels]
+    scores = [np.asarray(x, dtype=np.float64) for x in scores]
+    values = np.empty(resamples)
+    for k in range(resamples):
+        picked = rng.integers(0, len(labels), len(labels))
+        truth = np.concatenate([labels[i] for i in picked])
+        predicted = np.concatenate([scores[i] for i in picked])
+        values[k] = (
+            _auc_of_samples(predicted[truth], predicted[~truth])
+            if truth.any() and not truth.all()
+            else np.nan
+        )
+    return _percentiles(values, level)
+
+
+def mean_interval(
+    values: np.ndarray, resamples: int = RESAMPLES, level: float = 0.95, seed: int = 0
+) -> tuple[float, float]:
+    """Bootstrap confidence interval of a mean (Dice over the positive studies)."""
+    values = np.asarray(values, dtype=np.float64)
+    rng = np.random.default_rng(seed)
+    means = values[rng.integers(0, len(values), (resamples, len(values)))].mean(axis=1)
+    return _percentiles(means, level)

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -65,6 +66,14 @@ def test_train_then_evaluate(tmp_path: Path, capsys) -> None:
     assert {"auc", "accuracy", "sensitivity", "specificity", "n"} <= set(metrics) and metrics[
         "n"
     ] == 2
+    assert metrics["bootstrap_resamples"] == 1000
+    for name, (low, high) in metrics["ci95"].items():
+        assert low <= metrics[name] <= high, name
+    evaluate = ["evaluate", "--model", str(out), "--dataset", "synthetic:12,mask=intracranial"]
+    assert main(evaluate) == 0
+    assert re.search(r"auc +[\d.]+ +\(95% CI [\d.]+-[\d.]+\)", capsys.readouterr().out)
+    assert main([*evaluate, "--bootstrap", "0", "--json"]) == 0
+    assert "ci95" not in json.loads(capsys.readouterr().out)
     with Image.open(out / "roc-test.png") as roc:
         assert roc.size == (400, 400)
 

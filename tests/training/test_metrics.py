@@ -5,7 +5,17 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from assistant.training.metrics import binary_metrics, dice, jaccard, roc_auc, youden_threshold
+from assistant.training.metrics import (
+    _auc_of_samples,
+    binary_metrics,
+    bootstrap_intervals,
+    clustered_auc_interval,
+    dice,
+    jaccard,
+    mean_interval,
+    roc_auc,
+    youden_threshold,
+)
 
 
 def test_auc_known_values() -> None:
@@ -45,3 +55,71 @@ def test_overlap_metrics() -> None:
     assert dice(a, b) == pytest.approx(2 * 4 / 12)
     assert jaccard(a, b) == pytest.approx(4 / 8)
     assert dice(np.zeros(3, bool), np.zeros(3, bool)) == 1.0
+
+
+def test_the_bootstraps_auc_is_the_auc() -> None:
+    rng = np.random.default_rng(1)
+    labels = rng.random(300) < 0.25
+    scores = np.round(rng.random(300), 2) + labels * 0.3  # with ties
+    assert _auc_of_samples(scores[labels], scores[~labels]) == pytest.approx(
+        roc_auc(labels, scores)
+    )
+
+
+def _study_split(n: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    labels = np.arange(n) < n // 4
+    return labels, rng.normal(size=n) + 1.5 * labels
+
+
+def test_intervals_hold_the_estimate_and_narrow_with_the_split() -> None:
+    labels, scores = _study_split(200)
+    point = binary_metrics(labels, scores, 0.8)
+    small = bootstrap_intervals(labels, scores, 0.8)
+    for name, (low, high) in small.items():
+        assert low <= getattr(point, name) <= high, name
+    assert small == bootstrap_intervals(labels, scores, 0.8)  # the same every run
+    large = bootstrap_intervals(*_study_split(3200), 0.8)
+    for name in ("auc", "sensitivity", "specificity"):
+        ratio = (small[name][1] - small[name][0]) / (large[name][1] - large[name][0])
+        assert 3.0 < ratio < 5.5, (name, ratio)  # width ~ 1/sqrt(n): 4x for 16x the studies
+    separated = bootstrap_intervals(labels, labels * 1.0, 0.5)
+    assert separated["auc"] == (1.0, 1.0) and separated["sensitivity"] == (1.0, 1.0)
+    assert bootstrap_intervals(np.ones(5, bool), np.ones(5), 0.5) == {}  # one class
+
+
+def test_a_proportions_interval_is_the_binomial_one() -> None:
+    # 30 of 40 positives found: sensitivity 0.75, binomial standard error 0.068.
+    labels = np.ones(60, bool)
+    labels[40:] = False
+    scores = np.r_[np.ones(30), np.zeros(10), np.zeros(20)]
+    low, high = bootstrap_intervals(labels, scores, 0.5, resamples=4000)["sensitivity"]
+    wald = 1.96 * np.sqrt(0.75 * 0.25 / 40)
+    assert low == pytest.approx(0.75 - wald, abs=0.03) and high == pytest.approx(
+        0.75 + wald, abs=0.03
+    )
+
+
+def test_slices_are_resampled_by_study() -> None:
+    """Slices of one study share its score: resampling them as if independent would give
+    an interval far too narrow; resampling studies does not."""
+    rng = np.random.default_rng(2)
+    labels, scores = [], []
+    for study in range(30):
+        positive = study < 10
+        labels.append(np.full(40, positive))
+        scores.append(np.full(40, rng.normal() + 1.0 * positive))
+    by_study = clustered_auc_interval(labels, scores)
+    by_slice = clustered_auc_interval(
+        list(np.concatenate(labels)[:, None]), list(np.concatenate(scores)[:, None])
+    )
+    assert (by_study[1] - by_study[0]) > 4 * (by_slice[1] - by_slice[0])
+    assert by_study[0] <= roc_auc(np.concatenate(labels), np.concatenate(scores)) <= by_study[1]
+
+
+def test_mean_interval() -> None:
+    values = np.random.default_rng(3).random(400)
+    low, high = mean_interval(values)
+    half = 1.96 * values.std() / np.sqrt(len(values))
+    assert low == pytest.approx(values.mean() - half, abs=0.01)
+    assert high == pytest.approx(values.mean() + half, abs=0.01)

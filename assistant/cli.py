@@ -402,6 +402,8 @@ def cmd_evaluate(_settings: Settings, args: argparse.Namespace) -> int:
         "f1",
         "balanced_accuracy",
         "threshold",
+        "brier",
+        "ece",
         "slice_auc",
         "dice",
         "jaccard",

@@ -6,6 +6,7 @@ to the test split: the numbers reported for test are never tuned on it.
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass
 
 import numpy as np
@@ -73,9 +74,17 @@ class BinaryMetrics:
     threshold: float
     n: int
     positives: int
+    #: Calibration: how far the probabilities are from the frequencies they claim.
+    brier: float = float("nan")
+    ece: float = float("nan")
 
     def to_dict(self) -> dict[str, float | int]:
-        return {k: (round(v, 4) if isinstance(v, float) else v) for k, v in asdict(self).items()}
+        """Rounded; without calibration where the scores were not probabilities."""
+        return {
+            k: (round(v, 4) if isinstance(v, float) else v)
+            for k, v in asdict(self).items()
+            if not (k in ("brier", "ece") and math.isnan(v))
+        }
 
 
 def binary_metrics(labels: np.ndarray, scores: np.ndarray, threshold: float) -> BinaryMetrics:
@@ -99,7 +108,41 @@ def binary_metrics(labels: np.ndarray, scores: np.ndarray, threshold: float) -> 
         threshold=float(threshold),
         n=len(labels),
         positives=int(labels.sum()),
+        brier=brier_score(labels, scores),
+        ece=calibration_error(labels, scores),
     )
+
+
+def brier_score(labels: np.ndarray, probabilities: np.ndarray) -> float:
+    """Mean squared distance of the probabilities from the outcomes (0 is perfect)."""
+    probabilities = np.asarray(probabilities, dtype=np.float64)
+    if not _are_probabilities(probabilities):
+        return float("nan")
+    return float(np.mean((probabilities - np.asarray(labels, dtype=np.float64)) ** 2))
+
+
+def _are_probabilities(scores: np.ndarray) -> bool:
+    """Calibration speaks of probabilities: none for an empty set or other scores."""
+    return bool(len(scores)) and bool(np.all((scores >= 0) & (scores <= 1)))
+
+
+#: Equal-width probability bins of the expected calibration error.
+CALIBRATION_BINS = 10
+
+
+def calibration_error(labels: np.ndarray, probabilities: np.ndarray) -> float:
+    """Expected calibration error: over ten equal-width bins of probability, the gap
+    between the mean probability and the share of positives, weighted by the bin's
+    studies. A model trained with class weights reads high; its threshold, chosen on
+    validation, still classifies well, but its probability is not a frequency."""
+    labels = np.asarray(labels, dtype=np.float64)
+    probabilities = np.asarray(probabilities, dtype=np.float64)
+    if not _are_probabilities(probabilities):
+        return float("nan")
+    bins = np.minimum((probabilities * CALIBRATION_BINS).astype(int), CALIBRATION_BINS - 1)
+    said = np.bincount(bins, probabilities, minlength=CALIBRATION_BINS)
+    seen = np.bincount(bins, labels, minlength=CALIBRATION_BINS)
+    return float(np.abs(said - seen).sum() / len(probabilities))
 
 
 def dice(predicted: np.ndarray, truth: np.ndarray) -> float:
@@ -158,6 +201,9 @@ def bootstrap_intervals(
         return {}
     rng = np.random.default_rng(seed)
     names = ("auc", "accuracy", "sensitivity", "specificity", "f1", "balanced_accuracy")
+    if _are_probabilities(scores):
+        names += ("brier", "ece")
+    truth = np.r_[np.ones(len(positive)), np.zeros(len(negative))]
     values = {name: np.empty(resamples) for name in names}
     for k in range(resamples):
         pos = positive[rng.integers(0, len(positive), len(positive))]
@@ -176,6 +222,10 @@ def bootstrap_intervals(
             else 0.0
         )
         values["balanced_accuracy"][k] = (sensitivity + specificity) / 2
+        if "ece" in values:
+            both = np.concatenate([pos, neg])
+            values["brier"][k] = brier_score(truth, both)
+            values["ece"][k] = calibration_error(truth, both)
     return {name: _percentiles(values[name], level) for name in names}
 
 

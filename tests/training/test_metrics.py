@@ -9,6 +9,8 @@ from assistant.training.metrics import (
     _auc_of_samples,
     binary_metrics,
     bootstrap_intervals,
+    brier_score,
+    calibration_error,
     clustered_auc_interval,
     dice,
     jaccard,
@@ -86,6 +88,12 @@ def test_intervals_hold_the_estimate_and_narrow_with_the_split() -> None:
     separated = bootstrap_intervals(labels, labels * 1.0, 0.5)
     assert separated["auc"] == (1.0, 1.0) and separated["sensitivity"] == (1.0, 1.0)
     assert bootstrap_intervals(np.ones(5, bool), np.ones(5), 0.5) == {}  # one class
+    assert "ece" not in small and "ece" not in point.to_dict()  # scores, not probabilities
+    probabilities = 1 / (1 + np.exp(-scores))
+    calibrated = bootstrap_intervals(labels, probabilities, 0.5)
+    point = binary_metrics(labels, probabilities, 0.5)
+    for name in ("brier", "ece"):
+        assert calibrated[name][0] <= getattr(point, name) <= calibrated[name][1], name
 
 
 def test_a_proportions_interval_is_the_binomial_one() -> None:
@@ -123,3 +131,16 @@ def test_mean_interval() -> None:
     half = 1.96 * values.std() / np.sqrt(len(values))
     assert low == pytest.approx(values.mean() - half, abs=0.01)
     assert high == pytest.approx(values.mean() + half, abs=0.01)
+
+
+def test_calibration_against_hand_computed_values() -> None:
+    assert brier_score(np.array([1, 0]), np.array([0.8, 0.3])) == pytest.approx(0.065)
+    # One in four positive at 0.25: a calibrated claim. Half positive at 0.9: 0.4 too high.
+    assert calibration_error(np.array([1, 0, 0, 0]), np.full(4, 0.25)) == pytest.approx(0.0)
+    assert calibration_error(np.array([1, 1, 0, 0]), np.full(4, 0.9)) == pytest.approx(0.4)
+    # Two bins, each off by 0.1 in a different direction; 1.0 falls in the last bin.
+    labels = np.array([0] * 9 + [1] + [1] * 10)
+    probabilities = np.r_[np.full(10, 0.0), np.full(10, 1.0)]
+    assert calibration_error(labels, probabilities) == pytest.approx(0.05)
+    m = binary_metrics(labels, probabilities, 0.5)
+    assert m.brier == pytest.approx(0.05) and m.ece == pytest.approx(0.05)

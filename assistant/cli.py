@@ -385,7 +385,12 @@ def cmd_evaluate(_settings: Settings, args: argparse.Namespace) -> int:
 
     roc = Path(args.roc) if args.roc else Path(args.model) / f"roc-{args.split}.png"
     metrics = evaluate_model(
-        Path(args.model), args.dataset, args.split, roc_png=roc, resamples=args.bootstrap
+        Path(args.model),
+        args.dataset,
+        args.split,
+        roc_png=roc,
+        resamples=args.bootstrap,
+        predictions_csv=Path(args.predictions) if args.predictions else None,
     )
     if args.json:
         print(json.dumps(metrics))
@@ -415,6 +420,8 @@ def cmd_evaluate(_settings: Settings, args: argparse.Namespace) -> int:
     if "ci95" in metrics:
         print(f"  (intervals: {metrics['bootstrap_resamples']} stratified bootstrap resamples)")
     print(f"  ROC curve          {roc}")
+    if args.predictions:
+        print(f"  predictions        {args.predictions}")
     return 0
 
 
@@ -584,6 +591,11 @@ def build_parser() -> argparse.ArgumentParser:
         default=1000,
         metavar="N",
         help="resamples behind each metric's 95%% confidence interval (0: none; default 1000)",
+    )
+    evaluate.add_argument(
+        "--predictions",
+        metavar="CSV",
+        help="also write each study's label, probability and call to this CSV",
     )
     evaluate.set_defaults(func=cmd_evaluate)
 

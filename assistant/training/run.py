@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import datetime
 import logging
 from dataclasses import dataclass
@@ -284,10 +285,12 @@ def evaluate_model(
     split: str,
     roc_png: Path | None = None,
     resamples: int = RESAMPLES,
+    predictions_csv: Path | None = None,
 ) -> dict[str, object]:
     """Metrics of a saved model on one split, at the threshold in its card, each with its
     95 % bootstrap confidence interval under "ci95" (none when resamples is 0): a test split
-    of a few hundred studies cannot tell 0.88 from 0.90, and the reader should see that."""
+    of a few hundred studies cannot tell 0.88 from 0.90, and the reader should see that.
+    `predictions_csv` gets one row per study, for error analysis or other statistics."""
     loaded = load_model(model_dir)
     dataset = parse_spec(spec, split)
     scores, slice_scores = score(loaded.network, dataset)
@@ -299,8 +302,10 @@ def evaluate_model(
     )
     slice_truth, slice_pred = [], []
     dices, jaccards = [], []
+    keys = []
     for index in range(len(dataset)):
         study = dataset[index]
+        keys.append(study.key)
         if study.slice_labels is not None and len(slice_scores[index]) == len(study.slice_labels):
             slice_truth.append(study.slice_labels)
             slice_pred.append(slice_scores[index])
@@ -325,6 +330,8 @@ def evaluate_model(
         metrics["ci95"] = {name: list(bounds) for name, bounds in intervals.items()}
         metrics["bootstrap_resamples"] = resamples
     metrics.update(split=split, dataset=spec, model=f"{loaded.card.name} {loaded.card.version}")
+    if predictions_csv is not None:
+        write_predictions_csv(predictions_csv, keys, labels, scores, threshold)
     if roc_png is not None:
         write_roc_png(labels, scores, roc_png, title=f"{spec} {split}: AUC {metrics['auc']}")
     return metrics
@@ -335,6 +342,20 @@ def _predicted_masks(network: CnnRnn, slices: np.ndarray, size: int) -> np.ndarr
     out = network(torch.from_numpy(np.ascontiguousarray(slices))[None])
     probs = torch.sigmoid(out.mask_logits[0])[:, None]
     return torch.nn.functional.interpolate(probs, size=size, mode="bilinear")[:, 0].numpy() >= 0.5
+
+
+def write_predictions_csv(
+    path: Path, keys: list[str], labels: np.ndarray, scores: np.ndarray, threshold: float
+) -> Path:
+    """One row per study: its key (series folder, phantom seed or volume index), the true
+    label, the study probability and the call at the card's threshold."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["study", "label", "probability", "predicted"])
+        for key, label, probability in zip(keys, labels, scores, strict=True):
+            writer.writerow([key, int(label), f"{probability:.6f}", int(probability >= threshold)])
+    return path
 
 
 def write_roc_png(labels: np.ndarray, scores: np.ndarray, path: Path, title: str = "") -> Path:

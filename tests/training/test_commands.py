@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import csv
 import json
 import re
 from pathlib import Path
@@ -13,6 +14,7 @@ from PIL import Image
 
 from assistant.cli import main
 from assistant.model import load_model
+from assistant.training.metrics import roc_auc
 
 pytestmark = pytest.mark.slow
 
@@ -72,8 +74,18 @@ def test_train_then_evaluate(tmp_path: Path, capsys) -> None:
     evaluate = ["evaluate", "--model", str(out), "--dataset", "synthetic:12,mask=intracranial"]
     assert main(evaluate) == 0
     assert re.search(r"auc +[\d.]+ +\(95% CI [\d.]+-[\d.]+\)", capsys.readouterr().out)
-    assert main([*evaluate, "--bootstrap", "0", "--json"]) == 0
-    assert "ci95" not in json.loads(capsys.readouterr().out)
+    table = tmp_path / "predictions.csv"
+    assert main([*evaluate, "--bootstrap", "0", "--json", "--predictions", str(table)]) == 0
+    again = json.loads(capsys.readouterr().out)
+    assert "ci95" not in again
+    with table.open() as handle:
+        rows = list(csv.DictReader(handle))
+    assert len(rows) == again["n"] and all(r["study"].startswith("synthetic-") for r in rows)
+    labels = np.array([int(r["label"]) for r in rows])
+    probabilities = np.array([float(r["probability"]) for r in rows])
+    assert labels.sum() == again["positives"]
+    assert roc_auc(labels, probabilities) == pytest.approx(again["auc"], abs=1e-4)
+    assert [int(r["predicted"]) for r in rows] == list(probabilities >= card.threshold)
     with Image.open(out / "roc-test.png") as roc:
         assert roc.size == (400, 400)
 

@@ -247,10 +247,10 @@ def train(
         saved = torch.load(checkpoint, map_location=device, weights_only=True)
         now = asdict(config)
         if saved["config"] != now:
-            changed = {
-                key: (value, now.get(key))
-                for key, value in saved["config"].items()
-                if now.get(key) != value
+            changed = {  # a setting added since the checkpoint was made counts too
+                key: (saved["config"].get(key), now.get(key))
+                for key in {**saved["config"], **now}
+                if now.get(key) != saved["config"].get(key)
             }
             raise CheckpointMismatch(
                 f"{checkpoint} is the checkpoint of another run (checkpoint vs now: {changed}); "

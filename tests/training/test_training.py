@@ -136,6 +136,12 @@ def test_a_checkpoint_of_another_run_is_not_resumed(tmp_path: Path) -> None:
     assert again.best_epoch == 1
     with pytest.raises(CheckpointMismatch, match="synthetic:12"):
         train(network, train_set, val_set, replace(config, dataset="synthetic:99"), tmp_path)
+    # A checkpoint made before a setting existed names that setting.
+    saved = torch.load(tmp_path / CHECKPOINT_FILE, weights_only=True)
+    del saved["config"]["average_epochs"]
+    torch.save(saved, tmp_path / CHECKPOINT_FILE)
+    with pytest.raises(CheckpointMismatch, match=r"'average_epochs': \(None, 0\.0\)"):
+        train(network, train_set, val_set, config, tmp_path)
 
 
 def test_selection_by_validation_loss_keeps_the_lowest(tmp_path: Path) -> None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import math
 import shlex
 import signal
 import sys
@@ -378,6 +379,18 @@ def cmd_train(_settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+def _finite_or_null(value: object) -> object:
+    """A metric that a split cannot define (sensitivity without positives) is NaN in
+    Python and null in JSON: NaN is not JSON, and strict parsers refuse it."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {key: _finite_or_null(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [_finite_or_null(item) for item in value]
+    return value
+
+
 def cmd_evaluate(_settings: Settings, args: argparse.Namespace) -> int:
     import json
 
@@ -393,7 +406,7 @@ def cmd_evaluate(_settings: Settings, args: argparse.Namespace) -> int:
         predictions_csv=Path(args.predictions) if args.predictions else None,
     )
     if args.json:
-        print(json.dumps(metrics))
+        print(json.dumps(_finite_or_null(metrics), allow_nan=False))
         return 0
     print(
         f"{metrics['model']} on {metrics['dataset']} ({metrics['split']}, n={metrics['n']}, "

@@ -146,3 +146,30 @@ def test_training_can_start_from_a_model_and_says_so(tmp_path: Path, capsys) -> 
     error = capsys.readouterr().err
     assert "cannot start from" in error and "input channels: 3 in the model, 2 in the data" in error
     assert not (tmp_path / "x").exists()
+
+
+def test_evaluate_json_says_null_for_what_a_split_cannot_define(tmp_path: Path, capsys) -> None:
+    rng = np.random.default_rng(0)
+    volumes = (rng.random((4, 28, 28, 28)) < 0.05).astype(np.uint8)
+    both = np.array([[0], [1], [0], [1]])
+    trained, negatives = tmp_path / "both.npz", tmp_path / "negatives.npz"
+    for path, test_labels in ((trained, both), (negatives, np.zeros((4, 1), int))):
+        np.savez(
+            path,
+            **{f"{s}_images": volumes for s in ("train", "val", "test")},
+            **{"train_labels": both, "val_labels": both, "test_labels": test_labels},
+        )
+    out = tmp_path / "model"
+    assert (
+        main(["train", "--dataset", f"medmnist:{trained}", "--out", str(out), "--epochs", "1"]) == 0
+    )
+    capsys.readouterr()
+    evaluate = ["evaluate", "--model", str(out), "--dataset", f"medmnist:{negatives}", "--json"]
+    assert main(evaluate) == 0
+
+    def refuse(constant: str) -> None:
+        raise AssertionError(f"{constant} is not JSON")
+
+    metrics = json.loads(capsys.readouterr().out, parse_constant=refuse)
+    assert metrics["positives"] == 0 and metrics["auc"] is None
+    assert metrics["sensitivity"] is None and metrics["specificity"] is not None

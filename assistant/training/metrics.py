@@ -13,22 +13,17 @@ import numpy as np
 
 
 def roc_auc(labels: np.ndarray, scores: np.ndarray) -> float:
-    """Area under the ROC curve (the Mann-Whitney U statistic, ties counted half)."""
+    """Area under the ROC curve: P(positive scores above negative), ties counted half
+    (the Mann-Whitney U statistic)."""
     labels = np.asarray(labels, dtype=bool)
     scores = np.asarray(scores, dtype=np.float64)
-    positives, negatives = int(labels.sum()), int((~labels).sum())
-    if positives == 0 or negatives == 0:
+    positive, negative = scores[labels], scores[~labels]
+    if not len(positive) or not len(negative):
         return float("nan")
-    order = np.argsort(scores, kind="mergesort")
-    ranks = np.empty(len(scores), dtype=np.float64)
-    sorted_scores = scores[order]
-    # average ranks over ties
-    boundaries = np.flatnonzero(np.diff(sorted_scores)) + 1
-    starts = np.concatenate(([0], boundaries))
-    ends = np.concatenate((boundaries, [len(scores)]))
-    for start, end in zip(starts, ends, strict=True):
-        ranks[order[start:end]] = (start + end + 1) / 2.0
-    return float((ranks[labels].sum() - positives * (positives + 1) / 2) / (positives * negatives))
+    ordered = np.sort(negative)
+    below = np.searchsorted(ordered, positive, side="left")
+    at_or_below = np.searchsorted(ordered, positive, side="right")
+    return float((below + at_or_below).sum() / (2.0 * len(positive) * len(negative)))
 
 
 def roc_curve(labels: np.ndarray, scores: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -172,14 +167,6 @@ def _percentiles(values: np.ndarray, level: float) -> tuple[float, float]:
     return round(float(low), 4), round(float(high), 4)
 
 
-def _auc_of_samples(positive: np.ndarray, negative: np.ndarray) -> float:
-    """AUC of two score samples: P(positive > negative), ties counted half."""
-    ordered = np.sort(negative)
-    below = np.searchsorted(ordered, positive, side="left")
-    at_or_below = np.searchsorted(ordered, positive, side="right")
-    return float((below + at_or_below).sum() / (2.0 * len(positive) * len(negative)))
-
-
 def bootstrap_intervals(
     labels: np.ndarray,
     scores: np.ndarray,
@@ -203,29 +190,18 @@ def bootstrap_intervals(
     names = ("auc", "accuracy", "sensitivity", "specificity", "f1", "balanced_accuracy")
     if _are_probabilities(scores):
         names += ("brier", "ece")
-    truth = np.r_[np.ones(len(positive)), np.zeros(len(negative))]
+    truth = np.r_[np.ones(len(positive), bool), np.zeros(len(negative), bool)]
     values = {name: np.empty(resamples) for name in names}
     for k in range(resamples):
-        pos = positive[rng.integers(0, len(positive), len(positive))]
-        neg = negative[rng.integers(0, len(negative), len(negative))]
-        tp, tn = int((pos >= threshold).sum()), int((neg < threshold).sum())
-        fp = len(neg) - tn
-        sensitivity, specificity = tp / len(pos), tn / len(neg)
-        precision = tp / (tp + fp) if tp + fp else 0.0
-        values["auc"][k] = _auc_of_samples(pos, neg)
-        values["accuracy"][k] = (tp + tn) / (len(pos) + len(neg))
-        values["sensitivity"][k] = sensitivity
-        values["specificity"][k] = specificity
-        values["f1"][k] = (
-            2 * precision * sensitivity / (precision + sensitivity)
-            if precision + sensitivity
-            else 0.0
+        resample = np.concatenate(
+            [
+                positive[rng.integers(0, len(positive), len(positive))],
+                negative[rng.integers(0, len(negative), len(negative))],
+            ]
         )
-        values["balanced_accuracy"][k] = (sensitivity + specificity) / 2
-        if "ece" in values:
-            both = np.concatenate([pos, neg])
-            values["brier"][k] = brier_score(truth, both)
-            values["ece"][k] = calibration_error(truth, both)
+        metrics = binary_metrics(truth, resample, threshold)
+        for name in names:
+            values[name][k] = getattr(metrics, name)
     return {name: _percentiles(values[name], level) for name in names}
 
 
@@ -246,11 +222,7 @@ def clustered_auc_interval(
         picked = rng.integers(0, len(labels), len(labels))
         truth = np.concatenate([labels[i] for i in picked])
         predicted = np.concatenate([scores[i] for i in picked])
-        values[k] = (
-            _auc_of_samples(predicted[truth], predicted[~truth])
-            if truth.any() and not truth.all()
-            else np.nan
-        )
+        values[k] = roc_auc(truth, predicted)  # NaN where the resample has one class
     return _percentiles(values, level)
 
 

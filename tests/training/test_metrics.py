@@ -6,7 +6,6 @@ import numpy as np
 import pytest
 
 from assistant.training.metrics import (
-    _auc_of_samples,
     binary_metrics,
     bootstrap_intervals,
     brier_score,
@@ -57,15 +56,6 @@ def test_overlap_metrics() -> None:
     assert dice(a, b) == pytest.approx(2 * 4 / 12)
     assert jaccard(a, b) == pytest.approx(4 / 8)
     assert dice(np.zeros(3, bool), np.zeros(3, bool)) == 1.0
-
-
-def test_the_bootstraps_auc_is_the_auc() -> None:
-    rng = np.random.default_rng(1)
-    labels = rng.random(300) < 0.25
-    scores = np.round(rng.random(300), 2) + labels * 0.3  # with ties
-    assert _auc_of_samples(scores[labels], scores[~labels]) == pytest.approx(
-        roc_auc(labels, scores)
-    )
 
 
 def _study_split(n: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:

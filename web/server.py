@@ -51,6 +51,16 @@ class WebServer:
         LOGGER.info("dashboard listening on %s", self.url)
 
     def stop(self) -> None:
-        self._server.close()
-        if self._thread is not None:
-            self._thread.join(timeout=5)
+        """Close the listening socket and every open connection on the server's own loop
+        thread, which then ends. Closed from this thread, a socket could vanish under the
+        loop's select() and kill it with EBADF (waitress issue #468)."""
+        if self._thread is None or not self._thread.is_alive():
+            self._server.close()
+            return
+        self._server.trigger.pull_trigger(self._close_everything)
+        self._thread.join(timeout=5)
+
+    def _close_everything(self) -> None:
+        # The loop's socket map: the listener, its trigger and the client connections.
+        for dispatcher in list(self._server._map.values()):  # type: ignore[union-attr]
+            dispatcher.close()

@@ -3,7 +3,9 @@ analysed a study: login, roles, CSRF, the worklist, the study page, feedback, re
 
 from __future__ import annotations
 
+import http.client
 import io
+import socket
 
 import numpy as np
 import pytest
@@ -19,6 +21,7 @@ from tests.conftest import wait_until
 from tests.helpers import csrf_token, login
 from tests.web.conftest import ADMIN, VIEWER, Site
 from web import create_app
+from web.server import WebServer
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -323,3 +326,18 @@ def test_every_route_but_login_and_healthz_refuses_anonymous(
 
 def test_the_secret_key_is_private(site: Site) -> None:
     assert site.settings.secret_key_path.stat().st_mode & 0o077 == 0
+
+
+def test_the_server_stops_with_a_connection_still_open(site: Site) -> None:
+    """A browser keeps its connection alive; stopping closes it and ends the server's loop
+    instead of leaving the thread behind (or killing it with EBADF)."""
+    web = WebServer(site.settings, site.receiver.engine, port=0)
+    web.start()
+    connection = http.client.HTTPConnection("127.0.0.1", web.port, timeout=5)
+    connection.request("GET", "/healthz")
+    assert connection.getresponse().read() == b'{"status":"ok"}\n'
+    web.stop()
+    assert web._thread is not None and not web._thread.is_alive()
+    with pytest.raises(ConnectionRefusedError):
+        socket.create_connection(("127.0.0.1", web.port), timeout=2)
+    connection.close()

@@ -6,10 +6,11 @@ thicker and irregular at the base with air in the sinuses and mastoids; grey and
 matter; CSF in ventricles (whose shape changes with z) and sulci; hyperdense things that
 are NOT findings (pineal and choroid plexus calcification, falx, bone partial volume at
 the inner table, beam-hardening streaks near the base); and acquisitions with
-0.4-0.5 mm pixels, 0.6-7 mm slices (sometimes irregular), noise, blur, head rotation,
-translation and gantry tilt. Findings are acute blood (50-90 HU), irregular, 3-40 mm:
-intraparenchymal, subdural and epidural collections along the inner table, blood in
-sulci and in a ventricle; single and multiple; with a mask of where the blood is.
+0.4-0.5 mm pixels, 0.6-7 mm slices (sometimes irregular) with an axial or helical
+slice sensitivity profile, noise, blur, head rotation, translation and gantry tilt.
+Findings are acute blood (50-90 HU), irregular, 3-40 mm: intraparenchymal, subdural and
+epidural collections along the inner table, blood in sulci and in a ventricle; single
+and multiple; with a mask of where the scanner shows the blood.
 
 Everything is drawn from one `numpy.random.Generator` seeded per case, so a case is the
 same on every machine. Slices are computed in HU at the matrix asked for (training uses
@@ -23,7 +24,7 @@ import math
 from dataclasses import dataclass, field, replace
 
 import numpy as np
-from scipy import ndimage
+from scipy import ndimage, special
 
 MATRIX = 512
 FINDING_KINDS = ("intraparenchymal", "subdural", "epidural", "subarachnoid", "intraventricular")
@@ -42,6 +43,8 @@ class Acquisition:
     #: How the slices would be stored: "int16" (intercept 0 or -1024) or "uint16".
     storage: str
     rescale_intercept: float
+    #: Softness of the slice sensitivity profile's edges (mm; see `slice_profile`).
+    profile_sigma: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -84,21 +87,44 @@ _BLUR = np.array([0.25, 0.5, 0.25], dtype=np.float32)
 
 #: Height (fraction of skull base to vertex) of the head's widest level.
 WIDEST_AT = 0.42
-#: Thick slices average thin sections this far apart at most (mm): a coarser sum made the
+#: Thick slices sum thin sections this far apart at most (mm): a coarser sum made the
 #: partial volume of the vertex come in steps of a fifth of bone.
 SECTION_MM = 1.0
-#: Exponent of the head's profile above its widest level: 2 is an ellipse; more keeps the
-#: head wide higher up and closes it in a flatter dome, as a real vault.
-VAULT_EXPONENT = 2.0
+#: Above this share of bone in a pixel, blood in it is not labelled: it reads as bone.
+VISIBLE_BONE_SHARE = 0.05
 
 
-def _profile(t: float) -> float:
-    """The head's semi-axes at height t as a fraction of the widest: an ellipse closing at
-    the vertex (t = 1), where the skull is cut tangentially: a bright disc of bone that is
-    not a finding. Above the vertex, 0."""
+def _profile(t: float, vault: float = 2.0) -> float:
+    """The head's semi-axes at height t as a fraction of the widest: an ellipse below the
+    widest level; above it a superellipse of exponent `vault` (2, an ellipse; more, a
+    flatter dome), closing at the vertex (t = 1), where the skull is cut tangentially: a
+    bright disc of bone that is not a finding. Above the vertex, 0."""
     u = abs(max(t, 0.0) - WIDEST_AT) / 0.585
-    exponent = VAULT_EXPONENT if t > WIDEST_AT else 2.0
+    exponent = vault if t > WIDEST_AT else 2.0
     return max(0.0, 1.0 - u**exponent) ** (1.0 / exponent)
+
+
+def slice_profile(thickness: float, sigma: float) -> tuple[np.ndarray, np.ndarray]:
+    """Offsets (mm) of the thin sections a slice sums, and their weights (summing to 1).
+
+    The slice sensitivity profile: a box of the nominal thickness whose edges are
+    rounded by a Gaussian of `sigma` mm. An axial scan's profile is nearly the box
+    (sigma near 0); a helical scan's, interpolated between turns, has soft edges and
+    tails that reach bone a few mm beyond the nominal slab, which is what brightens the
+    last island of brain under a flat vertex.
+    """
+    half = thickness / 2 + 2.5 * sigma
+    count = max(1, math.ceil(2 * half / SECTION_MM))
+    offsets = 2 * half * ((np.arange(count) + 0.5) / count - 0.5)
+    if sigma <= 0.0:
+        weights = np.ones(count)
+    else:
+        scale = sigma * math.sqrt(2.0)
+        weights = 0.5 * (
+            special.erf((offsets + thickness / 2) / scale)
+            - special.erf((offsets - thickness / 2) / scale)
+        )
+    return offsets, weights / weights.sum()
 
 
 def _blur3(image: np.ndarray) -> np.ndarray:
@@ -150,6 +176,7 @@ class _Head:
     shift: tuple[float, float]
     pitch: float  # head flexion: centre moves anteriorly with z, mm per mm
     wobble: tuple[tuple[float, float], ...]  # outline harmonics (amplitude, phase)
+    vault: float  # exponent of the dome above the widest level: 2 round, 3 flat
 
 
 def _draw_head(rng: np.random.Generator) -> _Head:
@@ -164,6 +191,7 @@ def _draw_head(rng: np.random.Generator) -> _Head:
         shift=(rng.uniform(-8, 8), rng.uniform(-8, 8)),
         pitch=rng.uniform(-0.15, 0.15),
         wobble=tuple((rng.uniform(0, 0.025), rng.uniform(0, 2 * math.pi)) for _ in range(4)),
+        vault=rng.uniform(2.0, 3.0),
     )
 
 
@@ -193,6 +221,9 @@ def _draw_acquisition(rng: np.random.Generator, head: _Head, max_slices: int) ->
         gantry_tilt_degrees=float(rng.choice([0.0, 0.0, rng.uniform(-20, 20)])),
         storage=storage,
         rescale_intercept=intercept,
+        # Axial scans: a nearly square profile; helical ones: soft edges and tails.
+        profile_sigma=thickness
+        * float(rng.uniform(0.0, 0.1) if rng.random() < 0.3 else rng.uniform(0.15, 0.45)),
     )
 
 
@@ -307,13 +338,14 @@ class _SliceMaker:
             shell & (gy > -20), np.float32(rng.uniform(150, 400)), np.float32(-1000.0)
         )
         self.tilt = math.tan(math.radians(acq.gantry_tilt_degrees))
+        self.sections = slice_profile(acq.slice_thickness, acq.profile_sigma)
         self._neck: dict[str, np.ndarray] | None = None
 
     def outline(self, t: float) -> tuple[np.ndarray, float]:
         """Normalised radius (1 at the outer scalp) and the mean semi-axis at height t."""
         h = self.head
         base_narrow = 1.0 - 0.18 * min(1.0, max(0.0, 0.25 - t) / 0.25)
-        profile = max(0.02, _profile(t))  # above the vertex, a dot of scalp at most
+        profile = max(0.02, _profile(t, h.vault))  # above the vertex, a dot of scalp at most
         a, b = (h.width + 8) * profile * base_narrow, (h.length + 10) * profile
         r = (
             np.sqrt(self.x2 * np.float32(1 / a**2) + self.y2 * np.float32(1 / b**2))
@@ -331,21 +363,34 @@ class _SliceMaker:
         h = self.head
         step = 0.004
         widest = 0.5 * (h.width + 8 + h.length + 10)
-        slope = widest * (_profile(t - step) - _profile(t + step)) / (2 * step * h.height)
+        slope = (
+            widest
+            * (_profile(t - step, h.vault) - _profile(t + step, h.vault))
+            / (2 * step * h.height)
+        )
         return min(8.0, math.sqrt(1.0 + slope * slope))
 
     def make(self, z: float) -> tuple[np.ndarray, np.ndarray]:
-        """The slice centred at z: thick slices average their thickness (partial volume
-        in z, which at the skull base and vertex makes bone look like soft tissue), then
-        the scanner's blur and noise, and the tilt's shift."""
-        thickness = self.acq.slice_thickness
-        count = max(1, math.ceil(thickness / SECTION_MM))
-        offsets = tuple(thickness * ((k + 0.5) / count - 0.5) for k in range(count))
-        parts = [self._anatomy(z + offset) for offset in offsets]
-        hu = parts[0][0] if len(parts) == 1 else np.mean([p[0] for p in parts], axis=0)
-        fractions = [p[1] for p in parts if p[1] is not None]
-        blood = np.sum(fractions, axis=0) / len(parts) if fractions else None
-        mask = blood > 0.5 if blood is not None else np.zeros(hu.shape, dtype=bool)
+        """The slice centred at z: thin sections weighted by the slice sensitivity profile
+        (partial volume in z, which at the skull base and vertex makes bone look like soft
+        tissue), then the scanner's blur and noise, and the tilt's shift."""
+        hu = np.zeros((self.matrix, self.matrix), dtype=np.float32)
+        blood, bone = np.zeros_like(hu), np.zeros_like(hu)
+        bleeding = False
+        for offset, weight in zip(*self.sections, strict=True):
+            section, blood_share, bone_share = self._anatomy(z + float(offset))
+            hu += np.float32(weight) * section
+            if blood_share is not None and bone_share is not None:
+                blood += np.float32(weight) * blood_share
+                bone += np.float32(weight) * bone_share
+                bleeding = True
+        # Blood is marked where the scanner shows it: most of the blurred pixel, and not
+        # drowned by the inner table (a twentieth of bone adds 50-90 HU).
+        mask = (
+            (_blur3(blood) > 0.5) & (_blur3(bone) < VISIBLE_BONE_SHARE)
+            if bleeding
+            else np.zeros(hu.shape, dtype=bool)
+        )
         hu = _blur3(hu)
         hu += self.rng.standard_normal(hu.shape, dtype=np.float32) * np.float32(
             self.acq.noise_sigma
@@ -356,8 +401,9 @@ class _SliceMaker:
             mask.astype(np.float32), shift, 0.0
         ) > 0.5
 
-    def _anatomy(self, z: float) -> tuple[np.ndarray, np.ndarray | None]:
-        """HU of the thin section at z before blur and noise, and its blood fraction."""
+    def _anatomy(self, z: float) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None]:
+        """HU of the thin section at z before blur and noise; where it holds blood, the
+        blood's and the bone's share of each pixel."""
         h = self.head
         t = z / h.height
         r, semi = self.outline(t)
@@ -413,9 +459,13 @@ class _SliceMaker:
         blood, density, _ = self._blood(z, inner, sulcus, ventricles, semi)
         if blood is not None:
             brain += blood * (density - brain)
-        hu += _smoothstep(inner / edge) * (brain - hu)  # partial volume at the inner table
+        inside = _smoothstep(inner / edge)  # partial volume at the inner table
+        hu += inside * (brain - hu)
         hu = np.maximum(hu, self.holder)
-        return hu, blood
+        if blood is None:
+            return hu, None, None
+        # Shares of each pixel: blood, and the bone of the inner table beside it.
+        return hu, blood * inside, bone_in * (1.0 - inside)
 
     def _draw_dense_normals(self, rng: np.random.Generator) -> None:
         """Normal structures that are as dense as fresh blood or denser, and so must be

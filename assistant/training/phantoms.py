@@ -15,7 +15,8 @@ and multiple; with a mask of where the scanner shows the blood.
 Everything is drawn from one `numpy.random.Generator` seeded per case, so a case is the
 same on every machine. Slices are computed in HU at the matrix asked for (training uses
 256, what the model sees after resampling a 512 slice): a 40-slice case takes about
-0.3-0.4 s at 256 and 1.2-1.5 s at 512 on this project's 2-core machine.
+1-3 s at 256 and 4-10 s at 512 on this project's 2-core machine (thick helical slices
+sum up to 23 sections each).
 """
 
 from __future__ import annotations

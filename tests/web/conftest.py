@@ -71,6 +71,7 @@ class Site:
     study_uid: str
     job_id: int
     delivery_ids: list[int]
+    instances: int  # slices of the demo head that was sent
 
     def deliveries(self) -> list[Delivery]:
         with self.receiver.sessions() as session:
@@ -149,6 +150,7 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
                 study_uid,
                 job.id,
                 [d.id for d in deliveries],
+                len(files),
             )
     finally:
         pacs.stop()

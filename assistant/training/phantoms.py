@@ -13,8 +13,9 @@ epidural collections along the inner table, blood in sulci and in a ventricle; s
 and multiple; with a mask of where the scanner shows the blood.
 
 Everything is drawn from one `numpy.random.Generator` seeded per case, so a case is the
-same on every machine. Slices are computed in HU at the matrix asked for (training uses
-256, what the model sees after resampling a 512 slice): a 40-slice case takes about
+same on every machine. Slices are computed in HU at the matrix asked for (the
+`synthetic` dataset's default is 256, what the model sees after resampling a 512 slice;
+the bundled model was trained at 128): a 40-slice case takes about
 1-3 s at 256 and 4-10 s at 512 on this project's 2-core machine (thick helical slices
 sum up to 23 sections each).
 """
@@ -743,8 +744,8 @@ def make_case(
 ) -> PhantomCase:
     """One deterministic case: with `positive`, 1-3 lesions; without, none.
 
-    `matrix` below 512 renders the same field of view with larger pixels (training uses
-    256, what the model sees after resampling a 512 slice). `lesion_sizes` bounds the
+    `matrix` below 512 renders the same field of view with larger pixels (the model sees
+    256 after resampling a 512 slice). `lesion_sizes` bounds the
     diameters (mm, drawn log-uniformly).
     """
     rng = np.random.default_rng(seed)

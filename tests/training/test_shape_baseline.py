@@ -1,0 +1,89 @@
+"""The shape-measure baseline printed beside the CNN-RNN's AdrenalMNIST3D figures."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from assistant.training.metrics import roc_auc
+from assistant.training.shape_baseline import (
+    MEASURES,
+    fit_logistic,
+    measure_all,
+    shape_baseline,
+    shape_measures,
+)
+
+MEDMNIST = Path(__file__).resolve().parents[3] / "shared/data/medmnist/adrenalmnist3d.npz"
+
+
+def _measure(mask: np.ndarray, name: str) -> float:
+    return float(shape_measures(mask)[MEASURES.index(name)])
+
+
+def _ball(radius: float, size: int = 28) -> np.ndarray:
+    grid = np.indices((size, size, size)) - (size - 1) / 2
+    return (grid**2).sum(axis=0) <= radius**2
+
+
+def test_a_cube_has_its_faces_and_volume() -> None:
+    cube = np.zeros((6, 6, 6), bool)
+    cube[1:3, 1:3, 1:3] = True
+    assert _measure(cube, "log volume") == pytest.approx(np.log1p(8))
+    assert _measure(cube, "log surface") == pytest.approx(np.log1p(24))
+    assert _measure(cube, "surface / volume") == pytest.approx(3.0)
+    assert _measure(cube, "components") == 1
+    # A shape touching the array's edge is measured as if the outside went on.
+    corner = np.zeros((4, 4, 4), bool)
+    corner[:2, :2, :2] = True
+    assert np.allclose(shape_measures(corner), shape_measures(cube))
+
+
+def test_a_ball_is_more_compact_and_deeper_than_a_plate_of_its_volume() -> None:
+    ball = _ball(5.0)
+    plate = np.zeros_like(ball)
+    side = int(np.sqrt(ball.sum() / 2))
+    plate[13:15, 2 : 2 + side, 2 : 2 + side] = True
+    assert abs(int(plate.sum()) - int(ball.sum())) < 0.2 * ball.sum()
+    name = "surface / volume^(2/3)"
+    assert _measure(ball, name) < 0.8 * _measure(plate, name)
+    assert _measure(ball, "deepest point") >= 4.0 > 2.0 >= _measure(plate, "deepest point")
+
+
+def test_components_are_counted_and_shared() -> None:
+    two = np.zeros((20, 20, 20), bool)
+    two[2:8, 2:8, 2:8] = True  # 216 voxels
+    two[12:15, 12:15, 12:15] = True  # 27 voxels
+    assert _measure(two, "components") == 2
+    assert _measure(two, "largest component share") == pytest.approx(216 / 243)
+    assert _measure(two, "log second component") == pytest.approx(np.log1p(27))
+    assert not shape_measures(np.zeros((5, 5, 5), bool)).any()
+
+
+def test_the_logistic_fit_learns_a_separable_rule_and_is_deterministic() -> None:
+    rng = np.random.default_rng(0)
+    measures = rng.normal(size=(200, 3))
+    labels = (measures[:, 1] - 0.5 * measures[:, 2] > 0).astype(int)
+    first, second = fit_logistic(measures, labels, 1e-3), fit_logistic(measures, labels, 1e-3)
+    assert roc_auc(labels, first.scores(measures)) > 0.99
+    assert np.array_equal(first.weights, second.weights)
+    assert abs(first.weights[0]) < 0.2 * abs(first.weights[1])  # the noise column
+
+
+@pytest.mark.skipif(not MEDMNIST.is_file(), reason=f"{MEDMNIST} is absent")
+def test_on_adrenalmnist3d_the_baseline_gives_the_figures_in_the_readme() -> None:
+    with np.load(MEDMNIST) as data:
+        splits = {
+            split: (measure_all(data[f"{split}_images"]), data[f"{split}_labels"].ravel())
+            for split in ("train", "val", "test")
+        }
+    result = shape_baseline(splits["train"], splits["val"], splits["test"], resamples=200)
+    assert result.penalty == 1e-3
+    assert result.test.auc == pytest.approx(0.894, abs=0.002)
+    assert result.test.accuracy == pytest.approx(0.852, abs=0.002)
+    low, high = result.test_ci95["auc"]
+    assert low < result.test.auc < high
+    # More surface per voxel (a thinner gland) means normal: the ratio alone ranks well.
+    assert result.single_measure_auc["surface / volume"] < 0.2

@@ -73,12 +73,19 @@ def _kind(spec: str) -> str:
     return spec.partition(":")[0]
 
 
+#: MedMNIST volumes up to this size (28³) go through a stride-1 stem; larger ones (64³)
+#: through a stride-2 one.
+MEDMNIST_FULL_SIZE_STEM = 32
+
+
 def network_for(dataset: StudyDataset) -> NetworkSpec:
     if isinstance(dataset, MedMNIST3D):  # small volumes: the shape and its distance map
         return NetworkSpec(
             in_channels=dataset.in_channels,
             widths=(16, 32, 64),
-            stem_stride=1,
+            # 28² slices are read at full size; 64² ones halved by the stem, which keeps
+            # a 64³ training on two CPU cores near 20 minutes instead of over an hour.
+            stem_stride=1 if dataset.image_size <= MEDMNIST_FULL_SIZE_STEM else 2,
             gru_hidden=32,
             mask_head=False,
         )

@@ -14,6 +14,7 @@ from assistant.model import CnnRnn, NetworkSpec
 from assistant.training.datasets import DatasetSpecError, SyntheticHeads, parse_spec
 from assistant.training.metrics import roc_auc
 from assistant.training.phantoms import make_case
+from assistant.training.run import network_for
 from assistant.training.trainer import (
     CHECKPOINT_FILE,
     CheckpointMismatch,
@@ -77,6 +78,20 @@ def test_medmnist_views_are_the_three_axes() -> None:
     views = data.views(0)
     assert len(views) == 3 and views[0].slices.shape == (28, 2, 28, 28)
     assert not np.array_equal(views[0].slices, views[1].slices)
+
+
+def test_medmnist_64_cubed_slices_are_halved_by_the_stem(tmp_path: Path) -> None:
+    strides = {}
+    for size in (28, 64):
+        path = tmp_path / f"tiny{size}.npz"
+        volumes = np.zeros((2, size, size, size), np.uint8)
+        volumes[:, 8:14, 8:14, 8:14] = 255
+        np.savez(path, val_images=volumes, val_labels=np.array([[0], [1]]))
+        spec = network_for(parse_spec(f"medmnist:{path}", "val"))
+        strides[size] = spec.stem_stride
+        output = CnnRnn(spec).eval()(torch.zeros(1, size, 2, size, size))
+        assert output.study_logit.shape == (1,)
+    assert strides == {28: 1, 64: 2}
 
 
 @pytest.mark.skipif(not MEDMNIST.is_file(), reason=f"{MEDMNIST} is absent")

@@ -1,10 +1,14 @@
 """AdrenalMNIST3D (28³) with `radassist train`'s defaults, 3 seeds, beside the published
-table. Everything is chosen on val (epoch, threshold); test is scored once.
+table and a baseline of plain shape measures. Everything is chosen on val (epoch,
+threshold, penalty); test is scored once.
 
     .venv/bin/python bench/medmnist.py [--seeds 0 1 2] [--out var/bench-imbalance]
+        [--data ../shared/data/medmnist/adrenalmnist3d_64.npz]
 
 Models go to OUT/AdrenalMNIST3D/weights-seed{S}: the same runs as the `weights` rows of
-bench/imbalance.py, so either command reuses what the other finished.
+bench/imbalance.py, so either command reuses what the other finished. Another --data
+file gets a folder of its own (OUT/adrenalmnist3d_64/...). The published figures are at
+28³; at 64³ (about 22 minutes a seed on 2 cores) they are printed for reference only.
 """
 
 from __future__ import annotations
@@ -17,6 +21,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import numpy as np
 from imbalance import trained_and_tested
+
+from assistant.training.shape_baseline import BaselineResult, measure_all, shape_baseline
 
 ROOT = Path(__file__).resolve().parent.parent
 DATA = ROOT.parent / "shared" / "data" / "medmnist" / "adrenalmnist3d.npz"
@@ -33,6 +39,15 @@ PUBLISHED = {
 }
 
 
+def _shape_baseline(path: Path) -> BaselineResult:
+    with np.load(path) as data:
+        splits = [
+            (measure_all(data[f"{split}_images"]), data[f"{split}_labels"].ravel())
+            for split in ("train", "val", "test")
+        ]
+    return shape_baseline(*splits)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
@@ -40,7 +55,8 @@ def main() -> int:
     parser.add_argument("--data", default=str(DATA))
     args = parser.parse_args()
     spec = f"medmnist:{args.data}"
-    out = Path(args.out) / "AdrenalMNIST3D"
+    data = Path(args.data)
+    out = Path(args.out) / ("AdrenalMNIST3D" if data.resolve() == DATA.resolve() else data.stem)
     rows = [
         trained_and_tested(spec, out / f"weights-seed{seed}", seed, epochs=None)
         for seed in args.seeds
@@ -48,13 +64,21 @@ def main() -> int:
     auc = np.array([r["auc"] for r in rows])
     acc = np.array([r["accuracy"] for r in rows])
     spread = (lambda v: v.std(ddof=1)) if len(rows) > 1 else (lambda v: 0.0)
+    with np.load(data) as arrays:
+        size = arrays["test_images"].shape[-1]
+    print(f"{data.name}: {size}³\n")
     print("| model | test AUC | test ACC |\n|---|---|---|")
     print(
         f"| radassist CNN-RNN, {len(rows)} seeds (mean ± sd) "
         f"| {auc.mean():.3f} ± {spread(auc):.3f} | {acc.mean():.3f} ± {spread(acc):.3f} |"
     )
+    baseline = _shape_baseline(data)
+    print(
+        f"| logistic regression on {len(baseline.single_measure_auc)} shape measures "
+        f"| {baseline.test.auc:.3f} | {baseline.test.accuracy:.3f} |"
+    )
     for name, (published_auc, published_acc) in PUBLISHED.items():
-        print(f"| {name} (published) | {published_auc:.3f} | {published_acc:.3f} |")
+        print(f"| {name} (published, 28³) | {published_auc:.3f} | {published_acc:.3f} |")
     print("\nper seed, with 95% bootstrap confidence intervals on the test split:")
     for seed, row in zip(args.seeds, rows, strict=True):
         ci = row.get("ci95")
@@ -65,6 +89,18 @@ def main() -> int:
             f"  seed {seed}: AUC {row['auc']:.3f} ({ci['auc'][0]:.3f}-{ci['auc'][1]:.3f}), "
             f"ACC {row['accuracy']:.3f} ({ci['accuracy'][0]:.3f}-{ci['accuracy'][1]:.3f})"
         )
+    low, high = baseline.test_ci95["auc"]
+    accuracy_low, accuracy_high = baseline.test_ci95["accuracy"]
+    print(
+        f"  shape baseline: AUC {baseline.test.auc:.3f} ({low:.3f}-{high:.3f}), "
+        f"ACC {baseline.test.accuracy:.3f} ({accuracy_low:.3f}-{accuracy_high:.3f}); "
+        f"penalty {baseline.penalty:g} chosen on val (AUC {baseline.val_auc:.3f})"
+    )
+    ranked = sorted(baseline.single_measure_auc.items(), key=lambda kv: -abs(kv[1] - 0.5))
+    print(
+        "  single measures, test AUC (below 0.5: smaller means positive): "
+        + ", ".join(f"{name} {auc:.3f}" for name, auc in ranked[:4])
+    )
     minutes = [r.get("seconds", 0) / 60 for r in rows]
     print(f"\ntraining + test per seed: {', '.join(f'{m:.1f} min' for m in minutes)}")
     return 0

@@ -19,6 +19,7 @@ from pathlib import Path
 
 import pytest
 from PIL import Image
+from playwright.sync_api import TimeoutError as PlaywrightTimeout
 from sqlalchemy import Engine, select
 
 from assistant.db import Job, JobState, make_session_factory
@@ -119,6 +120,14 @@ def _report_of(room: ReadingRoom) -> str:
         return "; ".join(f"{job.summary!r}" for job in jobs)
 
 
+def _shown(locator, timeout_ms: int) -> bool:  # type: ignore[no-untyped-def]
+    try:
+        locator.wait_for(timeout=timeout_ms)
+    except PlaywrightTimeout:
+        return False
+    return True
+
+
 def _bright_fraction(png: bytes) -> float:
     """Share of the viewport's pixels that are not near-black: an image was drawn."""
     grey = Image.open(io.BytesIO(png)).convert("L")
@@ -157,12 +166,21 @@ def test_ohif_shows_our_sr_measurement_on_the_key_slice(room: ReadingRoom, brows
             report.dblclick()
         else:
             report.drag_to(viewport)
-        try:
-            label.wait_for(timeout=30_000)
+        if _shown(label, 20_000):
             break
-        except Exception:
-            viewer.screenshot(path=str(SCREENSHOTS / f"ohif-sr-attempt-{attempt}.png"))
-            viewer.keyboard.press("Escape")  # whatever dialog OHIF may have opened
+        viewer.screenshot(path=str(SCREENSHOTS / f"ohif-sr-attempt-{attempt}.png"))
+        # OHIF 3.13 can add the SR's outline just after it drew the key slice and then
+        # not draw it until that slice is drawn again: the annotation is in its state, on
+        # the slice shown, and the overlay is empty (about one run in two on 2 cores). A
+        # reader scrolls one slice away and back, which draws it.
+        viewport.hover()
+        viewer.mouse.wheel(0, 100)
+        viewer.wait_for_timeout(500)
+        viewer.mouse.wheel(0, -100)
+        if _shown(label, 10_000):
+            print(f"OHIF drew the SR's outline once the key slice was redrawn (try {attempt})")
+            break
+        viewer.keyboard.press("Escape")  # whatever dialog OHIF may have opened
     else:
         shown = viewer.locator("body").inner_text()
         pytest.fail(

@@ -93,20 +93,28 @@ class Prediction:
 
 
 def _outline(component: np.ndarray, scale: float) -> list[tuple[float, float]]:
-    """A star-shaped polygon around a 2D component: the farthest pixel along each ray."""
+    """A polygon around a 2D component, in image pixels: along each of `OUTLINE_POINTS`
+    rays from its centroid, the farthest point where the mask, read bilinearly, is half in.
+
+    The mask is coarse (a pixel is several mm), so this follows the mid-points of its
+    edges and cuts its corners; taking the farthest whole pixel in each ray's sector
+    instead gave inward spikes wherever a sector held no rim pixel."""
     rows, cols = np.nonzero(component)
     cy, cx = rows.mean(), cols.mean()
-    angles = np.arctan2(rows - cy, cols - cx)
-    radii = np.hypot(rows - cy, cols - cx)
-    points = []
-    for k in range(OUTLINE_POINTS):
-        theta = -math.pi + 2 * math.pi * k / OUTLINE_POINTS
-        sector = np.abs(np.angle(np.exp(1j * (angles - theta)))) < math.pi / OUTLINE_POINTS
-        r = (radii[sector].max() if sector.any() else 0.0) + 0.5
-        points.append(
-            ((cx + r * math.cos(theta) + 0.5) * scale, (cy + r * math.sin(theta) + 0.5) * scale)
-        )
-    return points
+    reach = float(np.hypot(rows - cy, cols - cx).max()) + 1.5
+    theta = -math.pi + 2 * math.pi * np.arange(OUTLINE_POINTS) / OUTLINE_POINTS
+    steps = np.arange(0.0, reach, 1 / 32)
+    ys = cy + np.sin(theta)[:, None] * steps
+    xs = cx + np.cos(theta)[:, None] * steps
+    inside = ndimage.map_coordinates(component.astype(np.float32), [ys, xs], order=1) >= 0.5
+    # The last step still inside along each ray (the centroid of a crescent may lie
+    # outside it; a ray that never enters keeps a point at the centroid).
+    last = np.where(inside.any(axis=1), steps.size - 1 - np.argmax(inside[:, ::-1], axis=1), 0)
+    radius = steps[last]
+    return [
+        ((x + 0.5) * scale, (y + 0.5) * scale)
+        for x, y in zip(cx + radius * np.cos(theta), cy + radius * np.sin(theta), strict=True)
+    ]
 
 
 @torch.inference_mode()

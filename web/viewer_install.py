@@ -157,7 +157,9 @@ def rebase(dist: Path, mount: str = MOUNT) -> None:
 
 def app_config(mount: str = MOUNT) -> str:
     """OHIF's configuration: the node's DICOMweb on the same origin, OHIF's default modes
-    (the longitudinal viewer with the DICOM SR and measurement-tracking extensions)."""
+    (the longitudinal viewer with the DICOM SR and measurement-tracking extensions), and
+    a redraw of each new viewport's annotations, without which OHIF 3.13 often opens an
+    SR with its outline missing."""
     return f"""/* Written by `radassist viewer install`: OHIF {OHIF_VERSION} under {mount}, reading the
    node's own DICOMweb on the same origin with the dashboard's session. */
 (function () {{
@@ -203,5 +205,29 @@ def app_config(mount: str = MOUNT) -> str:
       }},
     ],
   }};
+
+  // OHIF 3.13's SR viewport tells cornerstone which SR outlines it shows only after the
+  // viewport has drawn its first image, and nothing draws the outlines again: the report
+  // opened on its key slice without the lesion until the reader scrolled. Draw a newly
+  // enabled viewport's annotations again once that has had time to happen.
+  var redrawAfterMs = [250, 1000, 2500, 5000];
+  var waiting = window.setInterval(function () {{
+    var core = window.cornerstone;
+    var tools = window.cornerstoneTools;
+    if (!core || !core.eventTarget || !tools) {{
+      return;
+    }}
+    window.clearInterval(waiting);
+    core.eventTarget.addEventListener(core.Enums.Events.ELEMENT_ENABLED, function (event) {{
+      var viewportId = event.detail.viewportId;
+      redrawAfterMs.forEach(function (delay) {{
+        window.setTimeout(function () {{
+          if (core.getEnabledElementByViewportId(viewportId)) {{  // not closed since
+            tools.utilities.triggerAnnotationRenderForViewportIds([viewportId]);
+          }}
+        }}, delay);
+      }});
+    }});
+  }}, 100);
 }})();
 """

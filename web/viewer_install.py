@@ -48,6 +48,11 @@ def install_viewer(data_dir: Path, npm: str = "npm", force: bool = False) -> Pat
     """Fetch, check, unpack, rebase and configure OHIF; idempotent. Returns its folder."""
     target = viewer_dir(data_dir)
     if is_installed(data_dir) and not force:
+        # A newer radassist may configure the same OHIF differently: keep its config
+        # current without fetching the app again.
+        config = target / "app-config.js"
+        if config.read_text(encoding="utf-8") != app_config():
+            config.write_text(app_config(), encoding="utf-8")
         return target
     npm_path = shutil.which(npm)
     if npm_path is None:

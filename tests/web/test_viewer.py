@@ -282,3 +282,8 @@ def test_install_is_idempotent(room: ReadingRoom) -> None:
     before = marker.stat().st_mtime_ns
     assert install_viewer(room.settings.storage.data_dir) == folder
     assert marker.stat().st_mtime_ns == before
+    # An install made by an older radassist gets this one's configuration.
+    config = folder / "app-config.js"
+    config.write_text("/* an older radassist's config */")
+    assert install_viewer(room.settings.storage.data_dir) == folder
+    assert config.read_text() == app_config() and marker.stat().st_mtime_ns == before

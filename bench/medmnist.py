@@ -39,13 +39,15 @@ PUBLISHED = {
 }
 
 
-def _shape_baseline(path: Path) -> BaselineResult:
+def _shape_baseline(path: Path) -> tuple[int, BaselineResult]:
+    """The volumes' edge length, and the shape baseline on their three splits."""
     with np.load(path) as data:
+        size = int(data["test_images"].shape[-1])
         splits = [
             (measure_all(data[f"{split}_images"]), data[f"{split}_labels"].ravel())
             for split in ("train", "val", "test")
         ]
-    return shape_baseline(*splits)
+    return size, shape_baseline(*splits)
 
 
 def main() -> int:
@@ -64,15 +66,13 @@ def main() -> int:
     auc = np.array([r["auc"] for r in rows])
     acc = np.array([r["accuracy"] for r in rows])
     spread = (lambda v: v.std(ddof=1)) if len(rows) > 1 else (lambda v: 0.0)
-    with np.load(data) as arrays:
-        size = arrays["test_images"].shape[-1]
+    size, baseline = _shape_baseline(data)
     print(f"{data.name}: {size}³\n")
     print("| model | test AUC | test ACC |\n|---|---|---|")
     print(
         f"| radassist CNN-RNN, {len(rows)} seeds (mean ± sd) "
         f"| {auc.mean():.3f} ± {spread(auc):.3f} | {acc.mean():.3f} ± {spread(acc):.3f} |"
     )
-    baseline = _shape_baseline(data)
     print(
         f"| logistic regression on {len(baseline.single_measure_auc)} shape measures "
         f"| {baseline.test.auc:.3f} | {baseline.test.accuracy:.3f} |"

@@ -50,9 +50,7 @@ def install_viewer(data_dir: Path, npm: str = "npm", force: bool = False) -> Pat
     if is_installed(data_dir) and not force:
         # A newer radassist may configure the same OHIF differently: keep its config
         # current without fetching the app again.
-        config = target / "app-config.js"
-        if config.read_text(encoding="utf-8") != app_config():
-            config.write_text(app_config(), encoding="utf-8")
+        _configure(target)
         return target
     npm_path = shutil.which(npm)
     if npm_path is None:
@@ -68,12 +66,19 @@ def install_viewer(data_dir: Path, npm: str = "npm", force: bool = False) -> Pat
         _unpack_dist(tarball, staged)
         tarball.unlink()
         rebase(staged)
-        (staged / "app-config.js").write_text(app_config(), encoding="utf-8")
+        _configure(staged)
         (staged / COMPLETE_MARKER).write_text(f"{OHIF_PACKAGE}@{OHIF_VERSION}\n")
         if target.exists():
             shutil.rmtree(target)
         staged.rename(target)
     return target
+
+
+def _configure(folder: Path) -> None:
+    """Write OHIF's app-config.js into `folder` unless it already holds app_config()."""
+    config, wanted = folder / "app-config.js", app_config()
+    if not config.is_file() or config.read_text(encoding="utf-8") != wanted:
+        config.write_text(wanted, encoding="utf-8")
 
 
 def _fetch(npm: str, work_dir: Path) -> Path:

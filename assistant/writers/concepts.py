@@ -35,4 +35,6 @@ SQUARE_MILLIMETRE = Code("mm2", "UCUM", "square millimeter")
 MILLIMETRE = Code("mm", "UCUM", "millimeter")
 MILLILITRE = Code("ml", "UCUM", "milliliter")
 HOUNSFIELD_UNIT = Code("[hnsf'U]", "UCUM", "Hounsfield unit")
-NO_UNITS = Code("1", "UCUM", "no units")
+#: Probabilities are reported in percent: a viewer prints a measurement as its value and
+#: its unit's code, and OHIF showed UCUM's "1" literally ("Probability: 0.97 1").
+PERCENT = Code("%", "UCUM", "percent")

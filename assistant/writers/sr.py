@@ -62,7 +62,9 @@ def _lesion_group(
             _measurement(concepts.LONG_AXIS, lesion.longest_diameter_mm, concepts.MILLIMETRE),
             _measurement(concepts.VOLUME, lesion.volume_ml, concepts.MILLILITRE),
             _measurement(concepts.MEAN_ATTENUATION, lesion.mean_hu, concepts.HOUNSFIELD_UNIT),
-            _measurement(concepts.PROBABILITY, lesion.probability, concepts.NO_UNITS),
+            _measurement(
+                concepts.PROBABILITY, round(100 * lesion.probability, 2), concepts.PERCENT
+            ),
         ],
     )
 

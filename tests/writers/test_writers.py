@@ -123,7 +123,7 @@ def test_positive_results_are_valid_dicom_and_read_back(source, tmp_path: Path) 
     assert (graphic[0] == graphic[-1]).all()  # closed
     names = {m.name.meaning: (m.value, m.unit.value) for m in groups[0].get_measurements()}
     assert names["Volume"] == (8.3, "ml") and names["Area"] == (930.0, "mm2")
-    assert names["Long axis"][1] == "mm" and names["Probability"] == (0.94, "1")
+    assert names["Long axis"][1] == "mm" and names["Probability"] == (94.0, "%")
     assert "NOT FOR CLINICAL USE" in sr.SeriesDescription
     assert "NOT FOR CLINICAL USE" in dump.stdout
     assert str(sr.StudyInstanceUID) == str(headers[uids[0]].StudyInstanceUID)

@@ -40,6 +40,7 @@ soak: install system-deps
 bench: install system-deps
 	$(BIN)/python bench/ingest.py
 	$(BIN)/python bench/inference.py
+	$(BIN)/python bench/phantoms.py
 	$(BIN)/python bench/end_to_end.py
 
 # AdrenalMNIST3D with train's defaults, 3 seeds, beside the published table and a

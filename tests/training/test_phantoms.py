@@ -25,6 +25,26 @@ def test_same_seed_same_case() -> None:
     assert not np.array_equal(a.hu, make_case(12, True, max_slices=12, matrix=128).hu)
 
 
+@pytest.mark.parametrize("size", [128, 512])
+def test_fields_upsample_by_linear_interpolation(size: int) -> None:
+    """A field's slice is its coarse plane interpolated linearly in both axes, corner to
+    corner: the same as scipy's order-1 resampling at those positions."""
+    plane = np.random.default_rng(size).standard_normal((48, 48)).astype(np.float32)
+    positions = np.linspace(0, 47, size)
+    rows, cols = np.meshgrid(positions, positions, indexing="ij")
+    expected = ndimage.map_coordinates(plane, [rows, cols], order=1)
+    upsampled = phantoms._upsample(plane, *phantoms._upsampler(48, size))
+    assert upsampled.shape == (size, size) and upsampled.dtype == np.float32
+    assert np.allclose(upsampled, expected, atol=1e-5)
+    assert upsampled[0, 0] == plane[0, 0] and upsampled[-1, -1] == plane[-1, -1]
+    field = phantoms._Field(np.random.default_rng(1), (5, 48, 48))  # heights 0, 0.25, ...
+    below, above = (
+        phantoms._upsample(field.coarse[i], *phantoms._upsampler(48, size)) for i in (1, 2)
+    )
+    assert np.array_equal(field.slice(0.25, size), below)
+    assert np.allclose(field.slice(0.375, size), (below + above) / 2, atol=1e-6)
+
+
 def test_hounsfield_units_of_a_head() -> None:
     case = make_case(3, False, max_slices=24, matrix=256)
     hu = case.hu

@@ -87,7 +87,16 @@ def create_app(settings: Settings, engine: Engine, stow: StowIntake | None = Non
     app.register_blueprint(dicomweb.blueprint, url_prefix="/dicomweb")
     app.register_blueprint(viewer.blueprint)
     app.jinja_env.globals["node_ae_title"] = settings.node.ae_title
+    app.add_template_filter(dicom_date)
     return app
+
+
+def dicom_date(value: str | None) -> str:
+    """A DICOM date (DA, YYYYMMDD) written for people, YYYY-MM-DD; anything else as it
+    is (a PACS may send a malformed or empty one, which we show, not hide)."""
+    if value and len(value) == 8 and value.isdigit():
+        return f"{value[:4]}-{value[4:6]}-{value[6:]}"
+    return value or ""
 
 
 def _error_page(code: int, message: str) -> Any:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import http.client
 import io
+import re
 import socket
 
 import numpy as np
@@ -20,7 +21,7 @@ from assistant.db.session import make_engine
 from tests.conftest import wait_until
 from tests.helpers import csrf_token, login
 from tests.web.conftest import ADMIN, VIEWER, Site
-from web import create_app
+from web import create_app, dicom_date
 from web.server import WebServer
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -138,6 +139,8 @@ def test_worklist_shows_the_positive_study(site: Site, viewer: FlaskClient) -> N
     assert site.study_uid in html
     assert "DEMO-0001" in html
     assert 'class="verdict positive"' in html
+    assert re.search(r"<td>\d{4}-\d{2}-\d{2}</td>", html)  # the study date, for people
+    assert not re.search(r"<td>\d{8}</td>", html)
     # The destination PACS is down: the results could not be delivered.
     assert 'class="status failed"' in html
 
@@ -162,6 +165,20 @@ def test_worklist_filters(site: Site, viewer: FlaskClient, query: str, found: bo
     assert (site.study_uid in response.get_data(as_text=True)) is found
     api = viewer.get("/api/v1/studies?" + query).get_json()
     assert (api["total"] == 1) is found
+
+
+@pytest.mark.parametrize(
+    ("stored", "shown"),
+    [
+        ("20261122", "2026-11-22"),
+        ("", ""),
+        (None, ""),
+        ("2026112", "2026112"),
+        ("2026-11-22", "2026-11-22"),
+    ],
+)
+def test_study_dates_are_shown_as_iso_dates(stored: str | None, shown: str) -> None:
+    assert dicom_date(stored) == shown
 
 
 @pytest.mark.parametrize("query", ["status=bogus", "verdict=maybe", "from=yesterday", "page=x"])

@@ -15,8 +15,8 @@ and multiple; with a mask of where the scanner shows the blood.
 Everything is drawn from one `numpy.random.Generator` seeded per case, so a case is the
 same on every machine. Slices are computed in HU at the matrix asked for (the
 `synthetic` dataset's default is 256, what the model sees after resampling a 512 slice;
-the bundled model was trained at 128): a 40-slice case takes about 0.07 s at 128,
-0.25 s at 256 and 1.1 s at 512 on a 2-core machine, 0.3, 0.4 and 1.6 s beside a training
+the bundled model was trained at 128): a 40-slice case takes about 0.06 s at 128,
+0.25 s at 256 and 1.0 s at 512 on a 2-core machine, 0.3, 0.3 and 1.5 s beside a training
 on the same cores (`bench/phantoms.py`; thick helical slices sum up to 23 sections each).
 """
 
@@ -358,6 +358,7 @@ class _SliceMaker:
         self.tilt = math.tan(math.radians(acq.gantry_tilt_degrees))
         self.sections = slice_profile(acq.slice_thickness, acq.profile_sigma)
         self._neck: dict[str, np.ndarray] | None = None
+        self._lesion_planes: dict[int, np.ndarray] = {}
 
     def outline(self, t: float) -> tuple[np.ndarray, float]:
         """Normalised radius (1 at the outer scalp) and the mean semi-axis at height t."""
@@ -637,6 +638,25 @@ class _SliceMaker:
             v = part if v is None else np.maximum(v, part)
         return v
 
+    def _lesion_plane(self, number: int) -> np.ndarray:
+        """What of lesion `number` is the same on every section, computed once per case:
+        the in-plane distance from its centre over its wobble (intraparenchymal and
+        intraventricular), the cosine of each pixel's angle from its direction
+        (subdural, epidural), or its region (subarachnoid)."""
+        if number not in self._lesion_planes:
+            lesion, x, y = self.lesions[number], self.x, self.y
+            cx, cy, cz = lesion.center
+            if lesion.kind in ("intraparenchymal", "intraventricular"):
+                wobble = 1 + 0.25 * np.cos(3 * self.angle + cz) + 0.15 * np.sin(5 * self.angle + cx)
+                plane = np.hypot(x - cx, y - cy) / wobble
+            elif lesion.kind in ("subdural", "epidural"):
+                sector_center = cx / 10.0 + cy / 7.0 + cz  # a direction drawn from the centre
+                plane = np.cos(self.angle - sector_center)
+            else:
+                plane = _smoothstep((lesion.size_mm - np.hypot(x - cy / 2, y - cx / 2)) / 3)
+            self._lesion_planes[number] = plane
+        return self._lesion_planes[number]
+
     def _blood(
         self,
         z: float,
@@ -649,25 +669,23 @@ class _SliceMaker:
         blood: np.ndarray | None = None
         density: np.ndarray | float = 70.0
         edge_z = max(1.0, self.acq.slice_thickness / 2)  # thicker slices: softer in z
-        x, y = self.x, self.y
-        for lesion in self.lesions:
-            cx, cy, cz = lesion.center
+        for number, lesion in enumerate(self.lesions):
+            cz = lesion.center[2]
             half = lesion.size_mm / 2
             dz = abs(z - cz)
             if dz > half + edge_z + 1:
                 continue
             z_weight = min(1.0, max(0.0, 0.5 + 0.5 * (half - dz) / edge_z))
+            plane = self._lesion_plane(number)
             if lesion.kind in ("intraparenchymal", "intraventricular"):
                 radius = math.sqrt(max(half**2 - dz**2, 0.0)) + 0.5
-                wobble = 1 + 0.25 * np.cos(3 * self.angle + cz) + 0.15 * np.sin(5 * self.angle + cx)
-                shape = _smoothstep((radius - np.hypot(x - cx, y - cy) / wobble) / 0.7)
+                shape = _smoothstep((radius - plane) / 0.7)
                 if lesion.kind == "intraventricular":
                     shape = shape * (ventricles if ventricles is not None else 0.0)
                 shape = shape * _smoothstep(inner / 0.5)
             elif lesion.kind in ("subdural", "epidural"):
-                sector_center = cx / 10.0 + cy / 7.0 + cz  # a direction drawn from the centre
                 span = min(math.pi * 0.8, lesion.size_mm / semi * 2.5)
-                angular = np.cos(self.angle - sector_center) - math.cos(span / 2)
+                angular = plane - math.cos(span / 2)
                 thickness = min(15.0, 2.0 + lesion.size_mm / 4)
                 if lesion.kind == "epidural":  # biconvex: thickest mid-sector
                     profile = np.sqrt(np.clip(angular / (1 - math.cos(span / 2)), 0, 1))
@@ -679,8 +697,7 @@ class _SliceMaker:
                     * (angular > 0)
                 )
             else:  # subarachnoid: blood in the sulci of a region
-                region = _smoothstep((lesion.size_mm - np.hypot(x - cy / 2, y - cx / 2)) / 3)
-                shape = region * sulcus * 0.9
+                shape = plane * sulcus * 0.9
             shape = shape * np.float32(z_weight)
             if blood is None:
                 blood, density = shape, np.full_like(shape, lesion.density_hu)
@@ -688,7 +705,7 @@ class _SliceMaker:
                 density = np.where(shape > blood, lesion.density_hu, density)
                 blood = np.maximum(blood, shape)
         if blood is None:
-            return None, density, np.zeros(x.shape, dtype=bool)
+            return None, density, np.zeros(self.x.shape, dtype=bool)
         return blood, density, blood > 0.5
 
 

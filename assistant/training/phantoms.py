@@ -161,7 +161,8 @@ class _Field:
     def __init__(self, rng: np.random.Generator, shape: tuple[int, int, int]) -> None:
         self.coarse = ndimage.gaussian_filter(rng.standard_normal(shape).astype(np.float32), 1.0)
         self.coarse /= self.coarse.std() + 1e-6
-        #: Coarse planes upsampled to the slice matrix, each once per case (a few MB).
+        #: Coarse planes upsampled to the slice matrix, each once per case (1 MB a plane
+        #: at 512², 28 MB for the two fields of a case).
         self._planes: dict[tuple[int, int], np.ndarray] = {}
 
     def _plane(self, index: int, size: int) -> np.ndarray:

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING
 
 from assistant import __version__
 from assistant.settings import Settings, SettingsError, load_settings
+from assistant.wording import percent
 
 if TYPE_CHECKING:
     from assistant.receiver import Receiver
@@ -456,7 +457,8 @@ def cmd_predict(settings: Settings, args: argparse.Namespace) -> int:
         return 0
     verdict = "POSITIVE" if prediction.positive else "negative"
     print(
-        f"{verdict}: study probability {prediction.study_probability:.3f} (threshold {prediction.threshold:.3f})"
+        f"{verdict}: study probability {percent(prediction.study_probability)} "
+        f"(threshold {percent(prediction.threshold)})"
     )
     for lesion in prediction.lesions:
         print(

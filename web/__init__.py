@@ -15,6 +15,7 @@ from sqlalchemy import Engine
 from assistant.db import make_session_factory
 from assistant.settings import Settings
 from assistant.stow import StowIntake
+from assistant.wording import percent
 from web.context import WebContext, load_or_create_secret
 
 #: Content Security Policy: our own scripts, styles and images only, no inline script.
@@ -88,6 +89,7 @@ def create_app(settings: Settings, engine: Engine, stow: StowIntake | None = Non
     app.register_blueprint(viewer.blueprint)
     app.jinja_env.globals["node_ae_title"] = settings.node.ae_title
     app.add_template_filter(dicom_date)
+    app.add_template_filter(percent)
     return app
 
 

@@ -48,7 +48,7 @@ def probability_svg(
 ) -> str:
     """The per-slice probability across the sequence (slice 1 at the left), the slice
     threshold dashed, flagged slices shaded. Built only from numbers: safe to inline."""
-    left, right, top, bottom = 40, 10, 10, 30
+    left, right, top, bottom = 54, 10, 10, 30
     plot_w, plot_h = width - left - right, height - top - bottom
     n = len(probabilities)
 
@@ -72,7 +72,7 @@ def probability_svg(
         )
     for p in (0.0, 0.5, 1.0):
         parts.append(
-            f'<text x="{left - 6}" y="{y(p) + 4:.1f}" class="tick" text-anchor="end">{p:.1f}</text>'
+            f'<text x="{left - 6}" y="{y(p) + 4:.1f}" class="tick" text-anchor="end">{100 * p:.0f} %</text>'
         )
     parts.append(
         f'<line x1="{left}" x2="{left + plot_w}" y1="{y(threshold):.1f}" y2="{y(threshold):.1f}" '

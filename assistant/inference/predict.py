@@ -19,6 +19,7 @@ from scipy import ndimage
 from assistant.imaging import SeriesGeometry, read_series
 from assistant.imaging.cavity import intracranial_mask
 from assistant.model import LoadedModel, fused_for_inference
+from assistant.wording import percent
 
 #: Lesions smaller than this (mL) are dropped as noise.
 MIN_LESION_ML = 0.05
@@ -56,7 +57,7 @@ class Lesion:
         where = f"slice {first}" if first == last else f"slices {first}\u2013{last}"
         return (
             f"Hyperdense lesion, {where}, about {self.volume_ml:.1f} mL, "
-            f"probability {self.probability:.2f}"
+            f"probability {percent(self.probability)}"
         )
 
 
@@ -79,7 +80,7 @@ class Prediction:
         verdict = "positive" if self.positive else "negative"
         head = (
             f"{verdict.capitalize()} for hyperdense lesion "
-            f"(study probability {self.study_probability:.2f}, threshold {self.threshold:.2f})"
+            f"(study probability {percent(self.study_probability)}, threshold {percent(self.threshold)})"
         )
         if self.positive and not self.lesions:
             head += "; no lesion could be outlined"

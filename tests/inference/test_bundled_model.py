@@ -14,6 +14,7 @@ from assistant.demo_series import write_demo_head
 from assistant.imaging import read_series
 from assistant.inference import predict_series
 from assistant.model import load_model
+from assistant.wording import percent
 from tests.conftest import shared_ct
 
 pytestmark = pytest.mark.slow
@@ -106,6 +107,14 @@ def test_predict_json(bundled, capsys) -> None:
         "lesions",
     }
     assert len(out["slices"]) == 28 and {"sop_instance_uid", "probability"} <= set(out["slices"][0])
+
+    # Without --json, a line for people, in percent as the SR and the dashboard give it.
+    assert main(["predict", str(shared_ct("ge_head_tilted"))]) == 0
+    first = capsys.readouterr().out.splitlines()[0]
+    assert first == (
+        f"{'POSITIVE' if out['positive'] else 'negative'}: study probability "
+        f"{percent(out['study_probability'])} (threshold {percent(out['threshold'])})"
+    )
 
 
 def test_a_lesion_outside_the_cavity_still_gets_a_density(tmp_path: Path) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import http.client
 import io
+import json
 import re
 import socket
 
@@ -15,9 +16,10 @@ from PIL import Image
 from pydicom import dcmread
 from sqlalchemy import select
 
-from assistant.db import AuditEvent, DeliveryState, Feedback, ResultKind, ResultObject
+from assistant.db import AuditEvent, DeliveryState, Feedback, Job, ResultKind, ResultObject
 from assistant.db.migrate import upgrade
 from assistant.db.session import make_engine
+from assistant.wording import percent
 from tests.conftest import wait_until
 from tests.helpers import csrf_token, login
 from tests.web.conftest import ADMIN, VIEWER, Site
@@ -200,6 +202,19 @@ def test_study_page(site: Site, viewer: FlaskClient) -> None:
     assert '<svg xmlns="http://www.w3.org/2000/svg" class="curve"' in html
     assert "Hyperdense lesion, slices" in html
     assert f"/jobs/{site.job_id}/lesions/0.png" in html
+    with site.receiver.sessions() as session:
+        job = session.get_one(Job, site.job_id)
+    findings = json.loads(job.findings_json)
+    # Probabilities in percent, as the SR's measurements and its text give them.
+    assert (
+        f"Study probability {percent(findings['study_probability'])} "
+        f"(threshold {percent(findings['threshold'])})"
+    ) in html
+    lesion = findings["lesions"][0]["probability"]
+    assert f"<th>Probability</th><td>{percent(lesion)}</td>" in html
+    assert f"probability {percent(lesion)}" in job.summary
+    worklist = viewer.get("/").get_data(as_text=True)
+    assert f"<td>{percent(findings['study_probability'])}</td>" in worklist
     assert "Imaging Measurement Report" in html  # the SR as text
     assert "Tracking Identifier" in html
     assert response.headers["Content-Security-Policy"].startswith("default-src 'self'")

@@ -215,6 +215,8 @@ def test_study_page(site: Site, viewer: FlaskClient) -> None:
     assert f"probability {percent(lesion)}" in job.summary
     worklist = viewer.get("/").get_data(as_text=True)
     assert f"<td>{percent(findings['study_probability'])}</td>" in worklist
+    count = re.search(r"(\d+) (study|studies) · page", worklist)
+    assert count and (count[1] == "1") == (count[2] == "study")
     assert "Imaging Measurement Report" in html  # the SR as text
     assert "Tracking Identifier" in html
     assert response.headers["Content-Security-Policy"].startswith("default-src 'self'")

@@ -41,8 +41,35 @@ def test_fields_upsample_by_linear_interpolation(size: int) -> None:
     below, above = (
         phantoms._upsample(field.coarse[i], *phantoms._upsampler(48, size)) for i in (1, 2)
     )
-    assert np.array_equal(field.slice(0.25, size), below)
-    assert np.allclose(field.slice(0.375, size), (below + above) / 2, atol=1e-6)
+    whole = (slice(None), slice(None))
+    assert np.array_equal(field.slice(0.25, size, whole), below)
+    assert np.allclose(field.slice(0.375, size, whole), (below + above) / 2, atol=1e-6)
+    window = (slice(3, 40), slice(10, 17))
+    assert np.array_equal(field.slice(0.25, size, window), below[window])
+
+
+def test_the_head_window_changes_no_pixel(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The anatomy is computed inside the head's window only: every slice and mask is
+    the one computing it over the whole image gives, to the bit (every finding kind,
+    tilted gantries, the face and neck below the skull base and the vertex above)."""
+    windows = []
+
+    def spy(*args: object) -> tuple[slice, slice]:
+        windows.append(real(*args))
+        return windows[-1]
+
+    real = phantoms._head_window
+    monkeypatch.setattr(phantoms, "_head_window", spy)
+    cases = [make_case(seed, seed % 3 != 0, max_slices=40, matrix=256) for seed in range(12)]
+    kinds = {lesion.kind for case in cases for lesion in case.lesions}
+    assert kinds == set(FINDING_KINDS)
+    assert any(case.acquisition.gantry_tilt_degrees for case in cases)
+    # The window is a real crop: the head leaves a good part of the field of view out.
+    assert all((w[0].stop - w[0].start) * (w[1].stop - w[1].start) < 0.8 * 256**2 for w in windows)
+    monkeypatch.setattr(phantoms, "_head_window", lambda *args: (slice(None), slice(None)))
+    for seed, case in enumerate(cases):
+        whole = make_case(seed, seed % 3 != 0, max_slices=40, matrix=256)
+        assert np.array_equal(case.hu, whole.hu) and np.array_equal(case.mask, whole.mask)
 
 
 def test_hounsfield_units_of_a_head() -> None:

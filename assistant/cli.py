@@ -463,7 +463,8 @@ def cmd_predict(settings: Settings, args: argparse.Namespace) -> int:
     for lesion in prediction.lesions:
         print(
             f"  lesion slices {lesion.first_slice + 1}-{lesion.last_slice + 1}, about {lesion.volume_ml} mL, "
-            f"{lesion.longest_diameter_mm} mm, mean {lesion.mean_hu} HU"
+            f"{lesion.longest_diameter_mm} mm, mean {lesion.mean_hu} HU, "
+            f"probability {percent(lesion.probability)}"
         )
     return 0
 

@@ -117,6 +117,21 @@ def test_predict_json(bundled, capsys) -> None:
     )
 
 
+def test_predict_prints_each_lesion(bundled, tmp_path: Path, capsys) -> None:
+    import json
+
+    write_demo_head(tmp_path / "head")
+    assert main(["predict", str(tmp_path / "head"), "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert main(["predict", str(tmp_path / "head")]) == 0
+    first, *lines = capsys.readouterr().out.splitlines()
+    assert first.startswith("POSITIVE: study probability ") and out["lesions"]
+    assert len(lines) == len(out["lesions"])
+    for line, lesion in zip(lines, out["lesions"], strict=True):
+        where = f"slices {lesion['first_slice'] + 1}-{lesion['last_slice'] + 1}"
+        assert where in line and line.endswith(f", probability {percent(lesion['probability'])}")
+
+
 def test_a_lesion_outside_the_cavity_still_gets_a_density(tmp_path: Path) -> None:
     """Mean HU falls back to the lesion's own pixels when none of them is inside the
     cavity read again on the key slice: a number the SR can carry, never NaN."""

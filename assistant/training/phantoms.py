@@ -224,10 +224,10 @@ def _draw_head(rng: np.random.Generator) -> _Head:
 
 
 def _head_window(x: np.ndarray, y: np.ndarray, wobble_inv: np.ndarray, head: _Head) -> _Window:
-    """The rows and columns outside which every section of the head reads air: beyond
-    0.6 mm outside the scalp a section is exactly -1000 HU (the partial-volume edge of
-    the scalp is the widest reach of anything drawn), and no level is wider than the
-    widest one. The anatomy is computed inside this window only: at 512² the head
+    """The rows and columns outside which every section reads air or the head holder:
+    beyond 0.6 mm outside the scalp a section is exactly -1000 HU there (the
+    partial-volume edge of the scalp is the widest reach of anything drawn), and no
+    level is wider than the widest one. The anatomy is computed inside this window only: at 512² the head
     covers about half the field of view."""
     a, b = head.width + 8, head.length + 10  # the outline's semi-axes at the widest level
     reach = 1.0 + 2.0 / (0.5 * (a + b))  # 2 mm beyond the scalp; 0.6 mm is enough

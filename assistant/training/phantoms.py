@@ -162,32 +162,32 @@ _Window = tuple[slice, slice]
 
 
 class _Field:
-    """Smooth random field over the head, sampled per slice (sulci, outline wobble)."""
+    """Smooth random field over the head, sampled per slice (sulci, outline wobble) at
+    a `size`² matrix, inside `window`."""
 
-    def __init__(self, rng: np.random.Generator, shape: tuple[int, int, int]) -> None:
+    def __init__(
+        self, rng: np.random.Generator, shape: tuple[int, int, int], size: int, window: _Window
+    ) -> None:
         self.coarse = ndimage.gaussian_filter(rng.standard_normal(shape).astype(np.float32), 1.0)
         self.coarse /= self.coarse.std() + 1e-6
+        self.size, self.window = size, window
         #: Coarse planes upsampled to the slice matrix, each once per case (1 MB a plane
         #: at 512², 28 MB for the two fields of a case).
-        self._planes: dict[tuple[object, ...], np.ndarray] = {}
+        self._planes: dict[int, np.ndarray] = {}
 
-    def _plane(self, index: int, size: int, window: _Window) -> np.ndarray:
-        key = (index, size, window[0].indices(size), window[1].indices(size))
-        if key not in self._planes:
-            full = _upsample(self.coarse[index], *_upsampler(self.coarse.shape[1], size))
-            self._planes[key] = np.ascontiguousarray(full[window])
-        return self._planes[key]
+    def _plane(self, index: int) -> np.ndarray:
+        if index not in self._planes:
+            full = _upsample(self.coarse[index], *_upsampler(self.coarse.shape[1], self.size))
+            self._planes[index] = np.ascontiguousarray(full[self.window])
+        return self._planes[index]
 
-    def slice(self, t: float, size: int, window: _Window) -> np.ndarray:
-        """The field at height t, upsampled to a `size`² image, inside `window` (the
-        same window at every call)."""
+    def slice(self, t: float) -> np.ndarray:
+        """The field at height t."""
         z = float(np.clip(t, 0.0, 1.0)) * (self.coarse.shape[0] - 1)
         low = math.floor(z)
         high = min(low + 1, self.coarse.shape[0] - 1)
         weight = np.float32(z - low)
-        return (1 - weight) * self._plane(low, size, window) + weight * self._plane(
-            high, size, window
-        )
+        return (1 - weight) * self._plane(low) + weight * self._plane(high)
 
 
 @dataclass(frozen=True)
@@ -227,8 +227,8 @@ def _head_window(x: np.ndarray, y: np.ndarray, wobble_inv: np.ndarray, head: _He
     """The rows and columns outside which every section reads air or the head holder:
     beyond 0.6 mm outside the scalp a section is exactly -1000 HU there (the
     partial-volume edge of the scalp is the widest reach of anything drawn), and no
-    level is wider than the widest one. The anatomy is computed inside this window only: at 512² the head
-    covers about half the field of view."""
+    level is wider than the widest one. The anatomy is computed inside this window
+    only: at 512² the head covers about half the field of view."""
     a, b = head.width + 8, head.length + 10  # the outline's semi-axes at the widest level
     reach = 1.0 + 2.0 / (0.5 * (a + b))  # 2 mm beyond the scalp; 0.6 mm is enough
     inside = np.sqrt(x * x / a**2 + y * y / b**2) * wobble_inv < reach
@@ -341,8 +341,8 @@ class _SliceMaker:
         self.streak_sin, self.streak_cos = np.sin(9 * angle), np.cos(9 * angle)
         # Streaks run across the posterior fossa, between the petrous bones.
         self.streak_fall = np.exp(-np.abs(y - 25) / 25).astype(np.float32)
-        self.sulci = _Field(rng, (16, 48, 48))
-        self.texture = _Field(rng, (12, 64, 64))
+        self.sulci = _Field(rng, (16, 48, 48), matrix, window)
+        self.texture = _Field(rng, (12, 64, 64), matrix, window)
         self.airs = [  # sinus and mastoid air cells near the base: (distance map, radius)
             (np.hypot(x - ax, y - ay), radius)
             for ax, ay, radius in (
@@ -476,7 +476,7 @@ class _SliceMaker:
         if t < 0.05:  # below the skull base there is no bony ring, only the face and neck
             skull = skull * max(0.0, (t + 0.05) / 0.1)
         if base:  # thicker and irregular at the skull base
-            skull = skull * (1 + 0.25 * self.texture.slice(t, self.matrix, self.window))
+            skull = skull * (1 + 0.25 * self.texture.slice(t))
         # Layers and their edges widen where the section cuts the vault obliquely.
         oblique = self.obliquity(t)
         scalp, skull, edge = h.scalp * oblique, skull * oblique, 0.5 * oblique
@@ -494,15 +494,11 @@ class _SliceMaker:
                 air = _smoothstep(radius * min(3.0, (0.28 - t) / 0.28 * 3) - distance) * bone_in
                 hu += air * (-1000.0 - hu)
         # Brain: a grey-matter ribbon over white matter, CSF in the sulci and ventricles.
-        ribbon = (
-            self.ribbon
-            * oblique
-            * (1 + 0.4 * self.texture.slice(t + 0.6, self.matrix, self.window))
-        )
+        ribbon = self.ribbon * oblique * (1 + 0.4 * self.texture.slice(t + 0.6))
         brain = self.white + (self.grey - self.white) * _smoothstep((ribbon - inner) / 1.5)
-        brain += self.texture_hu * self.texture.slice(t + 0.3, self.matrix, self.window)
+        brain += self.texture_hu * self.texture.slice(t + 0.3)
         # Sulci: thin winding lines (where a smooth random field crosses zero) near the surface.
-        field = np.abs(self.sulci.slice(t, self.matrix, self.window))
+        field = np.abs(self.sulci.slice(t))
         sulcus = _smoothstep((0.12 - field) / 0.06) * _smoothstep((12.0 * oblique - inner) / 3.0)
         brain += sulcus * (self.csf - brain)
         ventricles = self._ventricles(t)
@@ -523,7 +519,7 @@ class _SliceMaker:
         if t < 0.08:  # the brain gives way to the face and neck below the skull base
             weight = min(1.0, (0.08 - t) / 0.08)
             brain = brain * (1.0 - weight) + self._face_and_neck(t) * weight
-        blood, density, _ = self._blood(z, inner, sulcus, ventricles, semi)
+        blood, density = self._blood(z, inner, sulcus, ventricles, semi)
         if blood is not None:
             brain += blood * (density - brain)
         inside = _smoothstep(inner / edge)  # partial volume at the inner table
@@ -626,8 +622,8 @@ class _SliceMaker:
         a vertebra with its canal, the airway, maxillary sinuses and nasal cavity, and the
         mandible lower down."""
         shapes = self._neck_shapes()
-        planes = np.abs(self.sulci.slice(0.5 - t, self.matrix, self.window))
-        tissue = self.muscle_hu + 4.0 * self.texture.slice(t + 0.9, self.matrix, self.window)
+        planes = np.abs(self.sulci.slice(0.5 - t))
+        tissue = self.muscle_hu + 4.0 * self.texture.slice(t + 0.9)
         tissue += _smoothstep((0.1 - planes) / 0.05) * (-90.0 - tissue)
         tissue += shapes["body"] * (self.marrow_hu - tissue)
         tissue += shapes["cortex"] * (self.bone_hu * 0.7 - tissue)
@@ -712,8 +708,8 @@ class _SliceMaker:
         sulcus: np.ndarray,
         ventricles: np.ndarray | None,
         semi: float,
-    ) -> tuple[np.ndarray | None, np.ndarray | float, np.ndarray]:
-        """Blood fraction per pixel, its density (HU) and the mask (fraction > 0.5)."""
+    ) -> tuple[np.ndarray | None, np.ndarray | float]:
+        """Blood fraction per pixel (None where no lesion reaches z) and its density (HU)."""
         blood: np.ndarray | None = None
         density: np.ndarray | float = 70.0
         edge_z = max(1.0, self.acq.slice_thickness / 2)  # thicker slices: softer in z
@@ -752,9 +748,7 @@ class _SliceMaker:
             else:
                 density = np.where(shape > blood, lesion.density_hu, density)
                 blood = np.maximum(blood, shape)
-        if blood is None:
-            return None, density, np.zeros(self.x.shape, dtype=bool)
-        return blood, density, blood > 0.5
+        return blood, density
 
 
 def _bar(

@@ -37,15 +37,16 @@ def test_fields_upsample_by_linear_interpolation(size: int) -> None:
     assert upsampled.shape == (size, size) and upsampled.dtype == np.float32
     assert np.allclose(upsampled, expected, atol=1e-5)
     assert upsampled[0, 0] == plane[0, 0] and upsampled[-1, -1] == plane[-1, -1]
-    field = phantoms._Field(np.random.default_rng(1), (5, 48, 48))  # heights 0, 0.25, ...
+    whole, window = (slice(None), slice(None)), (slice(3, 40), slice(10, 17))
+    # heights 0, 0.25, ...
+    field = phantoms._Field(np.random.default_rng(1), (5, 48, 48), size, whole)
+    windowed = phantoms._Field(np.random.default_rng(1), (5, 48, 48), size, window)
     below, above = (
         phantoms._upsample(field.coarse[i], *phantoms._upsampler(48, size)) for i in (1, 2)
     )
-    whole = (slice(None), slice(None))
-    assert np.array_equal(field.slice(0.25, size, whole), below)
-    assert np.allclose(field.slice(0.375, size, whole), (below + above) / 2, atol=1e-6)
-    window = (slice(3, 40), slice(10, 17))
-    assert np.array_equal(field.slice(0.25, size, window), below[window])
+    assert np.array_equal(field.slice(0.25), below)
+    assert np.allclose(field.slice(0.375), (below + above) / 2, atol=1e-6)
+    assert np.array_equal(windowed.slice(0.25), below[window])
 
 
 def test_the_head_window_changes_no_pixel(monkeypatch: pytest.MonkeyPatch) -> None:

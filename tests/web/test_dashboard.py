@@ -205,11 +205,14 @@ def test_study_page(site: Site, viewer: FlaskClient) -> None:
     with site.receiver.sessions() as session:
         job = session.get_one(Job, site.job_id)
     findings = json.loads(job.findings_json)
-    # Probabilities in percent, as the SR's measurements and its text give them.
+    # Probabilities in percent, as the SR's measurements and its text give them; the
+    # verdict's line carries the study's, and no second line repeats it.
     assert (
-        f"Study probability {percent(findings['study_probability'])} "
-        f"(threshold {percent(findings['threshold'])})"
+        f"(study probability {percent(findings['study_probability'])}, "
+        f"threshold {percent(findings['threshold'])})<br>"
     ) in html
+    assert "Study probability" not in html
+    assert re.search(r"<p>Model time \d+\.\d s\.</p>", html)
     lesion = findings["lesions"][0]["probability"]
     assert f"<th>Probability</th><td>{percent(lesion)}</td>" in html
     assert f"probability {percent(lesion)}" in job.summary

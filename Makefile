@@ -59,22 +59,24 @@ bench-imbalance: install
 # The demo model shipped in the package, trained by our own code on synthetic phantoms
 # (about 20 minutes on 2 CPU cores); its card records this command.
 bundled-model: install
-	rm -rf assistant/model/bundled
+	rm -rf assistant/analysis/model/bundled
 	$(BIN)/radassist train --dataset synthetic:300,lesions=10-40,size=128,mask=intracranial \
-		--out assistant/model/bundled --seed 0
-	rm -rf assistant/model/bundled/training
+		--out assistant/analysis/model/bundled --seed 0
+	rm -rf assistant/analysis/model/bundled/training
 
 # A montage of synthetic cases: what the bundled model learns from.
 phantoms: install
 	$(BIN)/python -m assistant.training.montage docs/phantoms.png
 
+# ruff over everything; mypy (settings in pyproject.toml) over the installed packages.
 lint: install
-	$(BIN)/ruff check assistant dicom_node migrations tests bench web
-	$(BIN)/ruff format --check assistant dicom_node migrations tests bench web
+	$(BIN)/ruff check assistant dicom_node migrations tests bench research web
+	$(BIN)/ruff format --check assistant dicom_node migrations tests bench research web
+	$(BIN)/mypy
 
 format: install
-	$(BIN)/ruff check --fix assistant dicom_node migrations tests bench web
-	$(BIN)/ruff format assistant dicom_node migrations tests bench web
+	$(BIN)/ruff check --fix assistant dicom_node migrations tests bench research web
+	$(BIN)/ruff format assistant dicom_node migrations tests bench research web
 
 clean:
 	rm -rf $(VENV) var .pytest_cache test-artifacts

@@ -14,17 +14,23 @@ import signal
 import sys
 import tempfile
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
 from assistant import __version__
+from assistant.findings.wording import percent
 from assistant.settings import Settings, SettingsError, load_settings
-from assistant.wording import percent
 
 if TYPE_CHECKING:
-    from assistant.receiver import Receiver
+    from assistant.analysis.worker import Worker
+    from assistant.db import Database
+    from assistant.intake.completion import CompletedSeries, SeriesCompletion
+    from assistant.intake.ingest import Ingest
+    from assistant.intake.receiver import Receiver
+    from assistant.intake.submit import JobSubmitter
+    from assistant.storage import InstanceStore
     from web.server import WebServer
 
 LOGGER = logging.getLogger("assistant")
@@ -49,11 +55,113 @@ def _wait_for_signal() -> None:
     stop.wait()
 
 
-def _hint_first_user(engine) -> None:  # type: ignore[no-untyped-def]
-    from assistant.db import make_session_factory
-    from assistant.users import user_count
+# -- composition: the one place that wires database, queue, store, SCP and workers --------
+# Each piece takes what it uses in its constructor; these functions build them from
+# Settings in the order they depend on each other. Imports are local so that each
+# subcommand loads only its own side (the SCP and web processes never load torch).
 
-    if user_count(make_session_factory(engine)) == 0:
+
+def open_database(settings: Settings) -> Database:
+    """The process's Database handle, refusing a database not at the current schema."""
+    from assistant.db.migrate import migrated_database
+
+    return migrated_database(settings.database_url)
+
+
+def build_intake(
+    settings: Settings,
+    db: Database,
+    on_complete: Callable[[CompletedSeries], None] | None = None,
+) -> tuple[InstanceStore, SeriesCompletion, Ingest, JobSubmitter | None]:
+    """The store, ingest and completion that take instances in (C-STORE or STOW-RS).
+
+    A complete series becomes a job for the configured model (queued or skipped), unless
+    `on_complete` is given (tests)."""
+    from assistant.analysis.model.card import read_card
+    from assistant.findings import ModelIdentity
+    from assistant.intake.completion import SeriesCompletion
+    from assistant.intake.ingest import Ingest
+    from assistant.intake.submit import JobSubmitter
+    from assistant.queue import JobQueue, make_huey
+    from assistant.storage import InstanceStore
+
+    submitter = None
+    if on_complete is None:
+        card = read_card(settings.model.folder)
+        on_complete = submitter = JobSubmitter(
+            db,
+            settings.selection,
+            ModelIdentity(card.name, card.version, card.weights_sha256),
+            JobQueue(make_huey(settings)).enqueue,
+        )
+    store = InstanceStore(settings.storage.instances_dir)
+    completion = SeriesCompletion(db, settings.completion, on_complete=on_complete)
+    ingest = Ingest(store, db, settings.storage.data_dir, completion)
+    return store, completion, ingest, submitter
+
+
+def build_receiver(
+    settings: Settings,
+    db: Database | None = None,
+    on_complete: Callable[[CompletedSeries], None] | None = None,
+) -> Receiver:
+    """The receiving side: intake behind a storage SCP on the node's port (not started)."""
+    from assistant.intake.receiver import Receiver
+    from dicom_node import StorageSCP
+    from dicom_node.tls import server_context
+
+    db = db if db is not None else open_database(settings)
+    store, completion, ingest, submitter = build_intake(settings, db, on_complete)
+    node = settings.node
+    scp = StorageSCP(
+        ingest,
+        ae_title=node.ae_title,
+        host=node.host,
+        port=node.port,
+        allowed_callers=node.allowed_callers,
+        max_pdu_size=node.max_pdu_size,
+        max_associations=node.max_associations,
+        network_timeout=node.network_timeout_seconds,
+        allowed_addresses=node.allowed_addresses,
+        ssl_context=server_context(node.tls_cert, node.tls_key, node.tls_ca),
+    )
+    return Receiver(settings, db, store, ingest, completion, scp, submitter)
+
+
+def build_worker(settings: Settings, db: Database) -> Worker:
+    """The analysis worker and the outbox, with the configured model loaded (not started)."""
+    from assistant.analysis.model.folder import load_model
+    from assistant.analysis.pipeline import Analysis
+    from assistant.analysis.worker import Worker
+    from assistant.delivery.outbox import Outbox
+    from assistant.delivery.senders import make_senders
+    from assistant.queue import JobQueue, make_huey
+
+    outbox = Outbox(
+        db,
+        settings.destinations,
+        settings.delivery,
+        settings.storage.data_dir,
+        make_senders(settings.node.ae_title),
+    )
+    model = load_model(settings.model.folder)
+    analysis = Analysis(settings, db, model, outbox)
+    queue = JobQueue(make_huey(settings), run_job=analysis.run)
+    return Worker(model, analysis, queue, outbox, threads=settings.queue.workers)
+
+
+def build_web(settings: Settings, db: Database, ingest: Ingest) -> WebServer:
+    """The dashboard, API and DICOMweb server; STOW-RS instances go to `ingest`."""
+    from assistant.intake.stow import StowIntake
+    from web.server import WebServer
+
+    return WebServer(settings, db, StowIntake(ingest))
+
+
+def _hint_first_user(db: Database) -> None:
+    from assistant.access.users import user_count
+
+    if user_count(db.sessions) == 0:
         LOGGER.warning(
             "no dashboard user yet: create the admin with "
             "`radassist user add admin --role admin` (there is no default password)"
@@ -66,32 +174,25 @@ def _running(
 ) -> Iterator[tuple[Receiver, WebServer | None]]:
     """The receiver, and optionally a worker and the web server, started; stopped after."""
     from assistant.db.migrate import upgrade
-    from assistant.receiver import Receiver
 
     if migrate:
         upgrade(settings.database_url)
-    receiver = Receiver(settings)
-    worker = web = None
-    if with_worker:
-        from assistant.jobs.worker import Worker
-
-        worker = Worker(settings, receiver.engine, receiver.write_lock)
-    if with_web:
-        from assistant.stow import StowIntake
-        from web.server import WebServer
-
-        web = WebServer(settings, receiver.engine, StowIntake(receiver.ingest))
-    receiver.start()
-    for part in (worker, web):
-        if part is not None:
-            part.start()
+    receiver = build_receiver(settings)
+    worker = build_worker(settings, receiver.db) if with_worker else None
+    web = build_web(settings, receiver.db, receiver.ingest) if with_web else None
+    started: list[Receiver | Worker | WebServer] = []
     try:
+        # The worker first: a model that fails its warm-up stops the node before the
+        # port opens, instead of accepting studies that no job could analyse.
+        for part in (worker, receiver, web):
+            if part is not None:
+                part.start()
+                started.append(part)
         yield receiver, web
     finally:
         LOGGER.info("stopping")
-        for part in (web, receiver, worker):
-            if part is not None:
-                part.stop()
+        for part in reversed(started):
+            part.stop()
 
 
 def _run_receiver(settings: Settings, *, migrate: bool, with_worker: bool, with_web: bool) -> int:
@@ -100,7 +201,7 @@ def _run_receiver(settings: Settings, *, migrate: bool, with_worker: bool, with_
         _web,
     ):
         if with_web:
-            _hint_first_user(receiver.engine)
+            _hint_first_user(receiver.db)
         _wait_for_signal()
     return 0
 
@@ -114,22 +215,19 @@ def cmd_scp(settings: Settings, _args: argparse.Namespace) -> int:
 
 
 def cmd_web(settings: Settings, _args: argparse.Namespace) -> int:
-    from assistant.receiver import Receiver
-    from assistant.stow import StowIntake
-    from web.server import WebServer
-
-    # The receiver's store and completion take STOW-RS instances; its SCP is not started
-    # (`radassist scp` runs that, and sweeps series that go quiet).
-    receiver = Receiver(settings)
-    server = WebServer(settings, receiver.engine, StowIntake(receiver.ingest))
-    _hint_first_user(receiver.engine)
+    # Intake takes STOW-RS instances; no SCP here (`radassist scp` runs that, and sweeps
+    # series that go quiet).
+    db = open_database(settings)
+    _store, _completion, ingest, _submitter = build_intake(settings, db)
+    server = build_web(settings, db, ingest)
+    _hint_first_user(db)
     server.start()
     try:
         _wait_for_signal()
     finally:
         LOGGER.info("stopping")
         server.stop()
-        receiver.engine.dispose()
+        db.dispose()
     return 0
 
 
@@ -145,18 +243,16 @@ def _read_password(args: argparse.Namespace) -> str:
 
 
 def cmd_user(settings: Settings, args: argparse.Namespace) -> int:
-    from assistant.db import make_session_factory
-    from assistant.db.migrate import migrated_engine
-    from assistant.users import UserError, add_user
+    from assistant.access.users import UserError, add_user
 
-    engine = migrated_engine(settings.database_url)
+    db = open_database(settings)
     try:
-        account = add_user(make_session_factory(engine), args.name, _read_password(args), args.role)
+        account = add_user(db.sessions, args.name, _read_password(args), args.role)
     except UserError as exc:
         print(f"radassist: {exc}", file=sys.stderr)
         return 1
     finally:
-        engine.dispose()
+        db.dispose()
     print(f"user {account.username} ({account.role.value}) created")
     return 0
 
@@ -179,39 +275,34 @@ def cmd_viewer(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def cmd_worker(settings: Settings, _args: argparse.Namespace) -> int:
-    from assistant.db.migrate import migrated_engine
-    from assistant.jobs.worker import Worker
-
-    engine = migrated_engine(settings.database_url)
-    worker = Worker(settings, engine)
+    db = open_database(settings)
+    worker = build_worker(settings, db)
     worker.start()
     try:
         _wait_for_signal()
     finally:
         LOGGER.info("stopping")
         worker.stop()
-        engine.dispose()
+        db.dispose()
     return 0
 
 
 def cmd_jobs(settings: Settings, args: argparse.Namespace) -> int:
     from sqlalchemy import select
 
-    from assistant.db import Job, Series, make_session_factory
-    from assistant.db.migrate import migrated_engine
-    from assistant.jobs.queue import JobQueue, make_huey
-    from assistant.jobs.submit import retry_job
+    from assistant.db import Job, Series
+    from assistant.intake.submit import retry_job
+    from assistant.queue import JobQueue, make_huey
 
-    engine = migrated_engine(settings.database_url)
-    sessions = make_session_factory(engine)
+    db = open_database(settings)
     try:
         if args.jobs_command == "retry":
-            if not retry_job(sessions, args.job_id, JobQueue(make_huey(settings)).enqueue):
+            if not retry_job(db, args.job_id, JobQueue(make_huey(settings)).enqueue):
                 print(f"job {args.job_id} is not failed: nothing to retry", file=sys.stderr)
                 return 1
             print(f"job {args.job_id} queued again")
             return 0
-        with sessions() as session:
+        with db.sessions() as session:
             query = select(Job, Series.series_instance_uid).join(Series).order_by(Job.id.desc())
             if args.state:
                 query = query.where(Job.state == args.state)
@@ -220,7 +311,7 @@ def cmd_jobs(settings: Settings, args: argparse.Namespace) -> int:
                 print(f"{job.id:6} {job.state.value:8} {series_uid}  {detail}")
         return 0
     finally:
-        engine.dispose()
+        db.dispose()
 
 
 def cmd_db(settings: Settings, args: argparse.Namespace) -> int:
@@ -260,17 +351,16 @@ def cmd_send(settings: Settings, args: argparse.Namespace) -> int:
     return 1 if counts["failed"] else 0
 
 
-def _demo_login(settings: Settings, engine) -> tuple[str, str]:  # type: ignore[no-untyped-def]
+def _demo_login(settings: Settings, db: Database) -> tuple[str, str]:
     """The demo's admin login: made once with a random password kept (0600) under the data
     folder, so every demo run can print it. There is never a default password."""
     import contextlib
     import os
     import secrets
 
-    from assistant.db import make_session_factory
-    from assistant.users import UserError, add_user
+    from assistant.access.users import UserError, add_user
 
-    sessions = make_session_factory(engine)
+    sessions = db.sessions
     remembered = settings.storage.data_dir / "demo-login.txt"
     if remembered.is_file():
         name, password = remembered.read_text().split("\n", 1)
@@ -288,8 +378,7 @@ def _demo_login(settings: Settings, engine) -> tuple[str, str]:  # type: ignore[
 
 
 def cmd_fetch(settings: Settings, args: argparse.Namespace) -> int:
-    from assistant.fetch import FetchError, fetch
-    from dicom_node.retrieve import RetrieveError
+    from assistant.intake.fetch import FetchError, fetch
 
     try:
         fetched = fetch(
@@ -299,7 +388,7 @@ def cmd_fetch(settings: Settings, args: argparse.Namespace) -> int:
             patient_id=args.patient_id or "",
             accession_number=args.accession or "",
         )
-    except (FetchError, RetrieveError) as exc:
+    except FetchError as exc:
         print(f"radassist: {exc}", file=sys.stderr)
         return 1
     for item in fetched:
@@ -312,12 +401,12 @@ def cmd_fetch(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def cmd_demo(settings: Settings, args: argparse.Namespace) -> int:
-    from assistant.demo_series import write_demo_head
+    from assistant.training.demo import write_demo_head
     from dicom_node import send_files
 
     with _running(settings, migrate=True, with_worker=True, with_web=True) as (receiver, web):
         assert web is not None
-        login = _demo_login(settings, receiver.engine)
+        login = _demo_login(settings, receiver.db)
         with tempfile.TemporaryDirectory() as scratch:
             if args.study:
                 series = Path(args.study)
@@ -428,7 +517,8 @@ def cmd_evaluate(_settings: Settings, args: argparse.Namespace) -> int:
         "jaccard",
     ):
         if key in metrics:
-            low_high = metrics.get("ci95", {}).get(key)
+            # evaluate_model puts {name: [low, high]} under "ci95".
+            low_high = cast(dict[str, list[float]], metrics.get("ci95", {})).get(key)
             interval = f"  (95% CI {low_high[0]:.4f}-{low_high[1]:.4f})" if low_high else ""
             print(f"  {key:<18} {metrics[key]:<7}{interval}")
     if "ci95" in metrics:
@@ -442,9 +532,9 @@ def cmd_evaluate(_settings: Settings, args: argparse.Namespace) -> int:
 def cmd_predict(settings: Settings, args: argparse.Namespace) -> int:
     import json
 
-    from assistant.imaging import UnreadableSeries
-    from assistant.inference import predict_series
-    from assistant.model import load_model
+    from assistant.analysis.imaging import UnreadableSeries
+    from assistant.analysis.inference import predict_series
+    from assistant.analysis.model.folder import load_model
 
     model_dir = Path(args.model or settings.model.path or _bundled_model())
     try:
@@ -482,15 +572,27 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"radassist {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
+    # --config and -v are taken after the command's name and after an action's too
+    # (`radassist db upgrade --config FILE`); SUPPRESS keeps an action's parser from
+    # overwriting what was given before the action.
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument(
+        "--config",
+        metavar="FILE",
+        default=argparse.SUPPRESS,
+        help="TOML settings file (default: $RADASSIST_CONFIG, then ./radassist.toml)",
+    )
+    common.add_argument(
+        "-v", "--verbose", action="store_true", default=argparse.SUPPRESS, help="debug logging"
+    )
+
     def command(name: str, help_text: str) -> argparse.ArgumentParser:
-        sub = commands.add_parser(name, help=help_text, description=help_text)
-        sub.add_argument(
-            "--config",
-            metavar="FILE",
-            help="TOML settings file (default: $RADASSIST_CONFIG, then ./radassist.toml)",
-        )
-        sub.add_argument("-v", "--verbose", action="store_true", help="debug logging")
-        return sub
+        return commands.add_parser(name, help=help_text, description=help_text, parents=[common])
+
+    def action(
+        actions: argparse._SubParsersAction[argparse.ArgumentParser], name: str, help_text: str
+    ) -> argparse.ArgumentParser:
+        return actions.add_parser(name, help=help_text, description=help_text, parents=[common])
 
     command(
         "serve",
@@ -511,7 +613,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     user = command("user", "Dashboard users.")
     user_commands = user.add_subparsers(dest="user_command", required=True, metavar="ACTION")
-    add = user_commands.add_parser("add", help="Create a user (asks for the password twice).")
+    add = action(user_commands, "add", "Create a user (asks for the password twice).")
     add.add_argument("name", metavar="NAME")
     add.add_argument("--role", required=True, choices=["admin", "viewer"])
     add.add_argument(
@@ -521,9 +623,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     viewer = command("viewer", "The OHIF image viewer served by the web app at /viewer.")
     viewer_commands = viewer.add_subparsers(dest="viewer_command", required=True, metavar="ACTION")
-    viewer_install = viewer_commands.add_parser(
+    viewer_install = action(
+        viewer_commands,
         "install",
-        help="Fetch the pinned @ohif/app from the npm registry into the data folder "
+        "Fetch the pinned @ohif/app from the npm registry into the data folder "
         "(needs Node.js and npm).",
     )
     viewer_install.add_argument("--force", action="store_true", help="install again")
@@ -531,20 +634,18 @@ def build_parser() -> argparse.ArgumentParser:
 
     jobs = command("jobs", "List analysis jobs, or retry a failed one.")
     jobs_commands = jobs.add_subparsers(dest="jobs_command", required=True, metavar="ACTION")
-    listing = jobs_commands.add_parser("list", help="The newest jobs, newest first.")
+    listing = action(jobs_commands, "list", "The newest jobs, newest first.")
     listing.add_argument("--state", choices=["queued", "running", "done", "skipped", "failed"])
     listing.add_argument("--limit", type=int, default=50)
-    retry = jobs_commands.add_parser("retry", help="Queue a failed job again.")
+    retry = action(jobs_commands, "retry", "Queue a failed job again.")
     retry.add_argument("job_id", type=int, metavar="JOB_ID")
     jobs.set_defaults(func=cmd_jobs)
 
     db = command("db", "Database migrations.")
     db_commands = db.add_subparsers(dest="db_command", required=True, metavar="ACTION")
-    up = db_commands.add_parser("upgrade", help="Apply migrations up to REVISION (default head).")
+    up = action(db_commands, "upgrade", "Apply migrations up to REVISION (default head).")
     up.add_argument("revision", nargs="?", default="head")
-    down = db_commands.add_parser(
-        "downgrade", help="Revert migrations down to REVISION (e.g. base)."
-    )
+    down = action(db_commands, "downgrade", "Revert migrations down to REVISION (e.g. base).")
     down.add_argument("revision")
     db.set_defaults(func=cmd_db)
 
@@ -654,9 +755,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the `radassist` console script."""
     args = build_parser().parse_args(argv)
     args.argv = list(argv) if argv is not None else sys.argv[1:]
-    _configure_logging(args.verbose)
+    _configure_logging(getattr(args, "verbose", False))
     try:
-        settings = load_settings(args.config)
+        settings = load_settings(getattr(args, "config", None))
     except SettingsError as exc:
         print(f"radassist: bad settings: {exc}", file=sys.stderr)
         return 2
@@ -665,12 +766,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         return 130
     except Exception as exc:
+        from assistant.analysis.model.card import ModelCardError
+        from assistant.analysis.model.folder import ModelIntegrityError
         from assistant.db.migrate import DatabaseNotMigrated
-        from assistant.model import ModelCardError, ModelIntegrityError
         from assistant.training.datasets import DatasetSpecError
         from assistant.training.trainer import CheckpointMismatch
 
-        if isinstance(exc, (DatabaseNotMigrated, OSError)):
+        # Loaded only where a worker ran: importing it here would load torch for nothing.
+        pipeline = sys.modules.get("assistant.analysis.pipeline")
+        warm_up_failed = pipeline is not None and isinstance(exc, pipeline.WarmUpFailed)
+        if warm_up_failed or isinstance(exc, (DatabaseNotMigrated, OSError)):
             print(f"radassist: {exc}", file=sys.stderr)
             return 1
         if isinstance(

@@ -147,7 +147,7 @@ class QueueSettings:
 
 @dataclass(frozen=True)
 class CompletionSettings:
-    """When a series counts as complete (see assistant/jobs/completion.py)."""
+    """When a series counts as complete (see assistant/intake/completion.py)."""
 
     quiet_seconds: float = 10.0
     check_interval_seconds: float = 1.0
@@ -161,7 +161,7 @@ class CompletionSettings:
 
 @dataclass(frozen=True)
 class SelectionSettings:
-    """Which complete series are analysed (see assistant/jobs/selection.py).
+    """Which complete series are analysed (see assistant/intake/selection.py).
 
     Patterns are shell-style (``*HEAD*``), case-insensitive; an empty list admits all.
     """
@@ -181,7 +181,7 @@ class SelectionSettings:
 
 @dataclass(frozen=True)
 class DeliverySettings:
-    """How results are retried towards destinations (see assistant/jobs/outbox.py)."""
+    """How results are retried towards destinations (see assistant/delivery/outbox.py)."""
 
     max_attempts: int = 10
     #: The wait after the first failure; it doubles after each one, up to the maximum.
@@ -202,7 +202,7 @@ class DeliverySettings:
 
 
 #: The demo model trained by `make bundled-model` and shipped in the package.
-BUNDLED_MODEL_DIR = Path(__file__).resolve().parent / "model" / "bundled"
+BUNDLED_MODEL_DIR = Path(__file__).resolve().parent / "analysis" / "model" / "bundled"
 
 
 @dataclass(frozen=True)
@@ -428,7 +428,52 @@ def load_settings(
     kwargs["destinations"] = tuple(
         _build(Destination, f"destinations[{i}]", d) for i, d in enumerate(destinations)
     )
-    return Settings(**kwargs)
+    return with_absolute_paths(Settings(**kwargs), Path.cwd())
+
+
+def _absolute(value: str, base: Path) -> str:
+    return str(base / value) if value and not Path(value).is_absolute() else value
+
+
+def _absolute_sqlite(url: str, base: Path) -> str:
+    """sqlite:///relative.db → sqlite:////base/relative.db; other URLs unchanged."""
+    prefix = "sqlite:///"
+    if not url.startswith(prefix) or url == prefix + ":memory:":
+        return url
+    return prefix + _absolute(url[len(prefix) :], base)
+
+
+def with_absolute_paths(settings: Settings, base: Path) -> Settings:
+    """`settings` with every file and folder made absolute against `base` (the working
+    folder at start-up), once: nothing downstream resolves a path again, so a process
+    that changes its folder, or a URL built from a path, never points elsewhere."""
+    node = settings.node
+    return dataclasses.replace(
+        settings,
+        storage=dataclasses.replace(settings.storage, data_dir=base / settings.storage.data_dir),
+        web=dataclasses.replace(
+            settings.web, secret_key_file=_absolute(settings.web.secret_key_file, base)
+        ),
+        database=dataclasses.replace(
+            settings.database, url=_absolute_sqlite(settings.database.url, base)
+        ),
+        model=dataclasses.replace(settings.model, path=_absolute(settings.model.path, base)),
+        node=dataclasses.replace(
+            node,
+            tls_cert=_absolute(node.tls_cert, base),
+            tls_key=_absolute(node.tls_key, base),
+            tls_ca=_absolute(node.tls_ca, base),
+        ),
+        destinations=tuple(
+            dataclasses.replace(
+                d,
+                tls_ca=_absolute(d.tls_ca, base),
+                tls_cert=_absolute(d.tls_cert, base),
+                tls_key=_absolute(d.tls_key, base),
+            )
+            for d in settings.destinations
+        ),
+    )
 
 
 def replace(settings: Settings, **sections: Any) -> Settings:

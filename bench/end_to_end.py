@@ -24,11 +24,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from pydicom import dcmread
 from sqlalchemy import select
 
+from assistant.analysis.imaging.synthetic import write_demo_series
+from assistant.cli import build_receiver, build_worker
 from assistant.db import Delivery, DeliveryState, Job, ResultKind, ResultObject, Series
 from assistant.db.migrate import upgrade
-from assistant.demo_series import write_demo_series
-from assistant.jobs.worker import Worker
-from assistant.receiver import Receiver
+from assistant.intake.receiver import Receiver
 from assistant.settings import (
     CompletionSettings,
     DatabaseSettings,
@@ -38,11 +38,11 @@ from assistant.settings import (
     Settings,
     StorageSettings,
 )
-from tests.conftest import Orthanc
+from tests.peers.orthanc import Orthanc
 
 
 def _sr_sent(node: Receiver, series_uid: str) -> tuple[bool, dict[str, float]]:
-    with node.sessions() as session:
+    with node.db.sessions() as session:
         row = session.execute(
             select(Delivery.state, Job.inference_seconds, Series.completion_reason)
             .join(ResultObject, ResultObject.id == Delivery.result_pk)
@@ -75,9 +75,9 @@ def main(argv: list[str] | None = None) -> int:
             ),
         )
         upgrade(settings.database_url)
-        node = Receiver(settings)
+        node = build_receiver(settings)
         node.start()
-        worker = Worker(settings, node.engine, node.write_lock)
+        worker = build_worker(settings, node.db)
         worker.start()
         rows = []
         try:

@@ -22,12 +22,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import numpy as np
 import torch
 
-from assistant.demo_series import write_demo_series
-from assistant.imaging import read_series
-from assistant.inference import predict_series
-from assistant.model import CnnRnn, LoadedModel, ModelCard, fused_for_inference, load_model
+from assistant.analysis.imaging import read_series
+from assistant.analysis.imaging.synthetic import write_demo_series
+from assistant.analysis.inference import predict_series
+from assistant.analysis.model.card import ModelCard
+from assistant.analysis.model.folder import LoadedModel, load_model
+from assistant.analysis.model.network import CnnRnn, fused_for_inference
 
-BUNDLED = Path(__file__).resolve().parent.parent / "assistant" / "model" / "bundled"
+BUNDLED = Path(__file__).resolve().parent.parent / "assistant" / "analysis" / "model" / "bundled"
 
 
 def model() -> LoadedModel:

@@ -32,9 +32,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from pydicom.uid import CTImageStorage
 from pynetdicom import AE, _config, evt
 
+from assistant.analysis.imaging.synthetic import write_demo_series
+from assistant.cli import build_receiver
 from assistant.db.migrate import upgrade
-from assistant.demo_series import write_demo_series
-from assistant.receiver import Receiver
 from assistant.settings import (
     CompletionSettings,
     DatabaseSettings,
@@ -93,7 +93,7 @@ def our_node(root: Path) -> Iterator[int]:
         completion=CompletionSettings(quiet_seconds=600),
     )
     upgrade(settings.database_url)
-    receiver = Receiver(settings)
+    receiver = build_receiver(settings)
     receiver.start()
     try:
         yield receiver.scp.port

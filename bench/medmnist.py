@@ -22,7 +22,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import numpy as np
 from imbalance import trained_and_tested
 
-from assistant.training.shape_baseline import BaselineResult, measure_all, shape_baseline
+from research.shape_baseline import BaselineResult, measure_all, shape_baseline
 
 ROOT = Path(__file__).resolve().parent.parent
 DATA = ROOT.parent / "shared" / "data" / "medmnist" / "adrenalmnist3d.npz"

@@ -19,7 +19,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import torch
 
-from assistant.model import CnnRnn
+from assistant.analysis.model.network import CnnRnn
 from assistant.training.phantoms import make_case
 
 MATRICES = (128, 256, 512)

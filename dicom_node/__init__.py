@@ -1,4 +1,7 @@
-"""DICOM networking only: the storage SCP, the C-STORE SCU and named status codes.
+"""DICOM networking and acceptance only: the storage SCP (``scp``), the C-STORE SCU
+(``scu``), C-FIND/C-MOVE (``retrieve``), the STOW-RS client (``stow``), the checks every
+received instance passes (``acceptance``), byte-level encodings (``encoding``), TLS
+contexts (``tls``) and named status codes (``status``).
 
 Nothing here imports the rest of the project. What to do with a received instance is
 passed in when the SCP is built (an :class:`~dicom_node.scp.InstanceSink`), the way

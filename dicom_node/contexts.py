@@ -19,7 +19,6 @@ from pydicom.uid import (
     RLELossless,
 )
 from pynetdicom import AllStoragePresentationContexts
-from pynetdicom.sop_class import Verification
 
 #: Every transfer syntax a storage SCP offers: the three uncompressed ones, deflate,
 #: and the compressed syntaxes CT scanners and PACS send. The SCP never decodes pixel
@@ -45,7 +44,9 @@ STORAGE_SOP_CLASSES: tuple[UID, ...] = tuple(
     UID(cx.abstract_syntax) for cx in AllStoragePresentationContexts if cx.abstract_syntax
 )
 
-VERIFICATION: UID = UID(Verification)
+#: The Verification SOP Class (C-ECHO). Spelled out: pynetdicom.sop_class creates its
+#: named SOP classes at import time, so its type information does not declare them.
+VERIFICATION: UID = UID("1.2.840.10008.1.1")
 
 UNCOMPRESSED_TRANSFER_SYNTAXES: frozenset[str] = frozenset(
     {ImplicitVRLittleEndian, ExplicitVRLittleEndian, ExplicitVRBigEndian}

@@ -8,12 +8,14 @@ from dataclasses import dataclass
 
 from pydicom import Dataset
 from pynetdicom import AE
-from pynetdicom.sop_class import (
-    StudyRootQueryRetrieveInformationModelFind,
-    StudyRootQueryRetrieveInformationModelMove,
-)
+from pynetdicom.sop_class import uid_to_sop_class
 
 LOGGER = logging.getLogger(__name__)
+
+# pynetdicom.sop_class creates its named SOP classes at import time, so its type
+# information does not declare them; uid_to_sop_class returns those same objects, typed.
+StudyRootQueryRetrieveInformationModelFind = uid_to_sop_class("1.2.840.10008.5.1.4.1.2.2.1")
+StudyRootQueryRetrieveInformationModelMove = uid_to_sop_class("1.2.840.10008.5.1.4.1.2.2.2")
 
 
 class RetrieveError(RuntimeError):

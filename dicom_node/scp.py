@@ -1,7 +1,7 @@
 """The storage SCP: C-ECHO and C-STORE for every storage SOP class.
 
-The SCP decodes only the header of each dataset (never the pixel data), checks the
-UIDs, and hands the instance, still encoded exactly as received, to an
+The SCP decodes only the header of each dataset (never the pixel data), checks it as
+every intake does (``acceptance``), and hands the instance, still encoded exactly as received, to an
 :class:`InstanceSink`. The sink makes it durable (file + database) or raises; only when
 it returns is Success answered. The C-STORE handler never raises into pynetdicom: every
 error becomes a named failure status and a log line, and the node keeps serving.
@@ -14,32 +14,23 @@ import ipaddress
 import itertools
 import logging
 import ssl
-import struct
 import threading
-import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from io import BytesIO
-from typing import Protocol
+from typing import Protocol, cast
 
 from pydicom.dataset import Dataset
-from pydicom.filereader import read_dataset
-from pydicom.uid import (
-    PYDICOM_IMPLEMENTATION_UID,
-    DeflatedExplicitVRLittleEndian,
-    ExplicitVRBigEndian,
-    ImplicitVRLittleEndian,
-)
 from pynetdicom import AE, _config, evt
+from pynetdicom.dimse_primitives import C_STORE
+from pynetdicom.events import EventHandlerType
 from pynetdicom.transport import ThreadedAssociationServer
 
+from dicom_node.acceptance import accept_dataset
 from dicom_node.contexts import STORAGE_SOP_CLASSES, STORAGE_TRANSFER_SYNTAXES, VERIFICATION
+from dicom_node.encoding import encode_file_meta
 from dicom_node.status import Status, StoreRefused
-from dicom_node.uids import is_valid_uid
 
 LOGGER = logging.getLogger(__name__)
-
-IMPLEMENTATION_VERSION_NAME = "RADASSIST_010"
 
 #: How long pynetdicom's network thread sleeps when the socket is idle. Its default of
 #: 1 ms is paid several times per C-STORE on a fast link; 0.1 ms keeps loopback
@@ -106,147 +97,6 @@ class _AssociationState:
     series: dict[tuple[str, str], None] = field(default_factory=dict)
 
 
-def _stop_at_pixel_data(tag: int, vr: str | None, length: int) -> bool:
-    return tag >= 0x7FE00000
-
-
-_LONG_VRS = frozenset({b"OB", b"OD", b"OF", b"OL", b"OV", b"OW", b"SQ", b"UC", b"UN", b"UR", b"UT"})
-_UNDEFINED_LENGTH = 0xFFFFFFFF
-
-
-class TruncatedDataset(ValueError):
-    """The dataset ends before its last element does."""
-
-
-_ITEM, _ITEM_END, _SEQUENCE_END = 0xFFFEE000, 0xFFFEE00D, 0xFFFEE0DD
-
-
-def _walk_elements(
-    data: bytes | memoryview, offset: int, implicit: bool, order: str, *, in_item: bool
-) -> int:
-    """Skip over encoded elements from `offset`; raise TruncatedDataset if any is cut short.
-
-    Returns the offset after the last element, or after the item delimiter when
-    walking an undefined-length item.
-    """
-    end = len(data)
-    while offset < end:
-        if end - offset < 8:
-            raise TruncatedDataset(f"{end - offset} stray byte(s) where an element should start")
-        group, element = struct.unpack_from(order + "HH", data, offset)
-        tag = group << 16 | element
-        if tag == _ITEM_END:
-            if not in_item:
-                raise TruncatedDataset("an item delimiter outside any item")
-            return offset + 8
-        if implicit or group == 0xFFFE:
-            length, offset = struct.unpack_from(order + "L", data, offset + 4)[0], offset + 8
-        elif bytes(data[offset + 4 : offset + 6]) in _LONG_VRS:
-            if end - offset < 12:
-                raise TruncatedDataset("an element header is cut short")
-            length, offset = struct.unpack_from(order + "L", data, offset + 8)[0], offset + 12
-        else:
-            length, offset = struct.unpack_from(order + "H", data, offset + 6)[0], offset + 8
-        if length == _UNDEFINED_LENGTH:
-            offset = _walk_items(data, offset, implicit, order)
-        elif offset + length > end:
-            raise TruncatedDataset(f"element ({group:04X},{element:04X}) is cut short")
-        else:
-            offset += length
-    if in_item:
-        raise TruncatedDataset("an item ends without its delimiter")
-    return offset
-
-
-def _walk_items(data: bytes | memoryview, offset: int, implicit: bool, order: str) -> int:
-    """Skip the items of an undefined-length sequence or encapsulated pixel data."""
-    end = len(data)
-    while True:
-        if end - offset < 8:
-            raise TruncatedDataset("a sequence ends without its delimiter")
-        group, element, length = struct.unpack_from(order + "HHL", data, offset)
-        tag, offset = group << 16 | element, offset + 8
-        if tag == _SEQUENCE_END:
-            return offset
-        if tag != _ITEM:
-            raise TruncatedDataset(f"({group:04X},{element:04X}) where an item should be")
-        if length == _UNDEFINED_LENGTH:
-            offset = _walk_elements(data, offset, implicit, order, in_item=True)
-        elif offset + length > end:
-            raise TruncatedDataset("an item is cut short")
-        else:
-            offset += length
-
-
-def check_whole(data: bytes | memoryview, implicit: bool, little: bool) -> None:
-    """Raise TruncatedDataset unless every element of the encoded dataset is complete.
-
-    pydicom reads a dataset cut short without complaint, so a truncated transfer
-    would otherwise be stored as if it were whole.
-    """
-    _walk_elements(data, 0, implicit, "<" if little else ">", in_item=False)
-
-
-def decode_header(encoded: bytes | memoryview, transfer_syntax: str) -> Dataset:
-    """Decode a dataset as sent on the wire up to the pixel data, and check it is whole."""
-    data: bytes | memoryview = encoded
-    if transfer_syntax == DeflatedExplicitVRLittleEndian:
-        data = zlib.decompressobj(-zlib.MAX_WBITS).decompress(encoded)
-    implicit = transfer_syntax == ImplicitVRLittleEndian
-    little = transfer_syntax != ExplicitVRBigEndian
-    check_whole(data, implicit, little)
-    stream = BytesIO(data)
-    header = read_dataset(stream, implicit, little, stop_when=_stop_at_pixel_data)
-    if "Rows" in header and stream.tell() >= len(data):  # cut exactly before its pixels
-        raise TruncatedDataset("an image without pixel data")
-    return header
-
-
-def _short_element(element: int, vr: bytes, value: bytes, pad: bytes) -> bytes:
-    if len(value) % 2:
-        value += pad
-    return struct.pack("<HH2sH", 0x0002, element, vr, len(value)) + value
-
-
-def encode_file_meta(
-    sop_class_uid: str, sop_instance_uid: str, transfer_syntax: str, source_ae_title: str
-) -> bytes:
-    """Preamble, "DICM" prefix and the File Meta Information group (PS3.10 §7.1).
-
-    Encoded directly: it is built once per C-STORE, and pydicom's general writer
-    takes a millisecond for these eight elements.
-    """
-    elements = b"".join(
-        (
-            struct.pack("<HH2sHL", 0x0002, 0x0001, b"OB", 0, 2) + b"\x00\x01",
-            _short_element(0x0002, b"UI", sop_class_uid.encode("ascii"), b"\0"),
-            _short_element(0x0003, b"UI", sop_instance_uid.encode("ascii"), b"\0"),
-            _short_element(0x0010, b"UI", transfer_syntax.encode("ascii"), b"\0"),
-            _short_element(0x0012, b"UI", PYDICOM_IMPLEMENTATION_UID.encode("ascii"), b"\0"),
-            _short_element(0x0013, b"SH", IMPLEMENTATION_VERSION_NAME.encode("ascii"), b" "),
-            _short_element(0x0016, b"AE", source_ae_title.encode("ascii", "replace"), b" ")
-            if source_ae_title
-            else b"",
-        )
-    )
-    group_length = struct.pack("<HH2sHL", 0x0002, 0x0000, b"UL", 4, len(elements))
-    return b"\x00" * 128 + b"DICM" + group_length + elements
-
-
-_REQUIRED_UIDS = ("SOPClassUID", "SOPInstanceUID", "StudyInstanceUID", "SeriesInstanceUID")
-
-
-def _raw_uid(header: Dataset, keyword: str) -> str:
-    """A UID value as sent, without pydicom's conversion (which warns on bad UIDs)."""
-    if keyword not in header:
-        return ""
-    element = header.get_item(keyword)
-    value = element.value
-    if isinstance(value, bytes):
-        return value.decode("ascii", errors="replace").rstrip("\0 ")
-    return "" if value is None else str(value).strip()
-
-
 def _failure(status: Status, comment: str) -> Dataset:
     response = Dataset()
     response.Status = int(status)
@@ -303,7 +153,8 @@ class StorageSCP:
         for sop_class in STORAGE_SOP_CLASSES:
             self._ae.add_supported_context(sop_class, list(STORAGE_TRANSFER_SYNTAXES))
 
-    def _address_allowed(self, _request: object, client_address: tuple[str, int]) -> bool:
+    def _address_allowed(self, request: object, client_address: tuple[str, int]) -> bool:
+        # Named as in socketserver's verify_request, which this replaces.
         try:
             address = ipaddress.ip_address(client_address[0])
         except ValueError:
@@ -322,19 +173,22 @@ class StorageSCP:
 
     def start(self) -> None:
         """Listen in background threads; returns once the socket is bound."""
-        handlers = [
+        handlers: list[EventHandlerType] = [
             (evt.EVT_CONN_OPEN, self._on_connection_open),
             (evt.EVT_ESTABLISHED, self._on_established),
             (evt.EVT_C_STORE, self._on_c_store),
             (evt.EVT_RELEASED, self._on_released),
             (evt.EVT_CONN_CLOSE, self._on_connection_close),
         ]
-        self._server = self._ae.start_server(
+        server = self._ae.start_server(
             self._address, block=False, evt_handlers=handlers, ssl_context=self._ssl_context
         )
+        if server is None:  # only a blocking start_server returns None
+            raise RuntimeError("pynetdicom returned no server from a non-blocking start")
+        self._server = server
         if self._networks:
             # socketserver asks this before any thread or association exists.
-            self._server.verify_request = self._address_allowed  # type: ignore[method-assign]
+            server.verify_request = self._address_allowed  # type: ignore[method-assign]
         LOGGER.info(
             "DICOM node %s listening on %s:%d", self._ae.ae_title, self._address[0], self.port
         )
@@ -435,39 +289,24 @@ class StorageSCP:
 
     def _receive(self, event: evt.Event, association_id: int, calling: str) -> ReceivedInstance:
         """Decode and check the header; raise StoreRefused for anything we cannot keep."""
-        request = event.request
+        # The handler is bound to EVT_C_STORE only, so the request is always a C-STORE.
+        request = cast(C_STORE, event.request)
         sop_class = str(request.AffectedSOPClassUID or "")
         sop_instance = str(request.AffectedSOPInstanceUID or "")
         transfer_syntax = str(event.context.transfer_syntax)
         encoded = request.DataSet.getbuffer() if request.DataSet is not None else memoryview(b"")
-        if not encoded:
-            raise StoreRefused(Status.CANNOT_UNDERSTAND, "empty dataset")
-        try:
-            header = decode_header(encoded, transfer_syntax)
-            uids = {keyword: _raw_uid(header, keyword) for keyword in _REQUIRED_UIDS}
-        except Exception as exc:
-            raise StoreRefused(
-                Status.CANNOT_UNDERSTAND, f"dataset does not decode: {type(exc).__name__}"
-            ) from exc
-        for key, value in uids.items():
-            if not value:
-                raise StoreRefused(Status.MISSING_OR_INVALID_UID, f"{key} is missing")
-            if not is_valid_uid(value):
-                raise StoreRefused(Status.MISSING_OR_INVALID_UID, f"{key} is not a valid UID")
-        if uids["SOPInstanceUID"] != sop_instance or uids["SOPClassUID"] != sop_class:
-            raise StoreRefused(
-                Status.DATASET_DOES_NOT_MATCH_SOP_CLASS,
-                "SOP Class/Instance UID in the dataset differ from the C-STORE request",
-            )
+        accepted = accept_dataset(
+            encoded, transfer_syntax, sop_class_uid=sop_class, sop_instance_uid=sop_instance
+        )
         return ReceivedInstance(
             association_id=association_id,
             calling_ae_title=calling,
             sop_class_uid=sop_class,
             sop_instance_uid=sop_instance,
-            study_instance_uid=uids["StudyInstanceUID"],
-            series_instance_uid=uids["SeriesInstanceUID"],
+            study_instance_uid=accepted.study_instance_uid,
+            series_instance_uid=accepted.series_instance_uid,
             transfer_syntax_uid=transfer_syntax,
-            header=header,
+            header=accepted.header,
             file_meta_bytes=encode_file_meta(sop_class, sop_instance, transfer_syntax, calling),
             encoded=encoded,
         )

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from pydicom import dcmread
 from pydicom.errors import InvalidDicomError
-from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian
+from pydicom.uid import UID, ExplicitVRLittleEndian, ImplicitVRLittleEndian
 from pynetdicom import AE, _config
 from pynetdicom.presentation import build_context
 
@@ -85,7 +85,7 @@ def _inspect(path: Path, explicit: bool) -> _Item | SendResult:
 def _contexts_for(keys: Iterable[tuple[str, str]]) -> list:
     contexts = []
     for sop_class, syntax in keys:
-        syntaxes = list(_UNCOMPRESSED) if syntax == "uncompressed" else [syntax]
+        syntaxes: list[str | UID] = list(_UNCOMPRESSED) if syntax == "uncompressed" else [syntax]
         contexts.append(build_context(sop_class, syntaxes))
     return contexts
 

@@ -18,8 +18,8 @@ from pynetdicom import AE, _config
 from sqlalchemy import func, select
 
 from assistant.db import Instance
-from assistant.receiver import Receiver
-from dicom_node.scp import encode_file_meta
+from assistant.intake.receiver import Receiver
+from dicom_node.encoding import encode_file_meta
 
 NODE_AE = "RADASSIST"
 
@@ -76,7 +76,7 @@ def stored_path(node: Receiver, dataset: Dataset) -> Path:
 
 
 def instance_count(node: Receiver) -> int:
-    with node.sessions() as session:
+    with node.db.sessions() as session:
         return int(session.scalar(select(func.count(Instance.id))) or 0)
 
 

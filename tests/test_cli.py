@@ -8,9 +8,9 @@ import pytest
 from sqlalchemy import create_engine, inspect
 
 from assistant.cli import main
-from assistant.receiver import Receiver
-from tests.conftest import dicom_files, shared_ct
+from assistant.intake.receiver import Receiver
 from tests.helpers import instance_count
+from tests.support.ct import dicom_files, shared_ct
 
 
 def test_db_upgrade_creates_the_schema(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -20,6 +20,23 @@ def test_db_upgrade_creates_the_schema(tmp_path: Path, monkeypatch: pytest.Monke
     assert {"patient", "study", "series", "instance"} <= set(inspect(engine).get_table_names())
     engine.dispose()
     assert main(["db", "downgrade", "base"]) == 0
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [["db", "upgrade", "--config", "{config}"], ["db", "--config", "{config}", "upgrade"]],
+    ids=["after-the-action", "before-the-action"],
+)
+def test_config_is_taken_before_or_after_an_action(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, argv: list[str]
+) -> None:
+    """DESIGN §5: every subcommand takes --config after its name, actions included."""
+    monkeypatch.chdir(tmp_path)
+    config = tmp_path / "site.toml"
+    config.write_text('[storage]\ndata_dir = "site-data"\n')
+    assert main([a.format(config=config) for a in argv]) == 0
+    assert (tmp_path / "site-data" / "radassist.db").is_file()
+    assert not (tmp_path / "var").exists()
 
 
 def test_bad_settings_exit_2_naming_the_key(monkeypatch: pytest.MonkeyPatch, capsys) -> None:
@@ -74,7 +91,7 @@ def test_send_exits_non_zero_when_a_file_fails(node: Receiver, tmp_path: Path, c
 
 def test_send_to_a_peer_that_is_not_there_fails(tmp_path: Path, capsys) -> None:
     good = dicom_files(shared_ct("philips_brain_phantom_5mm"))[0]
-    from tests.conftest import free_port
+    from tests.peers.tools import free_port
 
     code = main(
         ["send", str(good), "--host", "127.0.0.1", "--port", str(free_port()), "--aec", "NOBODY"]

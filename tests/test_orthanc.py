@@ -8,9 +8,11 @@ import pytest
 from sqlalchemy import select
 
 from assistant.db import Series, SeriesState
-from assistant.receiver import Receiver
-from tests.conftest import NODE_AE, Orthanc, dicom_files, shared_ct, wait_until
-from tests.helpers import assert_stored_as_sent, instance_count
+from assistant.intake.receiver import Receiver
+from tests.helpers import NODE_AE, assert_stored_as_sent, instance_count
+from tests.peers.orthanc import Orthanc
+from tests.peers.tools import wait_until
+from tests.support.ct import dicom_files, shared_ct
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -31,7 +33,7 @@ def test_orthanc_pushes_a_study_to_the_node(
     assert job["InstancesCount"] == len(files) and job["FailedInstancesCount"] == 0
     assert instance_count(node) == len(files)
     assert_stored_as_sent(node, files)
-    with node.sessions() as session:
+    with node.db.sessions() as session:
         series = session.scalars(select(Series)).one()
     assert series.calling_ae_title == "ORTHANC"
     # GE's irregular spacing means no early completion: the quiet period decides.
@@ -39,5 +41,5 @@ def test_orthanc_pushes_a_study_to_the_node(
 
 
 def _state(node: Receiver) -> SeriesState:
-    with node.sessions() as session:
+    with node.db.sessions() as session:
         return session.scalars(select(Series.state)).one()

@@ -14,8 +14,8 @@ from assistant.settings import Settings, SettingsError, load_settings
 def test_defaults_run_everything_under_var(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(tmp_path)  # no radassist.toml here
     settings = load_settings(environ={})
-    assert settings.storage.data_dir == Path("var")
-    assert settings.database_url == "sqlite:///var/radassist.db"
+    assert settings.storage.data_dir == Path.cwd() / "var"  # made absolute once, here
+    assert settings.database_url == f"sqlite:///{Path.cwd() / 'var' / 'radassist.db'}"
     assert settings.node.ae_title == "RADASSIST" and settings.node.port == 11112
     assert settings.completion.quiet_seconds == 10
     assert settings.selection.modalities == ("CT",)
@@ -94,3 +94,24 @@ def test_settings_are_frozen() -> None:
     settings = Settings()
     with pytest.raises(dataclasses.FrozenInstanceError):
         settings.node.port = 1  # type: ignore[misc]
+
+
+def test_relative_paths_are_made_absolute_once_at_start_up(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "radassist.toml").write_text(
+        '[storage]\ndata_dir = "data"\n[database]\nurl = "sqlite:///db/node.db"\n'
+        '[model]\npath = "models/mine"\n[web]\nsecret_key_file = "keys/secret"\n'
+        '[node]\ntls_cert = "tls/node.pem"\ntls_key = "tls/node.key"\n'
+        '[[destinations]]\nname = "pacs"\nhost = "h"\nae_title = "PACS"\ntls = true\n'
+        'tls_ca = "tls/ca.pem"\n'
+    )
+    settings = load_settings(environ={})
+    monkeypatch.chdir("/")  # a later change of folder changes nothing
+    assert settings.storage.data_dir == tmp_path / "data"
+    assert settings.database_url == f"sqlite:///{tmp_path / 'db' / 'node.db'}"
+    assert settings.model.folder == tmp_path / "models" / "mine"
+    assert settings.secret_key_path == tmp_path / "keys" / "secret"
+    assert settings.node.tls_cert == str(tmp_path / "tls" / "node.pem")
+    assert settings.destinations[0].tls_ca == str(tmp_path / "tls" / "ca.pem")

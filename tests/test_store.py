@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from assistant.store import InstanceStore, InvalidUID
+from assistant.storage import InstanceStore, InvalidUID
 from dicom_node import is_valid_uid
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from assistant.wording import percent
+from assistant.findings.wording import percent
 
 
 @pytest.mark.parametrize(

@@ -10,12 +10,11 @@ from typing import Any
 
 from flask import Flask, render_template, request
 from flask_wtf.csrf import CSRFError, CSRFProtect
-from sqlalchemy import Engine
 
-from assistant.db import make_session_factory
+from assistant.db import Database
+from assistant.findings.wording import percent
+from assistant.intake.stow import StowIntake
 from assistant.settings import Settings
-from assistant.stow import StowIntake
-from assistant.wording import percent
 from web.context import WebContext, load_or_create_secret
 
 #: Content Security Policy: our own scripts, styles and images only, no inline script.
@@ -25,8 +24,8 @@ _CSP = (
 )
 
 
-def create_app(settings: Settings, engine: Engine, stow: StowIntake | None = None) -> Flask:
-    """The web app over a migrated database (the caller owns the engine). With `stow`,
+def create_app(settings: Settings, db: Database, stow: StowIntake | None = None) -> Flask:
+    """The web app over a migrated database (the caller owns it). With `stow`,
     it also receives instances by STOW-RS."""
     from web import api, auth, dashboard, dicomweb, ops, viewer
 
@@ -45,7 +44,7 @@ def create_app(settings: Settings, engine: Engine, stow: StowIntake | None = Non
         WTF_CSRF_TIME_LIMIT=None,
         MAX_CONTENT_LENGTH=1 << 20,
     )
-    app.extensions["radassist"] = WebContext(settings, make_session_factory(engine))
+    app.extensions["radassist"] = WebContext(settings, db)
     if stow is not None:
         app.extensions["radassist.stow"] = stow
     csrf = CSRFProtect(app)

@@ -6,9 +6,9 @@ from __future__ import annotations
 import json
 
 from sqlalchemy import select
-from sqlalchemy.orm import Session, sessionmaker
 
 from assistant.db import (
+    Database,
     Delivery,
     Feedback,
     FeedbackVerdict,
@@ -19,7 +19,8 @@ from assistant.db import (
     Study,
     utcnow,
 )
-from assistant.jobs.outbox import make_due
+from assistant.delivery.outbox import make_due
+from assistant.findings import Findings
 
 MAX_COMMENT = 2000
 
@@ -33,7 +34,7 @@ class NotFound(ActionError):
 
 
 def add_feedback(
-    sessions: sessionmaker[Session],
+    db: Database,
     study_instance_uid: str,
     job_id: int,
     lesion_index: int | None,
@@ -49,7 +50,7 @@ def add_feedback(
     comment = comment.strip()
     if len(comment) > MAX_COMMENT:
         raise ActionError(f"a comment has at most {MAX_COMMENT} characters")
-    with sessions() as session, session.begin():
+    with db.writing() as session:
         job = session.execute(
             select(Job)
             .join(Series, Series.id == Job.series_pk)
@@ -58,7 +59,8 @@ def add_feedback(
         ).scalar_one_or_none()
         if job is None or job.state is not JobState.DONE:
             raise NotFound("no finished analysis with that id in this study")
-        lesions = json.loads(job.findings_json).get("lesions", []) if job.findings_json else []
+        findings = Findings.from_dict(json.loads(job.findings_json)) if job.findings_json else None
+        lesions = findings.lesions if findings else []
         if lesion_index is not None and not 0 <= lesion_index < len(lesions):
             raise NotFound("no such finding")
         row = Feedback(
@@ -74,9 +76,9 @@ def add_feedback(
         return row.id
 
 
-def retry_delivery(sessions: sessionmaker[Session], delivery_id: int) -> str:
+def retry_delivery(db: Database, delivery_id: int) -> str:
     """Make a failed delivery due now; returns the Study Instance UID it belongs to."""
-    with sessions() as session:
+    with db.sessions() as session:
         study_uid = session.scalar(
             select(ResultObject.study_instance_uid)
             .join(Delivery, Delivery.result_pk == ResultObject.id)
@@ -84,6 +86,6 @@ def retry_delivery(sessions: sessionmaker[Session], delivery_id: int) -> str:
         )
     if study_uid is None:
         raise NotFound("no such delivery")
-    if not make_due(sessions, delivery_id, utcnow()):
+    if not make_due(db, delivery_id, utcnow()):
         raise ActionError("that delivery was sent already")
     return study_uid

@@ -14,8 +14,8 @@ from assistant.db import Job, JobState, Series
 from web.actions import ActionError, NotFound, add_feedback
 from web.auth import record
 from web.context import context
-from web.dashboard import page_number, study_and_jobs, study_filter
 from web.openapi import openapi_document
+from web.queries import page_number, study_and_jobs, study_filter
 from web.studies import JobDetail, StudyView, list_studies
 
 blueprint = Blueprint("api", __name__)
@@ -63,8 +63,8 @@ def findings_json(job: JobDetail) -> dict[str, Any]:
         "positive": job.positive,
         "probability": job.probability,
         "summary": job.summary,
-        "lesions": job.lesions,
-        "slices": job.findings.get("slices", []),
+        "lesions": [lesion.to_dict() for lesion in job.lesions],
+        "slices": job.findings.to_dict()["slices"] if job.findings else [],
         "results": [
             {
                 "kind": r.kind,
@@ -159,7 +159,7 @@ def feedback(study_uid: str) -> Any:
         return jsonify({"error": "job_id must be an integer and finding 'study' or an index"}), 400
     try:
         feedback_id = add_feedback(
-            context().sessions,
+            context().db,
             study_uid,
             job_id,
             None if finding == "study" else finding,

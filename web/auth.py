@@ -31,7 +31,7 @@ from flask_wtf import FlaskForm
 from wtforms import PasswordField, StringField
 from wtforms.validators import DataRequired, Length
 
-from assistant.users import Account, audit, authenticate, load_account, user_count
+from assistant.access.users import Account, audit, authenticate, load_account, user_count
 from web.context import context
 
 blueprint = Blueprint("auth", __name__)

@@ -10,13 +10,18 @@ from pathlib import Path
 from flask import current_app
 from sqlalchemy.orm import Session, sessionmaker
 
+from assistant.db import Database
 from assistant.settings import Settings
 
 
 @dataclass(frozen=True)
 class WebContext:
     settings: Settings
-    sessions: sessionmaker[Session]
+    db: Database
+
+    @property
+    def sessions(self) -> sessionmaker[Session]:
+        return self.db.sessions
 
 
 def context() -> WebContext:

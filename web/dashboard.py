@@ -3,7 +3,6 @@ and the admin's audit trail."""
 
 from __future__ import annotations
 
-from datetime import date
 from typing import Any
 
 from flask import (
@@ -24,58 +23,16 @@ from assistant.db import AuditEvent, Instance, ResultObject, Series, Study
 from web.actions import ActionError, add_feedback, retry_delivery
 from web.auth import admin_required, record
 from web.context import context, stored_file
+from web.queries import page_number, study_and_jobs, study_filter
 from web.render import key_image_png, probability_svg
 from web.sr_text import sr_as_text
-from web.studies import (
-    STATUS_LABELS,
-    STATUSES,
-    VERDICTS,
-    JobDetail,
-    StudyFilter,
-    StudyView,
-    get_study,
-    job_details,
-    list_studies,
-)
+from web.studies import STATUS_LABELS, STATUSES, VERDICTS, list_studies
 from web.viewer import study_viewer_url, viewer_installed
 
 blueprint = Blueprint("dashboard", __name__)
 PER_PAGE = 25
 #: The per-slice threshold drawn on the curve (the models' slice_threshold).
 SLICE_THRESHOLD = 0.5
-
-
-def _date(value: str | None) -> date | None:
-    if not value:
-        return None
-    try:
-        return date.fromisoformat(value)
-    except ValueError:
-        abort(400)
-
-
-def study_filter(args: Any) -> StudyFilter:
-    """The worklist's filters from query arguments; unknown values are a 400."""
-    status = args.get("status") or None
-    verdict = args.get("verdict") or None
-    if status is not None and status not in STATUSES:
-        abort(400)
-    if verdict is not None and verdict not in VERDICTS:
-        abort(400)
-    return StudyFilter(
-        received_from=_date(args.get("from")),
-        received_to=_date(args.get("to")),
-        status=status,
-        verdict=verdict,
-        search=(args.get("q") or "").strip()[:64],
-    )
-
-
-def page_number(args: Any) -> int:
-    try:
-        return max(1, int(args.get("page", 1)))
-    except ValueError:
-        abort(400)
 
 
 @blueprint.route("/")
@@ -96,15 +53,6 @@ def worklist() -> Any:
     )
 
 
-def study_and_jobs(study_uid: str) -> tuple[StudyView, list[JobDetail]]:
-    """A study and the latest analysis of each of its series; 404 if it is not here."""
-    with context().sessions() as session:
-        study = get_study(session, study_uid)
-        if study is None:
-            abort(404)
-        return study, job_details(session, study)
-
-
 @blueprint.route("/studies/<study_uid>")
 @login_required
 def study(study_uid: str) -> Any:
@@ -113,10 +61,9 @@ def study(study_uid: str) -> Any:
     curves, reports = {}, {}
     for job in jobs:
         if job.slice_probabilities:
-            flagged_uids = set(job.findings.get("flagged_instance_uids", []))
-            slices = job.findings.get("slices", [])
-            flagged = [i for i, s in enumerate(slices) if s["sop_instance_uid"] in flagged_uids]
-            curves[job.id] = probability_svg(job.slice_probabilities, SLICE_THRESHOLD, flagged)
+            curves[job.id] = probability_svg(
+                job.slice_probabilities, SLICE_THRESHOLD, job.flagged_slice_indices
+            )
         for result in job.results:
             if result.kind == "sr":
                 path = stored_file(result.path)
@@ -144,14 +91,14 @@ def lesion_image(study_uid: str, job_id: int, index: int) -> Any:
             select(Instance.path)
             .join(Series, Series.id == Instance.series_pk)
             .where(
-                Instance.sop_instance_uid == lesion["key_sop_instance_uid"],
+                Instance.sop_instance_uid == lesion.key_sop_instance_uid,
                 Series.id == job.series_pk,
             )
         )
     file = stored_file(path) if path is not None else None
     if file is None:
         abort(404)
-    png = key_image_png(file, lesion.get("outline", ()))
+    png = key_image_png(file, lesion.outline)
     return Response(png, mimetype="image/png", headers={"Cache-Control": "private, max-age=3600"})
 
 
@@ -185,7 +132,7 @@ def feedback(study_uid: str, job_id: int) -> Any:
     try:
         lesion_index = None if finding == "study" else int(finding)
         feedback_id = add_feedback(
-            context().sessions,
+            context().db,
             study_uid,
             job_id,
             lesion_index,
@@ -209,7 +156,7 @@ def feedback(study_uid: str, job_id: int) -> Any:
 @admin_required
 def retry(delivery_id: int) -> Any:
     try:
-        study_uid = retry_delivery(context().sessions, delivery_id)
+        study_uid = retry_delivery(context().db, delivery_id)
     except ActionError as exc:
         flash(f"Not retried: {exc}", "error")
         return redirect(request.referrer or url_for("dashboard.worklist"), 303)
@@ -244,8 +191,7 @@ def audit_log() -> Any:
 def fetch_study() -> Any:
     """Have a configured PACS send a study here (C-FIND, then C-MOVE); it is then stored
     and analysed like a pushed study."""
-    from assistant.fetch import FetchError, fetch, source_names
-    from dicom_node.retrieve import RetrieveError
+    from assistant.intake.fetch import FetchError, fetch, source_names
 
     settings = context().settings
     if request.method == "POST":
@@ -262,7 +208,7 @@ def fetch_study() -> Any:
         }[key]
         try:
             fetched = fetch(settings, source, **query)
-        except (FetchError, RetrieveError, OSError) as exc:
+        except (FetchError, OSError) as exc:
             flash(f"Not fetched: {exc}", "error")
             return redirect(url_for("dashboard.fetch_study"), 303)
         for item in fetched:

@@ -15,13 +15,13 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from flask import Blueprint, Response, abort, current_app, request, stream_with_context
+from flask import Blueprint, Response, abort, current_app, jsonify, request, stream_with_context
 from flask_login import current_user
 from pydicom import Dataset, dcmread
 from pydicom.sequence import Sequence as DicomSequence
 
-from assistant.stow import PartOutcome, StowIntake
-from assistant.users import audit
+from assistant.access.users import audit
+from assistant.intake.stow import PartOutcome, StowIntake
 from web import holdings
 from web.context import context, stored_file
 from web.holdings import HeldInstance, HeldSeries, HeldStudy
@@ -33,7 +33,7 @@ _SPOOL_IN_MEMORY = 64 << 20
 
 
 def _error(status: int, message: str, **headers: str) -> Response:
-    response = current_app.json.response({"error": message})
+    response = jsonify({"error": message})
     response.status_code = status
     response.headers.update(headers)
     return response

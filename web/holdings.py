@@ -10,8 +10,8 @@ from dataclasses import dataclass
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from assistant.analysis.writers import MODALITIES, SERIES_NUMBERS
 from assistant.db import Instance, Patient, ResultKind, ResultObject, Series, Study
-from assistant.writers import MODALITIES, SERIES_NUMBERS
 
 
 @dataclass(frozen=True)

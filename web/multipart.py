@@ -21,7 +21,7 @@ class Part:
         return self.headers.get("content-type", "").split(";", 1)[0].strip().lower()
 
 
-def split_parts(body: memoryview | bytes, boundary: str) -> list[Part]:
+def split_parts(body: memoryview | bytes | mmap.mmap, boundary: str) -> list[Part]:
     """Every part of `body`; raises MultipartError unless the body is a complete message
     (opening delimiter, parts with headers, closing delimiter)."""
     if not boundary or len(boundary) > 200:

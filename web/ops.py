@@ -105,5 +105,5 @@ def _labelled(
 @login_required
 def metrics() -> Any:
     registry = CollectorRegistry(auto_describe=False)
-    registry.register(DatabaseCollector(context().sessions))  # type: ignore[arg-type]
+    registry.register(DatabaseCollector(context().sessions))
     return Response(generate_latest(registry), mimetype=CONTENT_TYPE_LATEST)

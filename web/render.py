@@ -12,7 +12,7 @@ import numpy as np
 from PIL import Image, ImageDraw
 from pydicom import dcmread
 
-from assistant.imaging.pixels import hu_pixels
+from assistant.analysis.imaging.pixels import hu_pixels
 
 #: The brain window (centre, width) in HU: what a radiologist reads a head CT in first.
 BRAIN_WINDOW = (40.0, 80.0)

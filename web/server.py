@@ -6,11 +6,11 @@ from __future__ import annotations
 import logging
 import threading
 
-from sqlalchemy import Engine
 from waitress.server import create_server
 
+from assistant.db import Database
+from assistant.intake.stow import StowIntake
 from assistant.settings import Settings
-from assistant.stow import StowIntake
 from web import create_app
 
 LOGGER = logging.getLogger(__name__)
@@ -20,11 +20,11 @@ class WebServer:
     def __init__(
         self,
         settings: Settings,
-        engine: Engine,
+        db: Database,
         stow: StowIntake | None = None,
         port: int | None = None,
     ) -> None:
-        self.app = create_app(settings, engine, stow)
+        self.app = create_app(settings, db, stow)
         self._server = create_server(
             self.app,
             host=settings.web.host,
@@ -37,11 +37,11 @@ class WebServer:
 
     @property
     def port(self) -> int:
-        return int(self._server.effective_port)  # type: ignore[union-attr]
+        return int(self._server.effective_port)
 
     @property
     def url(self) -> str:
-        host = self._server.effective_host  # type: ignore[union-attr]
+        host = self._server.effective_host
         shown = "127.0.0.1" if host in ("0.0.0.0", "") else host
         return f"http://{shown}:{self.port}/"
 
@@ -62,5 +62,5 @@ class WebServer:
 
     def _close_everything(self) -> None:
         # The loop's socket map: the listener, its trigger and the client connections.
-        for dispatcher in list(self._server._map.values()):  # type: ignore[union-attr]
+        for dispatcher in list(self._server._map.values()):
             dispatcher.close()

@@ -4,6 +4,7 @@ the series, job and delivery tables in a few set-based queries (never one per ro
 from __future__ import annotations
 
 import json
+import logging
 from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
@@ -24,6 +25,9 @@ from assistant.db import (
     Study,
     utcnow,
 )
+from assistant.findings import Findings, FindingsError, Lesion
+
+LOGGER = logging.getLogger(__name__)
 
 #: Study states, most urgent first: a study shows the first state any of its series has.
 STATUSES = (
@@ -113,7 +117,7 @@ class Page:
         return max(1, -(-self.total // self.per_page))
 
 
-def _study_query(flt: StudyFilter) -> Select:  # type: ignore[type-arg]
+def _study_query(flt: StudyFilter) -> Select:
     query = select(Study, Patient).join(Patient, Study.patient_pk == Patient.id)
     if flt.received_from:
         query = query.where(
@@ -133,7 +137,7 @@ def _study_query(flt: StudyFilter) -> Select:  # type: ignore[type-arg]
     return query
 
 
-def _series_views(session: Session, study_pks: Select) -> dict[int, list[SeriesView]]:  # type: ignore[type-arg]
+def _series_views(session: Session, study_pks: Select) -> dict[int, list[SeriesView]]:
     """Every series of the selected studies with its latest job and delivery outcome."""
     latest = (
         select(Job.series_pk, func.max(Job.id).label("job_id"))
@@ -299,19 +303,29 @@ class JobDetail:
     positive: bool | None
     probability: float | None
     summary: str
-    findings: dict  # type: ignore[type-arg]
+    #: None for a job that found nothing yet (queued, failed, skipped) or whose record
+    #: cannot be read.
+    findings: Findings | None
     inference_seconds: float | None
     finished_at: datetime | None
     results: tuple[ResultView, ...]
     feedback: tuple[FeedbackView, ...]
 
     @property
-    def lesions(self) -> list[dict]:  # type: ignore[type-arg]
-        return list(self.findings.get("lesions", []))
+    def lesions(self) -> list[Lesion]:
+        return list(self.findings.lesions) if self.findings else []
 
     @property
     def slice_probabilities(self) -> list[float]:
-        return [float(s["probability"]) for s in self.findings.get("slices", [])]
+        return [s.probability for s in self.findings.slices] if self.findings else []
+
+    @property
+    def flagged_slice_indices(self) -> list[int]:
+        """Positions (0-based, along the stack) of the slices the model flagged."""
+        if self.findings is None:
+            return []
+        flagged = set(self.findings.flagged_instance_uids)
+        return [i for i, s in enumerate(self.findings.slices) if s.sop_instance_uid in flagged]
 
 
 def job_details(session: Session, study: StudyView) -> list[JobDetail]:
@@ -357,10 +371,7 @@ def job_details(session: Session, study: StudyView) -> list[JobDetail]:
         )
     details = []
     for job, series_uid in jobs:
-        try:
-            findings = json.loads(job.findings_json) if job.findings_json else {}
-        except ValueError:
-            findings = {}
+        findings = read_findings(job.findings_json)
         details.append(
             JobDetail(
                 id=job.id,
@@ -380,3 +391,14 @@ def job_details(session: Session, study: StudyView) -> list[JobDetail]:
             )
         )
     return details
+
+
+def read_findings(record: str) -> Findings | None:
+    """A job's findings from its JSON record; None (with a log line) when it cannot be read."""
+    if not record:
+        return None
+    try:
+        return Findings.from_dict(json.loads(record))
+    except (ValueError, FindingsError):
+        LOGGER.exception("a job's findings record cannot be read")
+        return None

@@ -19,13 +19,21 @@ from assistant.db.models import (
     SeriesState,
     Study,
     User,
+    input_digest,
 )
-from assistant.db.session import make_engine, make_session_factory, make_write_lock, utcnow
+from assistant.db.session import (
+    Database,
+    make_engine,
+    make_session_factory,
+    make_write_lock,
+    utcnow,
+)
 
 __all__ = [
     "AuditEvent",
     "Base",
     "CompletionReason",
+    "Database",
     "Delivery",
     "DeliveryState",
     "Feedback",
@@ -41,6 +49,7 @@ __all__ = [
     "SeriesState",
     "Study",
     "User",
+    "input_digest",
     "make_engine",
     "make_session_factory",
     "make_write_lock",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from alembic import command
 from alembic.config import Config
@@ -11,6 +12,9 @@ from alembic.script import ScriptDirectory
 from sqlalchemy import Engine
 
 import migrations
+
+if TYPE_CHECKING:
+    from assistant.db.session import Database
 
 
 def alembic_config(url: str) -> Config:
@@ -51,3 +55,10 @@ def migrated_engine(url: str) -> Engine:
             f"the database {engine.url!r} is not at the current schema: run `radassist db upgrade`"
         )
     return engine
+
+
+def migrated_database(url: str) -> Database:
+    """The Database handle for `url`, refusing a database not at the current schema."""
+    from assistant.db.session import Database
+
+    return Database(migrated_engine(url))

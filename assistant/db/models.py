@@ -7,6 +7,8 @@ convention on every backend keeps comparisons honest.
 from __future__ import annotations
 
 import enum
+import hashlib
+from collections.abc import Iterable
 from datetime import datetime
 
 from sqlalchemy import (
@@ -160,6 +162,13 @@ class DeliveryState(enum.StrEnum):
     FAILED = "failed"
 
 
+def input_digest(sop_instance_uids: Iterable[str]) -> str:
+    """sha256 of the sorted SOP Instance UIDs an analysis reads: with the series and the
+    model, what makes a job (and its results' UIDs) unique."""
+    joined = "\n".join(sorted(sop_instance_uids))
+    return hashlib.sha256(joined.encode("ascii")).hexdigest()
+
+
 class Job(Base):
     """One analysis of one series by one model on one set of instances.
 
@@ -195,7 +204,7 @@ class Job(Base):
     study_probability: Mapped[float | None] = mapped_column(Float)
     positive: Mapped[bool | None] = mapped_column(Boolean)
     summary: Mapped[str] = mapped_column(Text, default="")
-    #: The Findings as JSON (assistant.inference.Prediction.to_dict), for the dashboard.
+    #: The Findings as JSON (assistant.analysis.inference.Findings.to_dict), for the dashboard.
     findings_json: Mapped[str] = mapped_column(Text, default="")
 
     series: Mapped[Series] = relationship()

@@ -1,9 +1,11 @@
-"""Engines and sessions. One engine per process, built from Settings, passed down."""
+"""Engines, sessions and the one `Database` handle a process passes down."""
 
 from __future__ import annotations
 
 import threading
-from contextlib import AbstractContextManager, nullcontext
+from collections.abc import Iterator
+from contextlib import AbstractContextManager, contextmanager, nullcontext
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -72,3 +74,35 @@ def make_write_lock(engine: Engine) -> AbstractContextManager[object]:
 
 def make_session_factory(engine: Engine) -> sessionmaker[Session]:
     return sessionmaker(engine, expire_on_commit=False)
+
+
+@dataclass(frozen=True, eq=False)
+class Database:
+    """A process's database: its engine, a session factory and its writers' lock.
+
+    Built once (by the composition root, `assistant.cli`) and passed to every part that
+    reads or writes, so the SCP, the completion sweep, the worker and the outbox of one
+    process all queue on the same write lock.
+    """
+
+    engine: Engine
+    sessions: sessionmaker[Session] = field(init=False)
+    write_lock: AbstractContextManager[object] = field(init=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "sessions", make_session_factory(self.engine))
+        object.__setattr__(self, "write_lock", make_write_lock(self.engine))
+
+    @classmethod
+    def connect(cls, url: str) -> Database:
+        """A handle on `url` as it is (no migration: see assistant.db.migrate)."""
+        return cls(make_engine(url))
+
+    @contextmanager
+    def writing(self) -> Iterator[Session]:
+        """A session in a transaction, holding this process's write lock; commits on exit."""
+        with self.write_lock, self.sessions() as session, session.begin():
+            yield session
+
+    def dispose(self) -> None:
+        self.engine.dispose()

@@ -27,7 +27,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from assistant.model import CnnRnn
+from assistant.analysis.model.network import CnnRnn
 from assistant.training.datasets import StudyDataset
 from assistant.training.metrics import roc_auc
 

@@ -19,13 +19,15 @@ from __future__ import annotations
 
 import csv
 import hashlib
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from scipy import ndimage
 
-from assistant.imaging import (
+from assistant.analysis.imaging import (
     DEFAULT_WINDOWS,
     INPUT_MASKS,
     apply_input_mask,
@@ -62,7 +64,7 @@ class StudyDataset:
     name: str
     in_channels: int
     image_size: int
-    #: What is blanked before the windows (assistant.imaging.cavity); the card keeps it.
+    #: What is blanked before the windows (assistant.analysis.imaging.cavity); the card keeps it.
     input_mask: str = ""
 
     def __len__(self) -> int:
@@ -276,7 +278,8 @@ def _millimetre_range(text: str) -> tuple[float, float]:
     return float(low), float(high)
 
 
-_SYNTHETIC_OPTIONS = {
+#: Each option's parser: text to a float, int, (min, max) or str.
+_SYNTHETIC_OPTIONS: dict[str, Callable[[str], Any]] = {
     "positive": float,
     "size": int,
     "slices": int,

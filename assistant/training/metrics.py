@@ -187,7 +187,14 @@ def bootstrap_intervals(
     if not len(positive) or not len(negative) or resamples < 1:
         return {}
     rng = np.random.default_rng(seed)
-    names = ("auc", "accuracy", "sensitivity", "specificity", "f1", "balanced_accuracy")
+    names: tuple[str, ...] = (
+        "auc",
+        "accuracy",
+        "sensitivity",
+        "specificity",
+        "f1",
+        "balanced_accuracy",
+    )
     if _are_probabilities(scores):
         names += ("brier", "ece")
     truth = np.r_[np.ones(len(positive), bool), np.zeros(len(negative), bool)]

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from assistant.imaging import DEFAULT_WINDOWS, to_windows
+from assistant.analysis.imaging import DEFAULT_WINDOWS, to_windows
 from assistant.training.phantoms import PhantomCase
 
 
@@ -17,7 +17,7 @@ def _tile(case: PhantomCase, index: int, size: int) -> np.ndarray:
     outline = case.mask[index] & ~np.roll(case.mask[index], 1, axis=0)
     outline |= case.mask[index] & ~np.roll(case.mask[index], 1, axis=1)
     rgb[outline] = (255, 40, 40)  # blood outlined in red
-    return np.asarray(Image.fromarray(rgb).resize((size, size), Image.BILINEAR))
+    return np.asarray(Image.fromarray(rgb).resize((size, size), Image.Resampling.BILINEAR))
 
 
 def write_montage(

@@ -38,7 +38,8 @@ def write_case(case: PhantomCase, folder: Path, patient_id: str | None = None) -
         meta.MediaStorageSOPClassUID = CTImageStorage
         meta.MediaStorageSOPInstanceUID = generate_uid(entropy_srcs=[key, "slice", str(index)])
         meta.TransferSyntaxUID = ExplicitVRLittleEndian
-        ds = FileDataset(None, {}, file_meta=meta, preamble=b"\x00" * 128)
+        path = folder / f"{index + 1:04d}.dcm"
+        ds = FileDataset(path, {}, file_meta=meta, preamble=b"\x00" * 128)
         ds.SOPClassUID, ds.SOPInstanceUID = CTImageStorage, meta.MediaStorageSOPInstanceUID
         ds.StudyInstanceUID, ds.SeriesInstanceUID, ds.FrameOfReferenceUID = (
             study_uid,
@@ -77,7 +78,6 @@ def write_case(case: PhantomCase, folder: Path, patient_id: str | None = None) -
         ds.WindowCenter, ds.WindowWidth = 40, 80
         stored = np.clip(np.round(hu - intercept), low, high).astype(dtype)
         ds.PixelData = stored.tobytes()
-        path = folder / f"{index + 1:04d}.dcm"
         ds.save_as(path, enforce_file_format=True)
         paths.append(path)
     return paths

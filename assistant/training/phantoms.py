@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field, replace
+from typing import cast
 
 import numpy as np
 from scipy import ndimage, special
@@ -72,7 +73,8 @@ class PhantomCase:
 
     @property
     def slice_labels(self) -> np.ndarray:
-        return self.mask.reshape(len(self.mask), -1).any(axis=1)
+        # any() over one of two axes gives an array; numpy types it as possibly a scalar.
+        return cast(np.ndarray, self.mask.reshape(len(self.mask), -1).any(axis=1))
 
     @property
     def label(self) -> bool:
@@ -472,7 +474,10 @@ class _SliceMaker:
         r, semi = self.outline(t)
         depth = (1.0 - r) * np.float32(semi)  # mm inside the outer surface (approximately)
         base = t < 0.28
-        skull = h.skull * (1.0 + (1.6 * (0.28 - max(t, 0.0)) / 0.28 if base else 0.0))
+        # mm of bone: one value, or per pixel once the skull base texture applies
+        skull: float | np.ndarray = h.skull * (
+            1.0 + (1.6 * (0.28 - max(t, 0.0)) / 0.28 if base else 0.0)
+        )
         if t < 0.05:  # below the skull base there is no bony ring, only the face and neck
             skull = skull * max(0.0, (t + 0.05) / 0.1)
         if base:  # thicker and irregular at the skull base

@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import datetime
 import logging
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -13,8 +14,10 @@ import torch
 from PIL import Image, ImageDraw
 
 from assistant import __version__
-from assistant.imaging import DEFAULT_WINDOWS
-from assistant.model import CnnRnn, ModelCard, NetworkSpec, load_model, read_card, save_model
+from assistant.analysis.imaging import DEFAULT_WINDOWS
+from assistant.analysis.model.card import ModelCard, NetworkSpec, read_card
+from assistant.analysis.model.folder import load_model, save_model
+from assistant.analysis.model.network import CnnRnn
 from assistant.training.acgan import (
     AcganConfig,
     FeatureSet,
@@ -261,6 +264,7 @@ def rebalance_model(
     train_set, val_set = parse_spec(spec, "train"), parse_spec(spec, "val")
     network = loaded.network
     rebalanced = None
+    record: Mapping[str, object]
     if method == "acgan":
         rebalanced = balance_with_acgan(network, train_set, val_set, config)
         record = rebalanced.record

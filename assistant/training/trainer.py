@@ -14,13 +14,14 @@ import random
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Generic, TypeVar
 
 import numpy as np
 import torch
 from torch import nn
 from tqdm import tqdm
 
-from assistant.model import CnnRnn
+from assistant.analysis.model.network import CnnRnn, NetworkOutput
 from assistant.training.datasets import Study, StudyDataset
 from assistant.training.metrics import THRESHOLD_RULES, roc_auc
 
@@ -58,11 +59,15 @@ class TrainConfig:
     average_epochs: float = 0.0
 
 
-class WeightAverage:
-    """An exponential moving average of a network's weights and float buffers (batch
-    norm statistics among them), updated after every optimiser step."""
+_Network = TypeVar("_Network", bound=nn.Module)
 
-    def __init__(self, network: nn.Module, steps_per_epoch: int, epochs: float) -> None:
+
+class WeightAverage(Generic[_Network]):
+    """An exponential moving average of a network's weights and float buffers (batch
+    norm statistics among them), updated after every optimiser step. Its `model` has
+    the network's type."""
+
+    def __init__(self, network: _Network, steps_per_epoch: int, epochs: float) -> None:
         self.model = copy.deepcopy(network).eval()
         for parameter in self.model.parameters():
             parameter.requires_grad_(False)
@@ -131,8 +136,11 @@ def collate(studies: Sequence[Study], mask_size: int | None) -> dict[str, torch.
 
 
 def _losses(
-    output, batch: dict[str, torch.Tensor], pos_weight: torch.Tensor, config: TrainConfig
-) -> torch.Tensor:  # type: ignore[no-untyped-def]
+    output: NetworkOutput,
+    batch: dict[str, torch.Tensor],
+    pos_weight: torch.Tensor,
+    config: TrainConfig,
+) -> torch.Tensor:
     loss = nn.functional.binary_cross_entropy_with_logits(
         output.study_logit, batch["labels"], pos_weight=pos_weight
     )
@@ -197,7 +205,7 @@ def score(
     return np.array(study_scores), slice_scores
 
 
-def _save_checkpoint(path: Path, state: dict) -> None:  # type: ignore[type-arg]
+def _save_checkpoint(path: Path, state: dict[str, object]) -> None:
     temp = path.with_suffix(".tmp")
     torch.save(state, temp)
     temp.replace(path)

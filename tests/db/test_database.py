@@ -9,6 +9,7 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import create_engine, inspect, select
 
+from assistant.cli import build_receiver
 from assistant.db import (
     CompletionReason,
     Instance,
@@ -19,9 +20,9 @@ from assistant.db import (
     make_engine,
 )
 from assistant.db.migrate import DatabaseNotMigrated, downgrade, is_up_to_date, upgrade
-from assistant.receiver import Receiver
+from assistant.intake.receiver import Receiver
 from dicom_node import send_files
-from tests.conftest import dicom_files, shared_ct
+from tests.support.ct import dicom_files, shared_ct
 
 TABLES = {"patient", "study", "series", "instance"}
 
@@ -48,7 +49,7 @@ def test_migrations_upgrade_and_downgrade(database_url: str) -> None:
 
 def test_node_refuses_a_database_that_is_not_migrated(make_settings, database_url: str) -> None:
     with pytest.raises(DatabaseNotMigrated, match="radassist db upgrade"):
-        Receiver(make_settings(database_url=database_url))
+        build_receiver(make_settings(database_url=database_url))
 
 
 def test_received_series_is_recorded(
@@ -60,7 +61,7 @@ def test_received_series_is_recorded(
         files, host="127.0.0.1", port=node.scp.port, called_ae="RADASSIST", calling_ae="MODALITY"
     )
     assert [r.outcome for r in results] == ["sent"] * len(files)
-    with node.sessions() as session:
+    with node.db.sessions() as session:
         patient = session.scalars(select(Patient)).one()
         study = session.scalars(select(Study)).one()
         series = session.scalars(select(Series)).one()
@@ -83,7 +84,7 @@ def test_the_same_study_twice_is_recorded_once(
     for _ in range(2):
         results = send_files(files, host="127.0.0.1", port=node.scp.port, called_ae="RADASSIST")
         assert all(r.outcome == "sent" for r in results)
-    with node.sessions() as session:
+    with node.db.sessions() as session:
         assert len(session.scalars(select(Instance)).all()) == 6
         assert session.scalars(select(Series)).one().instance_count == 6
 
@@ -93,7 +94,7 @@ def test_quiet_period_completion_with_a_clock(
 ) -> None:
     """Completion decides from database timestamps only, so it is checked on both backends."""
     from assistant.db import utcnow
-    from assistant.jobs.completion import SeriesCompletion
+    from assistant.intake.completion import SeriesCompletion
     from assistant.settings import CompletionSettings
 
     node = start_node(database_url=database_url)
@@ -101,13 +102,13 @@ def test_quiet_period_completion_with_a_clock(
     send_files(files, host="127.0.0.1", port=node.scp.port, called_ae="RADASSIST")
     now = utcnow()
     settings = CompletionSettings(quiet_seconds=10)
-    early = SeriesCompletion(node.sessions, settings, clock=lambda: now + timedelta(seconds=5))
+    early = SeriesCompletion(node.db, settings, clock=lambda: now + timedelta(seconds=5))
     assert early.sweep() == []
-    late = SeriesCompletion(node.sessions, settings, clock=lambda: now + timedelta(seconds=11))
+    late = SeriesCompletion(node.db, settings, clock=lambda: now + timedelta(seconds=11))
     [done] = late.sweep()
     assert done.reason is CompletionReason.QUIET_PERIOD and done.instance_count == 28
     assert late.sweep() == []  # never completed twice
-    with node.sessions() as session:
+    with node.db.sessions() as session:
         series = session.scalars(select(Series)).one()
     assert series.state is SeriesState.COMPLETE and series.completed_at is not None
 
@@ -120,16 +121,16 @@ def test_files_whose_rows_were_lost_are_recorded_after_an_unclean_stop(
     files = dicom_files(shared_ct("philips_brain_phantom_5mm"))[:4]
     send_files(files, host="127.0.0.1", port=node.scp.port, called_ae="RADASSIST")
     node.stop()
-    with node.engine.begin() as connection:  # lose two rows, as a crash could
+    with node.db.engine.begin() as connection:  # lose two rows, as a crash could
         lost = connection.scalars(select(Instance.id).limit(2)).all()
         connection.execute(Instance.__table__.delete().where(Instance.id.in_(lost)))
     marker = node.settings.storage.data_dir / "receiver.running"
     marker.touch()  # what a crash leaves behind
 
-    again = Receiver(node.settings)
+    again = build_receiver(node.settings)
     again.start()
     try:
-        with again.sessions() as session:
+        with again.db.sessions() as session:
             assert len(session.scalars(select(Instance)).all()) == 4
     finally:
         again.stop()

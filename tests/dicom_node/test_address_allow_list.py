@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 
 from assistant.settings import NodeSettings, SettingsError
-from tests.conftest import NODE_AE, echoscu
+from tests.helpers import NODE_AE
+from tests.peers.dcmtk import echoscu
 
 pytestmark = pytest.mark.integration
 

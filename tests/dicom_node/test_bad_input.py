@@ -6,10 +6,11 @@ import pytest
 from pydicom import dcmread
 from pydicom.uid import CTImageStorage
 
-from assistant.receiver import Receiver
+from assistant.intake.receiver import Receiver
 from dicom_node import Status
-from tests.conftest import dicom_files, echoscu, shared_ct, storescu
 from tests.helpers import encode, files_under, instance_count, raw_c_store
+from tests.peers.dcmtk import echoscu, storescu
+from tests.support.ct import dicom_files, shared_ct
 
 pytestmark = pytest.mark.integration
 

@@ -7,9 +7,10 @@ from pathlib import Path
 import pytest
 from pydicom import dcmread
 
-from assistant.receiver import Receiver
-from tests.conftest import STORESCU_SYNTAX_FLAGS, dicom_files, shared_ct, storescu
+from assistant.intake.receiver import Receiver
 from tests.helpers import assert_stored_as_sent, files_under, instance_count
+from tests.peers.dcmtk import STORESCU_SYNTAX_FLAGS, storescu
+from tests.support.ct import dicom_files, shared_ct
 
 pytestmark = pytest.mark.integration
 

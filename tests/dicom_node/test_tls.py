@@ -12,10 +12,11 @@ from pydicom.uid import CTImageStorage
 from pynetdicom import AE
 
 from assistant.db.migrate import upgrade
-from assistant.receiver import Receiver
+from assistant.intake.receiver import Receiver
 from assistant.settings import NodeSettings, Settings
-from tests.conftest import NODE_AE, dicom_files, require_tool, shared_ct
-from tests.helpers import instance_count
+from tests.helpers import NODE_AE, instance_count
+from tests.peers.tools import require_tool
+from tests.support.ct import dicom_files, shared_ct
 
 pytestmark = pytest.mark.integration
 
@@ -112,11 +113,12 @@ def test_results_go_to_a_tls_pacs(
     """The outbox as a TLS client (pynetdicom SCU) to dcmtk's storescp +tls."""
     import os
 
-    from assistant.db import make_session_factory, utcnow
-    from assistant.jobs.outbox import Outbox
+    from assistant.db import Database, utcnow
+    from assistant.delivery.outbox import Outbox
+    from assistant.delivery.senders import make_senders
     from assistant.settings import DeliverySettings, Destination
-    from tests.conftest import free_port, wait_until
-    from tests.jobs.test_outbox import queue_results
+    from tests.peers.tools import free_port, wait_until
+    from tests.support.results import queue_results
 
     key, cert = certificate
     port = free_port()
@@ -144,18 +146,18 @@ def test_results_go_to_a_tls_pacs(
         upgrade(settings.database_url)
         from assistant.db.migrate import migrated_engine
 
-        engine = migrated_engine(settings.database_url)
-        sessions = make_session_factory(engine)
+        db = Database(migrated_engine(settings.database_url))
+        sessions = db.sessions
         destination = Destination(
             "secure", host="127.0.0.1", port=port, ae_title="PACS", tls=True, tls_ca=str(cert)
         )
         outbox = Outbox(
-            sessions, [destination], DeliverySettings(), settings.storage.data_dir, NODE_AE
+            db, [destination], DeliverySettings(), settings.storage.data_dir, make_senders(NODE_AE)
         )
         queue_results(sessions, outbox, settings.storage.data_dir, utcnow(), count=2)
         wait_until(lambda: outbox.deliver_due() == 2, timeout=20, interval=0.5)
         assert len(list(received.iterdir())) == 2
-        engine.dispose()
+        db.dispose()
     finally:
         pacs.terminate()
         pacs.wait(timeout=10)

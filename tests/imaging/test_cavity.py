@@ -5,10 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from assistant.imaging import INTRACRANIAL, apply_input_mask, read_series
-from assistant.imaging.cavity import BONE_HU, OUTSIDE_HU, intracranial_mask
+from assistant.analysis.imaging import INTRACRANIAL, apply_input_mask, read_series
+from assistant.analysis.imaging.cavity import BONE_HU, OUTSIDE_HU, intracranial_mask
 from assistant.training.phantoms import FINDING_KINDS, MATRIX, make_case
-from tests.conftest import shared_ct
+from tests.support.ct import shared_ct
 
 
 @pytest.fixture(scope="module")

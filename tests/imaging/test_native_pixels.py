@@ -10,9 +10,9 @@ from pydicom import dcmread
 from pydicom.dataset import FileDataset, FileMetaDataset
 from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian, ImplicitVRLittleEndian, generate_uid
 
-from assistant.imaging import hu_pixels, read_series, resize
-from assistant.imaging.pixels import native_hu, native_pixels, read_native
-from tests.conftest import dicom_files, shared_ct
+from assistant.analysis.imaging import hu_pixels, read_series, resize
+from assistant.analysis.imaging.pixels import native_hu, native_pixels, read_native
+from tests.support.ct import dicom_files, shared_ct
 
 
 def _deferred(path: Path):  # type: ignore[no-untyped-def]

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from pydicom import dcmread
 
-from assistant.imaging import (
+from assistant.analysis.imaging import (
     DEFAULT_WINDOWS,
     UnreadableSeries,
     hu_pixels,
@@ -17,7 +17,8 @@ from assistant.imaging import (
     resize,
     to_windows,
 )
-from tests.conftest import dicom_files, shared_ct
+from assistant.analysis.imaging.synthetic import write_demo_series
+from tests.support.ct import dicom_files, shared_ct
 
 
 def test_tilted_ge_head_is_ordered_along_the_normal_with_its_irregular_spacing() -> None:
@@ -111,3 +112,12 @@ def test_windows_map_hounsfield_units_to_unit_range() -> None:
     assert list(brain[0]) == [0.0, 0.0, 0.5, 1.0, 1.0]
     assert subdural[0][2] == pytest.approx((40 - (80 - 100)) / 200)
     assert 0 < bone[0][2] < bone[0][4] <= 1.0
+
+
+def test_a_series_without_pixel_spacing_is_refused_not_measured_as_1_mm(tmp_path: Path) -> None:
+    for path in write_demo_series(tmp_path, count=3, seed=31):
+        dataset = dcmread(path)
+        del dataset.PixelSpacing
+        dataset.save_as(path)
+    with pytest.raises(UnreadableSeries, match="no valid Pixel Spacing"):
+        read_series(tmp_path)

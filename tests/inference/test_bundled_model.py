@@ -7,15 +7,14 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from pydicom import dcmread
 
+from assistant.analysis.imaging import read_series
+from assistant.analysis.inference import predict_series
+from assistant.analysis.model.folder import load_model
 from assistant.cli import _bundled_model, main
-from assistant.demo_series import write_demo_head
-from assistant.imaging import read_series
-from assistant.inference import predict_series
-from assistant.model import load_model
-from assistant.wording import percent
-from tests.conftest import shared_ct
+from assistant.findings.wording import percent
+from assistant.training.demo import write_demo_head
+from tests.support.ct import insert_lesion, shared_ct
 
 pytestmark = pytest.mark.slow
 
@@ -26,42 +25,6 @@ def bundled():
     if not (folder / "model.json").is_file():
         pytest.fail("the bundled model is missing: make bundled-model trains it")
     return load_model(folder)
-
-
-def insert_lesion(
-    source: Path, target: Path, hu: float = 70.0, radius_mm: float = 12.0
-) -> list[str]:
-    """Copy a series, adding an irregular hyperdense blob in the brain of a few slices.
-
-    Returns the SOP Instance UIDs of the slices that got blood."""
-    series = read_series(source)
-    target.mkdir(parents=True)
-    middle = len(series.slices) // 2
-    touched = []
-    rng = np.random.default_rng(0)
-    for index, info in enumerate(series.slices):
-        ds = dcmread(info.path)
-        distance = abs(index - middle)
-        if distance <= 2:
-            pixels = ds.pixel_array.astype(np.float32)
-            slope, intercept = float(ds.RescaleSlope), float(ds.RescaleIntercept)
-            current = pixels * slope + intercept
-            rows, cols = np.indices(current.shape)
-            spacing = float(ds.PixelSpacing[0])
-            cy, cx = current.shape[0] * 0.42, current.shape[1] * 0.60  # right frontal-parietal lobe
-            r = radius_mm * (1 - 0.3 * distance) / spacing
-            angle = np.arctan2(rows - cy, cols - cx)
-            edge = r * (1 + 0.2 * np.cos(3 * angle + 1.0)) - np.hypot(rows - cy, cols - cx)
-            weight = np.clip(edge / 2.0 + 0.5, 0, 1)
-            brain = (current > 0) & (current < 60)
-            blood = hu + rng.normal(0, 4, current.shape)
-            current = np.where(brain, current * (1 - weight) + blood * weight, current)
-            stored = np.round((current - intercept) / slope)
-            info_dtype = np.int16 if ds.PixelRepresentation == 1 else np.uint16
-            ds.PixelData = stored.astype(info_dtype).tobytes()
-            touched.append(str(ds.SOPInstanceUID))
-        ds.save_as(target / info.path.name)
-    return touched
 
 
 def test_clean_real_head_stays_negative(bundled) -> None:
@@ -135,8 +98,8 @@ def test_predict_prints_each_lesion(bundled, tmp_path: Path, capsys) -> None:
 def test_a_lesion_outside_the_cavity_still_gets_a_density(tmp_path: Path) -> None:
     """Mean HU falls back to the lesion's own pixels when none of them is inside the
     cavity read again on the key slice: a number the SR can carry, never NaN."""
-    from assistant.demo_series import write_demo_head
-    from assistant.inference.predict import _lesions
+    from assistant.analysis.inference.predict import _lesions
+    from assistant.training.demo import write_demo_head
 
     write_demo_head(tmp_path / "head")
     series = read_series(tmp_path / "head")

@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from assistant.inference.predict import OUTLINE_POINTS, _outline
+from assistant.analysis.inference.predict import OUTLINE_POINTS, _outline
 
 
 def _radii(points: list[tuple[float, float]], centre: tuple[float, float]) -> np.ndarray:

@@ -8,16 +8,19 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 
+from assistant.analysis.pipeline import Analysis, WarmUpFailed
+from assistant.cli import build_worker, main
 from assistant.db import Instance, Job, JobState, ResultObject
-from assistant.jobs.submit import retry_job
-from assistant.jobs.worker import Worker
-from tests.conftest import dicom_files, shared_ct, storescu, wait_until
+from assistant.intake.submit import retry_job
+from tests.peers.dcmtk import storescu
+from tests.peers.tools import wait_until
+from tests.support.ct import dicom_files, shared_ct
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 
 def _job(node) -> Job:  # type: ignore[no-untyped-def]
-    with node.sessions() as session:
+    with node.db.sessions() as session:
         return session.scalars(select(Job)).one()
 
 
@@ -27,25 +30,25 @@ def test_a_failed_job_keeps_its_error_and_can_be_retried(start_node) -> None:
     wait_until(lambda: _has_job(node), timeout=20)
     job = _job(node)
     assert job.state is JobState.QUEUED
-    with node.sessions() as session:
+    with node.db.sessions() as session:
         path = node.settings.storage.data_dir / session.scalars(select(Instance.path)).first()
     original = path.read_bytes()
     path.write_bytes(original[: len(original) - 200_000])  # pixel data cut short
 
-    worker = Worker(node.settings, node.engine, node.write_lock)  # not started: run by hand
+    worker = build_worker(node.settings, node.db)  # not started: run by hand
     worker.analysis.run(job.id)
     failed = _job(node)
     assert failed.state is JobState.FAILED and failed.reason and failed.attempts == 1
 
     path.write_bytes(original)
     queued: list[int] = []
-    assert retry_job(node.sessions, job.id, queued.append)
+    assert retry_job(node.db, job.id, queued.append)
     assert queued == [job.id] and _job(node).state is JobState.QUEUED
     worker.analysis.run(job.id)
     worker.analysis.run(job.id)  # a second message for the same job: nothing happens
     done = _job(node)
     assert done.state is JobState.DONE and done.attempts == 2 and done.summary
-    assert not retry_job(node.sessions, job.id, queued.append)  # only failed jobs
+    assert not retry_job(node.db, job.id, queued.append)  # only failed jobs
 
 
 def test_a_series_that_does_not_match_is_skipped_with_its_reason(
@@ -61,17 +64,48 @@ def test_a_series_that_does_not_match_is_skipped_with_its_reason(
 
 
 def _has_job(node) -> bool:  # type: ignore[no-untyped-def]
-    with node.sessions() as session:
+    with node.db.sessions() as session:
         return session.scalar(select(Job.id)) is not None
 
 
 def test_warming_up_builds_everything_once_and_keeps_nothing(node, caplog) -> None:  # type: ignore[no-untyped-def]
-    worker = Worker(node.settings, node.engine, node.write_lock)
-    with caplog.at_level("INFO", logger="assistant.jobs.analysis"):
+    worker = build_worker(node.settings, node.db)
+    with caplog.at_level("INFO", logger="assistant.analysis.pipeline"):
         worker.analysis.warm_up()
     assert any("warmed up" in record.getMessage() for record in caplog.records)
-    with node.sessions() as session:
+    with node.db.sessions() as session:
         assert session.scalar(select(Job.id)) is None
         assert session.scalar(select(ResultObject.id)) is None
     results = node.settings.storage.results_dir
     assert not results.exists() or not any(p.is_file() for p in results.rglob("*"))
+
+
+def test_a_worker_whose_warm_up_fails_stops_with_the_reason(
+    start_node, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A model or writer that fails on a synthetic series would fail every job: the
+    worker refuses to start, saying why, instead of taking jobs only to fail them."""
+    node = start_node()
+    worker = build_worker(node.settings, node.db)
+
+    def broken(*_args: object, **_kwargs: object) -> None:
+        raise ValueError("the SR writer is broken")
+
+    monkeypatch.setattr(worker.analysis, "_build", broken)
+    with pytest.raises(WarmUpFailed, match="the SR writer is broken"):
+        worker.start()
+    assert not worker._threads  # no job thread took anything
+
+
+def test_radassist_worker_exits_1_when_the_warm_up_fails(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("RADASSIST_STORAGE__DATA_DIR", str(tmp_path))
+    assert main(["db", "upgrade"]) == 0
+
+    def broken(self: Analysis) -> None:
+        raise WarmUpFailed("model x 1 or the writers fail on a synthetic series (boom)")
+
+    monkeypatch.setattr(Analysis, "warm_up", broken)
+    assert main(["worker"]) == 1
+    assert "fail on a synthetic series (boom)" in capsys.readouterr().err

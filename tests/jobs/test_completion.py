@@ -11,10 +11,12 @@ from pydicom.uid import generate_uid
 from sqlalchemy import select
 
 from assistant.db import CompletionReason, Series, SeriesState
-from assistant.jobs.completion import is_contiguous
-from assistant.receiver import Receiver
+from assistant.intake.completion import is_contiguous
+from assistant.intake.receiver import Receiver
 from dicom_node import send_files
-from tests.conftest import dicom_files, shared_ct, storescu, wait_until
+from tests.peers.dcmtk import storescu
+from tests.peers.tools import wait_until
+from tests.support.ct import dicom_files, shared_ct
 
 
 @pytest.mark.parametrize(
@@ -35,7 +37,7 @@ def test_is_contiguous(positions: list[float | None], expected: bool) -> None:
 
 
 def _series(node: Receiver) -> Series:
-    with node.sessions() as session:
+    with node.db.sessions() as session:
         return session.scalars(select(Series)).one()
 
 

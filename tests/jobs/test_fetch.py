@@ -8,12 +8,11 @@ from pathlib import Path
 import pytest
 from pydicom import dcmread
 
+from assistant.access.users import add_user
+from assistant.analysis.imaging.synthetic import write_demo_series
 from assistant.cli import main
-from assistant.db import make_session_factory
-from assistant.demo_series import write_demo_series
-from assistant.users import add_user
-from tests.conftest import NODE_AE, wait_until
-from tests.helpers import csrf_token, instance_count, login
+from tests.helpers import NODE_AE, csrf_token, instance_count, login
+from tests.peers.tools import wait_until
 from web import create_app
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -71,10 +70,10 @@ def test_fetch_from_the_dashboard(pacs_with_a_study, tmp_path: Path) -> None:  #
 
     node, _orthanc, source, config = pacs_with_a_study
     settings = dataclasses.replace(load_settings(str(config)), storage=node.settings.storage)
-    sessions = make_session_factory(node.engine)
+    sessions = node.db.sessions
     add_user(sessions, "admin", "an admin password", "admin")
     add_user(sessions, "viewer", "a viewer password", "viewer")
-    app = create_app(settings, node.engine)
+    app = create_app(settings, node.db)
 
     def logged_in(name: str, password: str):  # type: ignore[no-untyped-def]
         client = app.test_client()

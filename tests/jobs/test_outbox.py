@@ -3,77 +3,30 @@ after the last attempt, retried on request; two senders never send a row twice."
 
 from __future__ import annotations
 
-import os
-import subprocess
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
-from pydicom.uid import generate_uid
 from sqlalchemy import select
 
 from assistant.db import (
+    Database,
     Delivery,
     DeliveryState,
-    Job,
-    JobState,
-    ResultKind,
-    ResultObject,
     make_engine,
-    make_session_factory,
     utcnow,
 )
 from assistant.db.migrate import upgrade
-from assistant.demo_series import write_demo_series
-from assistant.jobs.outbox import Outbox, backoff
+from assistant.delivery.outbox import Outbox, backoff
+from assistant.delivery.senders import Sender, make_senders
 from assistant.settings import DeliverySettings, Destination
-from tests.conftest import free_port, require_tool, wait_until
+from dicom_node import SendResult
+from tests.peers.dcmtk import StoreSCP
+from tests.support.results import queue_results
 
 pytestmark = pytest.mark.integration
-
-
-class StoreSCP:
-    """dcmtk's storescp writing every object it receives to a new file."""
-
-    def __init__(self, folder: Path) -> None:
-        self.folder, self.port = folder, free_port()
-        folder.mkdir(parents=True, exist_ok=True)
-        self._process: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> None:
-        self._process = subprocess.Popen(
-            [
-                require_tool("/usr/bin/storescp"),
-                "-aet",
-                "PACS",
-                "-od",
-                str(self.folder),
-                "-uf",
-                str(self.port),
-            ],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-            env={**os.environ, "TCP_NODELAY": "1"},
-        )
-        wait_until(self._listening, timeout=10)
-
-    def _listening(self) -> bool:
-        done = subprocess.run(
-            [require_tool("/usr/bin/echoscu"), "-aec", "PACS", "127.0.0.1", str(self.port)],
-            capture_output=True,
-        )
-        return done.returncode == 0
-
-    def received(self) -> list[Path]:
-        return sorted(p for p in self.folder.iterdir() if p.is_file())
-
-    def stop(self) -> None:
-        if self._process is not None:
-            self._process.terminate()
-            self._process.wait(timeout=10)
-            self._process = None
 
 
 @pytest.fixture
@@ -95,83 +48,21 @@ class Clock:
 def outbox_env(tmp_path: Path, pacs: StoreSCP):
     url = f"sqlite:///{tmp_path / 'var' / 'radassist.db'}"
     upgrade(url)
-    engine = make_engine(url)
-    sessions = make_session_factory(engine)
+    db = Database(make_engine(url))
+    sessions = db.sessions
     data_dir = tmp_path / "var"
     clock = Clock()
     settings = DeliverySettings(max_attempts=3, backoff_seconds=10, max_backoff_seconds=60)
     destination = Destination("pacs", host="127.0.0.1", port=pacs.port, ae_title="PACS")
 
-    def make_outbox() -> Outbox:
-        return Outbox(sessions, [destination], settings, data_dir, "RADASSIST", clock=clock)
+    def make_outbox(senders: dict[str, Sender] | None = None) -> Outbox:
+        senders = senders if senders is not None else make_senders("RADASSIST")
+        return Outbox(db, [destination], settings, data_dir, senders, clock=clock)
 
     outbox = make_outbox()
     queue_results(sessions, outbox, data_dir, clock.now)
     yield sessions, make_outbox, clock, outbox
-    engine.dispose()
-
-
-def queue_results(sessions, outbox: Outbox, data_dir: Path, now, count: int = 3) -> None:  # type: ignore[no-untyped-def]
-    """`count` result files of one done job, each queued for the outbox's destinations."""
-    files = data_dir / "results"
-    write_demo_series(files, count=count)
-    with sessions() as session, session.begin():
-        job = Job(
-            series_pk=_series(session),
-            model_name="m",
-            model_version="1",
-            input_digest="d",
-            instance_count=count,
-            state=JobState.DONE,
-            reason="",
-            attempts=1,
-            worker="",
-            created_at=now,
-            summary="",
-            findings_json="",
-        )
-        session.add(job)
-        session.flush()
-        for path in sorted(files.iterdir()):
-            result = ResultObject(
-                job_pk=job.id,
-                kind=ResultKind.SR,
-                sop_class_uid="1.2",
-                sop_instance_uid=generate_uid(),
-                series_instance_uid="1.2.3",
-                study_instance_uid="1.2.3",
-                path=path.relative_to(data_dir).as_posix(),
-                created_at=now,
-            )
-            session.add(result)
-            session.flush()
-            outbox.add(session, result)
-            outbox.add(session, result)  # twice: still one row
-
-
-def _series(session) -> int:  # type: ignore[no-untyped-def]
-    from assistant.db import Patient, Series, SeriesState, Study
-
-    now = utcnow()
-    patient = Patient(
-        patient_id="P",
-        issuer_of_patient_id="",
-        patient_name="",
-        birth_date="",
-        sex="",
-        created_at=now,
-    )
-    study = Study(study_instance_uid="1.2.3", patient=patient, received_at=now)
-    series = Series(
-        series_instance_uid="1.2.3.4",
-        study=study,
-        state=SeriesState.COMPLETE,
-        first_received_at=now,
-        last_received_at=now,
-    )
-    session.add_all([patient, study, series])
-    session.flush()
-    return series.id
+    db.dispose()
 
 
 def _states(sessions) -> list[tuple[DeliveryState, int]]:  # type: ignore[no-untyped-def]
@@ -230,3 +121,36 @@ def test_two_senders_never_send_a_row_twice(outbox_env, pacs: StoreSCP) -> None:
         thread.join()
     assert sum(counts) == 3
     assert len(pacs.received()) == 3
+
+
+def _raising(error: Exception) -> Sender:
+    def send(paths: Sequence[Path], destination: Destination) -> list[SendResult]:
+        raise error
+
+    return send
+
+
+def test_a_network_error_is_retried_but_a_fault_of_ours_is_not(outbox_env, caplog) -> None:
+    """A sender that raises OSError met the network: back-off and try again. Any other
+    exception is a bug that would fail the same way ten times: failed at once, logged
+    with its traceback, and left for an admin to retry once fixed."""
+    sessions, make_outbox, clock, _outbox = outbox_env
+    make_outbox({"dimse": _raising(ConnectionResetError("reset by peer"))}).deliver_due()
+    assert _states(sessions) == [(DeliveryState.PENDING, 1)] * 3
+    clock.now += timedelta(seconds=10)
+    make_outbox({"dimse": _raising(KeyError("tls_ca"))}).deliver_due()
+    assert _states(sessions) == [(DeliveryState.FAILED, 2)] * 3
+    with sessions() as session:
+        errors = list(session.scalars(select(Delivery.last_error)))
+    assert all(e.startswith("internal error: KeyError") for e in errors)
+    assert any(r.exc_info and r.exc_info[0] is KeyError for r in caplog.records)
+
+
+def test_a_destination_kind_without_a_sender_is_refused_at_start(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'radassist.db'}"
+    upgrade(url)
+    db = Database(make_engine(url))
+    web = Destination("web", kind="dicomweb", url="http://127.0.0.1:1/dicom-web")
+    with pytest.raises(ValueError, match="no sender for destination kind"):
+        Outbox(db, [web], DeliverySettings(), tmp_path, {"dimse": _raising(OSError())})
+    db.dispose()

@@ -15,9 +15,10 @@ import pytest
 from pydicom import dcmread
 from sqlalchemy import func, select
 
+from assistant.analysis.worker import Worker
+from assistant.cli import build_worker
 from assistant.db import Delivery, DeliveryState, Job, JobState, ResultObject
-from assistant.jobs.worker import Worker
-from assistant.receiver import Receiver
+from assistant.intake.receiver import Receiver
 from assistant.settings import (
     BUNDLED_MODEL_DIR,
     DeliverySettings,
@@ -25,16 +26,12 @@ from assistant.settings import (
     ModelSettings,
     Settings,
 )
-from tests.conftest import (
-    NODE_AE,
-    Orthanc,
-    dicom_files,
-    require_tool,
-    shared_ct,
-    storescu,
-    wait_until,
-)
-from tests.inference.test_bundled_model import insert_lesion
+from tests.helpers import NODE_AE
+from tests.peers.dcmtk import storescu
+from tests.peers.dicom3tools import dciodvfy_errors
+from tests.peers.orthanc import Orthanc
+from tests.peers.tools import require_tool, wait_until
+from tests.support.ct import dicom_files, insert_lesion, shared_ct
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -46,7 +43,7 @@ def start_worker(tmp_path: Path) -> Iterator[Callable[..., Worker]]:
     started: list[Worker] = []
 
     def start(node: Receiver, settings: Settings) -> Worker:
-        worker = Worker(settings, node.engine, node.write_lock)
+        worker = build_worker(settings, node.db)
         worker.start()
         started.append(worker)
         return worker
@@ -74,12 +71,12 @@ def _negative_model(tmp_path: Path) -> ModelSettings:
 
 
 def _jobs(node: Receiver) -> list[Job]:
-    with node.sessions() as session:
+    with node.db.sessions() as session:
         return list(session.scalars(select(Job).order_by(Job.id)))
 
 
 def _deliveries(node: Receiver) -> list[Delivery]:
-    with node.sessions() as session:
+    with node.db.sessions() as session:
         return list(session.scalars(select(Delivery).order_by(Delivery.id)))
 
 
@@ -131,9 +128,7 @@ def test_results_reach_the_pacs_once(
     for modality, [instance] in found.items():
         path = tmp_path / f"{modality}.dcm"
         path.write_bytes(orthanc.request_bytes(f"/instances/{instance}/file"))
-        done = subprocess.run([require_tool("dciodvfy"), str(path)], capture_output=True, text=True)
-        errors = [line for line in done.stderr.splitlines() if line.startswith("Error")]
-        assert errors == [], (modality, errors)
+        assert dciodvfy_errors(path) == [], modality
         assert (
             dcmread(path).StudyInstanceUID
             == dcmread(dicom_files(lesion_series)[0]).StudyInstanceUID
@@ -199,7 +194,7 @@ def test_a_late_instance_supersedes_the_report(start_node, start_worker) -> None
     wait_until(lambda: [j.state for j in _jobs(node)] == [JobState.DONE], timeout=90)
     assert storescu(node.scp.port, files[-1:]).returncode == 0
     wait_until(lambda: [j.state for j in _jobs(node)] == [JobState.DONE, JobState.DONE], timeout=90)
-    with node.sessions() as session:
+    with node.db.sessions() as session:
         reports = session.scalars(
             select(ResultObject).where(ResultObject.kind == "sr").order_by(ResultObject.id)
         ).all()

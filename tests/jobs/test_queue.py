@@ -3,59 +3,22 @@
 from __future__ import annotations
 
 import dataclasses
-import os
-import subprocess
 import threading
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from assistant.jobs.queue import JobQueue, make_huey
+from assistant.queue import JobQueue, make_huey
 from assistant.settings import QueueSettings, Settings, StorageSettings
-from tests.conftest import free_port, require_tool, wait_until
+from tests.peers.redis import redis_server
+from tests.peers.tools import wait_until
 
 
 @pytest.fixture(scope="module")
 def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """Debian's redis-server on a free loopback port, no persistence."""
-    port = free_port()
-    folder = tmp_path_factory.mktemp("redis")
-    process = subprocess.Popen(
-        [
-            require_tool("redis-server"),
-            "--port",
-            str(port),
-            "--bind",
-            "127.0.0.1",
-            "--save",
-            "",
-            "--appendonly",
-            "no",
-            "--dir",
-            str(folder),
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        env=dict(os.environ),
-    )
-    url = f"redis://127.0.0.1:{port}/0"
-    _wait_for(url)
-    yield url
-    process.terminate()
-    process.wait(timeout=10)
-
-
-def _wait_for(url: str) -> None:
-    import redis
-
-    def ping() -> bool:
-        try:
-            return bool(redis.Redis.from_url(url).ping())
-        except redis.ConnectionError:
-            return False
-
-    wait_until(ping, timeout=10, interval=0.1)
+    with redis_server(tmp_path_factory.mktemp("redis")) as url:
+        yield url
 
 
 def _settings(tmp_path: Path, redis_url: str = "") -> Settings:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from assistant.jobs.selection import SeriesFacts, skip_reason
+from assistant.intake.selection import SeriesFacts, skip_reason
 from assistant.settings import SelectionSettings
 
 AXIAL = "1\\0\\0\\0\\1\\0"

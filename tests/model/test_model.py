@@ -8,15 +8,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from assistant.model import (
-    CnnRnn,
-    ModelCard,
-    ModelCardError,
-    ModelIntegrityError,
-    NetworkSpec,
-    load_model,
-    save_model,
-)
+from assistant.analysis.model.card import ModelCard, ModelCardError, NetworkSpec
+from assistant.analysis.model.folder import ModelIntegrityError, load_model, save_model
+from assistant.analysis.model.network import CnnRnn
 
 
 @pytest.fixture
@@ -86,7 +80,7 @@ def test_weights_that_do_not_match_the_card_are_refused(small: CnnRnn, tmp_path:
 
 
 def test_fusing_batchnorm_keeps_the_outputs(small: CnnRnn) -> None:
-    from assistant.model import fused_for_inference
+    from assistant.analysis.model.network import fused_for_inference
 
     for module in small.modules():  # make the folding non-trivial
         if isinstance(module, torch.nn.BatchNorm2d):

@@ -18,10 +18,11 @@ import pytest
 from pydicom import dcmread
 from sqlalchemy import create_engine, func, select
 
+from assistant.analysis.imaging.synthetic import write_demo_series
 from assistant.db import Delivery, DeliveryState, Instance, Job, JobState, Series
-from assistant.demo_series import write_demo_series
-from tests.conftest import NODE_AE, echoscu, free_port, require_tool, wait_until
-from tests.jobs.test_outbox import StoreSCP
+from tests.helpers import NODE_AE
+from tests.peers.dcmtk import StoreSCP, echoscu
+from tests.peers.tools import free_port, require_tool, wait_until
 
 SOAK = os.environ.get("SOAK", "") not in ("", "0")
 pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.timeout(3600 if SOAK else 600)]

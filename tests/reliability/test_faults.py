@@ -12,9 +12,10 @@ from pathlib import Path
 
 import pytest
 
-from assistant.demo_series import write_demo_series
-from tests.conftest import storescu, unavailable
+from assistant.analysis.imaging.synthetic import write_demo_series
 from tests.helpers import instance_count
+from tests.peers.dcmtk import storescu
+from tests.peers.tools import unavailable
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

@@ -19,8 +19,9 @@ from pydicom.dataset import Dataset
 from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian, generate_uid
 
 from dicom_node.scp import ARTIM_SECONDS
-from tests.conftest import echoscu, wait_until
 from tests.helpers import encode, raw_c_store
+from tests.peers.dcmtk import echoscu
+from tests.peers.tools import wait_until
 
 SOAK = os.environ.get("SOAK", "") not in ("", "0")
 pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.timeout(1800 if SOAK else 300)]
@@ -157,12 +158,12 @@ def test_broken_pdus_never_crash_the_scp(node) -> None:  # type: ignore[no-untyp
 def test_stow_rs_never_answers_500(node, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     import dataclasses
 
+    from assistant.intake.stow import StowIntake
     from assistant.settings import DicomwebSettings
-    from assistant.stow import StowIntake
     from web import create_app
 
     settings = dataclasses.replace(node.settings, dicomweb=DicomwebSettings(token="fuzz-token"))
-    app = create_app(settings, node.engine, StowIntake(node.ingest))
+    app = create_app(settings, node.db, StowIntake(node.ingest))
     http = app.test_client()
     base = b"\0" * 128 + b"DICM" + encode(small_ct())
     cases = {"n": 0}

@@ -9,12 +9,13 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 
-from assistant.db import Job, JobState, make_session_factory
-from assistant.demo_series import write_demo_head
-from assistant.jobs.worker import Worker
-from assistant.users import add_user
-from tests.conftest import storescu, wait_until
+from assistant.access.users import add_user
+from assistant.cli import build_worker
+from assistant.db import Job, JobState
+from assistant.training.demo import write_demo_head
 from tests.helpers import csrf_token, login
+from tests.peers.dcmtk import storescu
+from tests.peers.tools import wait_until
 from web import create_app
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -25,12 +26,12 @@ def test_no_phi_or_secrets_in_the_log(
 ) -> None:  # type: ignore[no-untyped-def]
     caplog.set_level(logging.INFO)
     node = start_node(quiet_seconds=1.0)
-    worker = Worker(node.settings, node.engine, node.write_lock)
+    worker = build_worker(node.settings, node.db)
     worker.start()
     try:
         files = write_demo_head(tmp_path / "series")
         assert storescu(node.scp.port, files).returncode == 0
-        sessions = make_session_factory(node.engine)
+        sessions = node.db.sessions
 
         def done() -> bool:
             with sessions() as session:
@@ -39,7 +40,7 @@ def test_no_phi_or_secrets_in_the_log(
         wait_until(done, timeout=120)
         password = "a very secret password"
         add_user(sessions, "reader", password, "viewer")
-        app = create_app(node.settings, node.engine)
+        app = create_app(node.settings, node.db)
         client = app.test_client()
         failed = client.post(
             "/login",

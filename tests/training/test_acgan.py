@@ -10,8 +10,10 @@ import numpy as np
 import pytest
 import torch
 
+from assistant.analysis.model.card import NetworkSpec
+from assistant.analysis.model.folder import load_model
+from assistant.analysis.model.network import CnnRnn
 from assistant.cli import main
-from assistant.model import CnnRnn, NetworkSpec, load_model
 from assistant.training.acgan import (
     AcganConfig,
     FeatureDiscriminator,

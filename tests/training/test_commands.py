@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from assistant.analysis.model.folder import load_model
 from assistant.cli import main
-from assistant.model import load_model
 from assistant.training.metrics import roc_auc
 
 pytestmark = pytest.mark.slow

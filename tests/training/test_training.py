@@ -10,7 +10,8 @@ import pytest
 import torch
 from torch import nn
 
-from assistant.model import CnnRnn, NetworkSpec
+from assistant.analysis.model.card import NetworkSpec
+from assistant.analysis.model.network import CnnRnn
 from assistant.training.datasets import DatasetSpecError, SyntheticHeads, parse_spec
 from assistant.training.metrics import roc_auc
 from assistant.training.phantoms import make_case

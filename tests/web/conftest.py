@@ -5,110 +5,30 @@ and analysed, and a destination PACS (dcmtk's storescp) that is down at first.""
 from __future__ import annotations
 
 from collections.abc import Iterator
-from contextlib import contextmanager
-from dataclasses import dataclass
-from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
-from flask import Flask
 from flask.testing import FlaskClient
 from sqlalchemy import select
 
-from assistant.db import Delivery, DeliveryState, Job, JobState, make_session_factory
-from assistant.db.migrate import upgrade
-from assistant.demo_series import write_demo_head
-from assistant.jobs.worker import Worker
-from assistant.receiver import Receiver
-from assistant.settings import (
-    CompletionSettings,
-    DatabaseSettings,
-    DeliverySettings,
-    Destination,
-    NodeSettings,
-    Settings,
-    StorageSettings,
-    WebSettings,
-)
-from assistant.users import add_user
-from tests.conftest import NODE_AE, require_tool, storescu, wait_until
+from assistant.db import Delivery, DeliveryState, Job, JobState
+from assistant.settings import Destination
+from assistant.training.demo import write_demo_head
 from tests.helpers import login
-from tests.jobs.test_outbox import StoreSCP
+from tests.peers.chromium import chromium
+from tests.peers.dcmtk import StoreSCP, storescu
+from tests.peers.tools import wait_until
+from tests.support.site import ADMIN, VIEWER, Site, add_test_users, running_node, site_settings
 from web import create_app
 
-SCREENSHOTS = Path(__file__).resolve().parents[2] / "test-artifacts" / "screenshots"
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
+if TYPE_CHECKING:
+    from playwright.sync_api import Browser
 
 
 @pytest.fixture(scope="module")
-def browser() -> Iterator[object]:
-    executable = require_tool("/usr/bin/chromium")
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        instance = playwright.chromium.launch(
-            executable_path=executable, headless=True, args=CHROMIUM_ARGS
-        )
+def browser() -> Iterator[Browser]:
+    with chromium() as instance:
         yield instance
-        instance.close()
-
-
-ADMIN = ("alice", "correct horse battery")
-VIEWER = ("victor", "staple fifteen words")
-
-
-@dataclass
-class Site:
-    settings: Settings
-    receiver: Receiver
-    app: Flask
-    pacs: StoreSCP
-    study_uid: str
-    job_id: int
-    delivery_ids: list[int]
-    instances: int  # slices of the demo head that was sent
-
-    def deliveries(self) -> list[Delivery]:
-        with self.receiver.sessions() as session:
-            return list(session.scalars(select(Delivery).order_by(Delivery.id)))
-
-
-def site_settings(root: Path, destinations: tuple[Destination, ...] = ()) -> Settings:
-    return Settings(
-        node=NodeSettings(ae_title=NODE_AE, host="127.0.0.1", port=0),
-        web=WebSettings(host="127.0.0.1", port=0),
-        storage=StorageSettings(data_dir=root / "var"),
-        database=DatabaseSettings(url=f"sqlite:///{root / 'var' / 'radassist.db'}"),
-        completion=CompletionSettings(quiet_seconds=60, check_interval_seconds=0.1),
-        destinations=destinations,
-        delivery=DeliverySettings(max_attempts=1, backoff_seconds=0.2, poll_seconds=0.2),
-    )
-
-
-@contextmanager
-def running_node(settings: Settings) -> Iterator[Receiver]:
-    """Receiver and worker on a migrated database, stopped on the way out."""
-    upgrade(settings.database_url)
-    receiver = Receiver(settings)
-    worker = Worker(settings, receiver.engine, receiver.write_lock)
-    receiver.start()
-    worker.start()
-    try:
-        yield receiver
-    finally:
-        worker.stop()
-        receiver.stop()
-
-
-def add_test_users(receiver: Receiver) -> None:
-    sessions = make_session_factory(receiver.engine)
-    add_user(sessions, ADMIN[0], ADMIN[1], "admin")
-    add_user(sessions, VIEWER[0], VIEWER[1], "viewer")
 
 
 @pytest.fixture(scope="package")
@@ -127,7 +47,7 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
         with running_node(settings) as receiver:
             files = write_demo_head(root / "series")
             storescu(receiver.scp.port, files)
-            sessions = make_session_factory(receiver.engine)
+            sessions = receiver.db.sessions
 
             def finished() -> list[Delivery] | None:
                 with sessions() as session:
@@ -145,7 +65,7 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
             yield Site(
                 settings,
                 receiver,
-                create_app(settings, receiver.engine),
+                create_app(settings, receiver.db),
                 pacs,
                 study_uid,
                 job.id,

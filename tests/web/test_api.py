@@ -8,7 +8,7 @@ import pytest
 from flask.testing import FlaskClient
 
 from tests.helpers import csrf_token
-from tests.web.conftest import ADMIN, VIEWER, Site
+from tests.support.site import ADMIN, VIEWER, Site
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

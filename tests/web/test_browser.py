@@ -8,7 +8,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.web.conftest import SCREENSHOTS, VIEWER, Site
+from tests.peers.chromium import SCREENSHOTS
+from tests.support.site import VIEWER, Site
 from web.server import WebServer
 
 pytestmark = [pytest.mark.integration, pytest.mark.browser, pytest.mark.slow]
@@ -16,7 +17,7 @@ pytestmark = [pytest.mark.integration, pytest.mark.browser, pytest.mark.slow]
 
 @pytest.fixture
 def server(site: Site) -> Iterator[WebServer]:
-    web = WebServer(site.settings, site.receiver.engine, port=0)
+    web = WebServer(site.settings, site.receiver.db, port=0)
     web.start()
     yield web
     web.stop()

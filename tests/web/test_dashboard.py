@@ -16,13 +16,21 @@ from PIL import Image
 from pydicom import dcmread
 from sqlalchemy import select
 
-from assistant.db import AuditEvent, DeliveryState, Feedback, Job, ResultKind, ResultObject
+from assistant.db import (
+    AuditEvent,
+    Database,
+    DeliveryState,
+    Feedback,
+    Job,
+    ResultKind,
+    ResultObject,
+)
 from assistant.db.migrate import upgrade
 from assistant.db.session import make_engine
-from assistant.wording import percent
-from tests.conftest import wait_until
+from assistant.findings.wording import percent
 from tests.helpers import csrf_token, login
-from tests.web.conftest import ADMIN, VIEWER, Site
+from tests.peers.tools import wait_until
+from tests.support.site import ADMIN, VIEWER, Site
 from web import create_app, dicom_date
 from web.server import WebServer
 
@@ -30,7 +38,7 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 
 def audit_rows(site: Site, action: str) -> list[AuditEvent]:
-    with site.receiver.sessions() as session:
+    with site.receiver.db.sessions() as session:
         return list(
             session.scalars(
                 select(AuditEvent).where(AuditEvent.action == action).order_by(AuditEvent.id)
@@ -110,14 +118,14 @@ def test_forms_without_a_csrf_token_are_refused(
 ) -> None:
     response = anonymous.post("/login", data={"username": ADMIN[0], "password": ADMIN[1]})
     assert response.status_code == 400
-    with site.receiver.sessions() as session:
+    with site.receiver.db.sessions() as session:
         before = len(session.scalars(select(Feedback)).all())
     response = admin.post(
         f"/studies/{site.study_uid}/jobs/{site.job_id}/feedback",
         data={"finding": "0", "verdict": "accept"},
     )
     assert response.status_code == 400
-    with site.receiver.sessions() as session:
+    with site.receiver.db.sessions() as session:
         assert len(session.scalars(select(Feedback)).all()) == before
 
 
@@ -130,7 +138,7 @@ def test_first_start_says_how_to_create_the_admin(tmp_path, site: Site) -> None:
     from assistant.settings import StorageSettings
 
     settings = dataclasses.replace(site.settings, storage=StorageSettings(data_dir=tmp_path))
-    app = create_app(settings, engine)
+    app = create_app(settings, Database(engine))
     html = app.test_client().get("/login").get_data(as_text=True)
     assert "radassist user add admin --role admin" in html
     engine.dispose()
@@ -202,7 +210,7 @@ def test_study_page(site: Site, viewer: FlaskClient) -> None:
     assert '<svg xmlns="http://www.w3.org/2000/svg" class="curve"' in html
     assert "Hyperdense lesion, slices" in html
     assert f"/jobs/{site.job_id}/lesions/0.png" in html
-    with site.receiver.sessions() as session:
+    with site.receiver.db.sessions() as session:
         job = session.get_one(Job, site.job_id)
     findings = json.loads(job.findings_json)
     # Probabilities in percent, as the SR's measurements and its text give them; the
@@ -239,7 +247,7 @@ def test_key_image_has_the_outline(site: Site, viewer: FlaskClient) -> None:
 
 
 def test_result_download_is_our_sr(site: Site, viewer: FlaskClient) -> None:
-    with site.receiver.sessions() as session:
+    with site.receiver.db.sessions() as session:
         sr = session.scalars(select(ResultObject).where(ResultObject.kind == ResultKind.SR)).one()
     with viewer.get(f"/studies/{site.study_uid}/results/{sr.id}.dcm") as response:
         assert response.status_code == 200 and response.mimetype == "application/dicom"
@@ -281,7 +289,7 @@ def test_feedback_is_stored_shown_and_audited(site: Site, viewer: FlaskClient) -
     assert response.status_code == 303
     html = viewer.get(f"/studies/{site.study_uid}").get_data(as_text=True)
     assert "Feedback saved." in html and "calcification, not blood" in html
-    with site.receiver.sessions() as session:
+    with site.receiver.db.sessions() as session:
         row = session.scalars(select(Feedback).order_by(Feedback.id.desc())).first()
     assert (row.lesion_index, row.verdict.value, row.username) == (0, "reject", VIEWER[0])
     assert audit_rows(site, "feedback")[-1].target == site.study_uid
@@ -291,7 +299,7 @@ def test_feedback_is_stored_shown_and_audited(site: Site, viewer: FlaskClient) -
         {"finding": "x", "verdict": "accept"},
     ):
         viewer.post(url, data={**bad, "csrf_token": token})
-    with site.receiver.sessions() as session:
+    with site.receiver.db.sessions() as session:
         assert session.scalars(select(Feedback).order_by(Feedback.id.desc())).first().id == row.id
 
 
@@ -368,7 +376,7 @@ def test_the_secret_key_is_private(site: Site) -> None:
 def test_the_server_stops_with_a_connection_still_open(site: Site) -> None:
     """A browser keeps its connection alive; stopping closes it and ends the server's loop
     instead of leaving the thread behind (or killing it with EBADF)."""
-    web = WebServer(site.settings, site.receiver.engine, port=0)
+    web = WebServer(site.settings, site.receiver.db, port=0)
     web.start()
     connection = http.client.HTTPConnection("127.0.0.1", web.port, timeout=5)
     connection.request("GET", "/healthz")

@@ -16,11 +16,13 @@ from dicomweb_client.web import DICOMwebClient
 from pydicom import dcmread
 from sqlalchemy import func, select
 
-from assistant.db import Instance, Job, JobState, Series, make_session_factory
+from assistant.access.users import add_user
+from assistant.analysis.imaging.synthetic import write_demo_series
+from assistant.cli import build_receiver, build_web, build_worker
+from assistant.db import Instance, Job, JobState, Series
 from assistant.db.migrate import upgrade
-from assistant.demo_series import write_demo_series
-from assistant.jobs.worker import Worker
-from assistant.receiver import Receiver
+from assistant.intake.receiver import Receiver
+from assistant.intake.stow import StowIntake
 from assistant.settings import (
     CompletionSettings,
     DatabaseSettings,
@@ -30,9 +32,10 @@ from assistant.settings import (
     StorageSettings,
     WebSettings,
 )
-from assistant.stow import StowIntake
-from assistant.users import add_user
-from tests.conftest import NODE_AE, dicom_files, shared_ct, wait_until
+from dicom_node import Status
+from tests.helpers import NODE_AE
+from tests.peers.tools import wait_until
+from tests.support.ct import dicom_files, shared_ct
 from web.server import WebServer
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -51,7 +54,7 @@ class Node:
         return self.web.url + "dicomweb"
 
     def instance_count(self) -> int:
-        with self.receiver.sessions() as session:
+        with self.receiver.db.sessions() as session:
             return session.scalar(select(func.count(Instance.id))) or 0
 
     def files_on_disk(self) -> int:
@@ -71,10 +74,10 @@ def node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Node]:
         dicomweb=DicomwebSettings(token=TOKEN, max_body_mb=64),
     )
     upgrade(settings.database_url)
-    receiver = Receiver(settings)
-    worker = Worker(settings, receiver.engine, receiver.write_lock)
-    web = WebServer(settings, receiver.engine, StowIntake(receiver.ingest))
-    add_user(make_session_factory(receiver.engine), USER[0], USER[1], "viewer")
+    receiver = build_receiver(settings)
+    worker = build_worker(settings, receiver.db)
+    web = build_web(settings, receiver.db, receiver.ingest)
+    add_user(receiver.db.sessions, USER[0], USER[1], "viewer")
     receiver.start()
     worker.start()
     web.start()
@@ -126,14 +129,14 @@ def test_stow_a_real_series_and_see_it_analysed(node: Node) -> None:
     series_uid = str(dcmread(files[0], stop_before_pixels=True).SeriesInstanceUID)
 
     def job_state() -> JobState | None:
-        with node.receiver.sessions() as session:
+        with node.receiver.db.sessions() as session:
             state = session.scalar(
                 select(Job.state).join(Series).where(Series.series_instance_uid == series_uid)
             )
         return state if state in (JobState.DONE, JobState.FAILED) else None
 
     assert wait_until(job_state, timeout=60) is JobState.DONE
-    with node.receiver.sessions() as session:
+    with node.receiver.db.sessions() as session:
         caller = session.scalar(
             select(Series.calling_ae_title).where(Series.series_instance_uid == series_uid)
         )
@@ -287,3 +290,27 @@ def test_frames_for_viewers(node: Node) -> None:
             frame_numbers=[2],
         )
     assert caught.value.response.status_code == 404
+
+
+class _BrokenIngest:
+    """An ingest with a bug in it: every store raises something no sender caused."""
+
+    def store(self, instance: object) -> None:
+        raise AttributeError("a bug of ours")
+
+    def association_ended(self, summary: object) -> None:
+        raise AssertionError("nothing was stored")
+
+
+def test_a_bug_of_ours_is_a_processing_failure_not_the_senders_fault(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A STOW-RS part that decodes but meets an error of ours is answered 0x0110 with a
+    traceback in the log, never 0xC000 "cannot be decoded" (which blames the sender)."""
+    (path,) = write_demo_series(tmp_path, count=1, seed=507)
+    intake = StowIntake(_BrokenIngest())  # type: ignore[arg-type]
+    [outcome] = intake.store_parts([memoryview(path.read_bytes())], None, "127.0.0.1")
+    assert outcome.status is Status.PROCESSING_FAILURE
+    assert outcome.reason == "internal error: AttributeError"
+    assert outcome.sop_instance_uid == str(dcmread(path).SOPInstanceUID)
+    assert any(r.exc_info and r.exc_info[0] is AttributeError for r in caplog.records)

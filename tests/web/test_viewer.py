@@ -20,20 +20,17 @@ from pathlib import Path
 import pytest
 from PIL import Image
 from playwright.sync_api import TimeoutError as PlaywrightTimeout
-from sqlalchemy import Engine, select
+from sqlalchemy import select
 
-from assistant.db import Job, JobState, make_session_factory
-from assistant.demo_series import write_demo_head, write_demo_series
+from assistant.analysis.imaging.synthetic import write_demo_series
+from assistant.db import Database, Job, JobState
 from assistant.settings import Settings, StorageSettings
-from tests.conftest import require_tool, storescu, wait_until
+from assistant.training.demo import write_demo_head
 from tests.helpers import login
-from tests.web.conftest import (
-    SCREENSHOTS,
-    VIEWER,
-    add_test_users,
-    running_node,
-    site_settings,
-)
+from tests.peers.chromium import SCREENSHOTS
+from tests.peers.dcmtk import storescu
+from tests.peers.tools import require_tool, wait_until
+from tests.support.site import VIEWER, add_test_users, running_node, site_settings
 from web import create_app
 from web.server import WebServer
 from web.viewer_install import (
@@ -51,7 +48,7 @@ pytestmark = [pytest.mark.integration, pytest.mark.browser, pytest.mark.slow]
 @dataclass
 class ReadingRoom:
     settings: Settings
-    engine: Engine
+    db: Database
     web: WebServer
     #: Study Instance UID → the model's verdict.
     verdicts: dict[str, bool]
@@ -69,7 +66,7 @@ def room(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ReadingRoom]:
     with running_node(settings) as receiver:
         storescu(receiver.scp.port, write_demo_head(root / "positive"))
         storescu(receiver.scp.port, write_demo_series(root / "negative"))
-        sessions = make_session_factory(receiver.engine)
+        sessions = receiver.db.sessions
 
         def analysed() -> dict[str, bool] | None:
             with sessions() as session:
@@ -81,10 +78,10 @@ def room(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ReadingRoom]:
         verdicts = wait_until(analysed, timeout=180)
         assert sorted(verdicts.values()) == [False, True], "need one positive, one negative"
         add_test_users(receiver)
-        web = WebServer(settings, receiver.engine, port=0)
+        web = WebServer(settings, receiver.db, port=0)
         web.start()
         try:
-            yield ReadingRoom(settings, receiver.engine, web, verdicts)
+            yield ReadingRoom(settings, receiver.db, web, verdicts)
         finally:
             web.stop()
 
@@ -115,7 +112,7 @@ def _open_in_viewer(context, room: ReadingRoom, study_uid: str):  # type: ignore
 
 def _report_of(room: ReadingRoom) -> str:
     """The positive study's lesions as the node found them, for a failure message."""
-    with make_session_factory(room.engine)() as session:
+    with room.db.sessions() as session:
         jobs = [job for job in session.scalars(select(Job)) if job.positive]
         return "; ".join(f"{job.summary!r}" for job in jobs)
 
@@ -210,7 +207,7 @@ def test_ohif_lists_the_negative_studys_sr(room: ReadingRoom, browser) -> None: 
 
 
 def test_viewer_is_behind_the_login(room: ReadingRoom) -> None:
-    app = create_app(room.settings, room.engine)
+    app = create_app(room.settings, room.db)
     client = app.test_client()
     response = client.get("/viewer/viewer?StudyInstanceUIDs=1.2.3")
     assert response.status_code == 302 and "/login" in response.headers["Location"]
@@ -229,7 +226,7 @@ def test_without_the_viewer_the_study_page_says_how_to_enable_it(
     room: ReadingRoom, tmp_path: Path
 ) -> None:
     bare = replace(room.settings, storage=StorageSettings(data_dir=tmp_path / "var"))
-    client = create_app(bare, room.engine).test_client()
+    client = create_app(bare, room.db).test_client()
     login(client, VIEWER)
     study = client.get(f"/studies/{room.study(positive=True)}")
     assert study.status_code == 200

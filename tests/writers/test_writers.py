@@ -11,15 +11,18 @@ import numpy as np
 import pytest
 from pydicom import Dataset, dcmread
 
-from assistant.imaging import read_series
-from assistant.inference import Lesion, Prediction, SliceProbability
-from assistant.writers import concepts
-from assistant.writers.context import WriterContext, evidence_header
-from assistant.writers.kos import build_kos
-from assistant.writers.seg import build_seg
-from assistant.writers.sr import build_sr
-from assistant.writers.uids import ResultIdentity, input_digest
-from tests.conftest import require_tool, shared_ct
+from assistant.analysis.imaging import read_series
+from assistant.analysis.writers import concepts
+from assistant.analysis.writers.context import WriterContext, evidence_header
+from assistant.analysis.writers.kos import build_kos
+from assistant.analysis.writers.seg import build_seg
+from assistant.analysis.writers.sr import build_sr
+from assistant.analysis.writers.uids import ResultIdentity
+from assistant.db import input_digest
+from assistant.findings import Findings, Lesion, ModelIdentity, SliceProbability
+from tests.peers.dicom3tools import dciodvfy_errors
+from tests.peers.tools import require_tool
+from tests.support.ct import shared_ct
 
 
 @pytest.fixture(scope="module")
@@ -38,7 +41,7 @@ def _context(uids: list[str], headers: dict[str, Dataset], extra: str = "") -> W
     return WriterContext(identity, weights_sha256="ab" * 32)
 
 
-def _positive(uids: list[str]) -> Prediction:
+def _positive(uids: list[str]) -> Findings:
     labels = np.zeros((len(uids), 64, 64), dtype=np.uint8)
     labels[12:15, 20:30, 30:42] = 1
     labels[20, 40:44, 10:14] = 2
@@ -70,7 +73,7 @@ def _positive(uids: list[str]) -> Prediction:
             label=2,
         ),
     ]
-    return Prediction(
+    return Findings(
         series_instance_uid="x",
         study_probability=0.93,
         positive=True,
@@ -78,23 +81,19 @@ def _positive(uids: list[str]) -> Prediction:
         slices=[SliceProbability(uid, 0.9 if 12 <= n <= 20 else 0.1) for n, uid in enumerate(uids)],
         flagged_instance_uids=uids[12:21],
         lesions=lesions,
-        model="test-model 1.2.3",
+        model=ModelIdentity("test-model", "1.2.3"),
         lesion_labels=labels,
     )
 
 
-def _negative(uids: list[str]) -> Prediction:
-    return Prediction("x", 0.04, False, 0.5, [SliceProbability(u, 0.02) for u in uids], [])
+def _negative(uids: list[str]) -> Findings:
+    slices = [SliceProbability(u, 0.02) for u in uids]
+    return Findings("x", 0.04, False, 0.5, slices, [], ModelIdentity("test-model", "1.2.3"))
 
 
 def _save(dataset: Dataset, path: Path) -> Path:
     dataset.save_as(path, enforce_file_format=True)
     return path
-
-
-def _dciodvfy_errors(path: Path) -> list[str]:
-    done = subprocess.run([require_tool("dciodvfy"), str(path)], capture_output=True, text=True)
-    return [line for line in (done.stdout + done.stderr).splitlines() if line.startswith("Error")]
 
 
 def test_positive_results_are_valid_dicom_and_read_back(source, tmp_path: Path) -> None:
@@ -108,7 +107,7 @@ def test_positive_results_are_valid_dicom_and_read_back(source, tmp_path: Path) 
     )
 
     for path in (sr_path, kos_path, seg_path):
-        assert _dciodvfy_errors(path) == [], path.name
+        assert dciodvfy_errors(path) == [], path.name
     dump = subprocess.run([require_tool("dsrdump"), str(sr_path)], capture_output=True, text=True)
     assert dump.returncode == 0 and dump.stderr == ""
 
@@ -152,7 +151,7 @@ def test_negative_study_says_so_and_writes_no_kos_or_seg(source, tmp_path: Path)
     context = _context(uids, headers)
     prediction = _negative(uids)
     path = _save(build_sr(prediction, headers, context), tmp_path / "sr.dcm")
-    assert _dciodvfy_errors(path) == []
+    assert dciodvfy_errors(path) == []
     dump = subprocess.run([require_tool("dsrdump"), str(path)], capture_output=True, text=True)
     assert (
         f'Intracranial hemorrhage (disorder)")=({concepts.ABSENT.value},SCT,"Absent")>'
@@ -178,7 +177,7 @@ def test_a_new_report_names_the_one_it_supersedes(source, tmp_path: Path) -> Non
     old = build_sr(_negative(uids), headers, _context(uids, headers))
     new = build_sr(_positive(uids), headers, _context(uids, headers, extra="2"), [old])
     path = _save(new, tmp_path / "sr.dcm")
-    assert _dciodvfy_errors(path) == []
+    assert dciodvfy_errors(path) == []
     predecessor = new.PredecessorDocumentsSequence[0].ReferencedSeriesSequence[0]
     assert predecessor.ReferencedSOPSequence[0].ReferencedSOPInstanceUID == old.SOPInstanceUID
 

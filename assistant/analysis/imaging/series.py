@@ -1,0 +1,254 @@
+"""A CT series as the model reads it: slices ordered along the slice normal.
+
+Order comes from Image Position (Patient) projected on the normal of Image Orientation
+(Patient), never from Instance Number, so gantry tilt and irregular spacing (such as
+the GE head in ../shared/data/ct/ge_head_tilted) come out right. Objects that are not
+single-frame CT images are left out with a reason; a series the model cannot read at
+all raises UnreadableSeries with the reason.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from pydicom import dcmread
+from pydicom.dataset import Dataset
+from pydicom.errors import InvalidDicomError
+
+from assistant.analysis.imaging.cavity import apply_input_mask
+from assistant.analysis.imaging.pixels import (
+    DEFAULT_WINDOWS,
+    NativePixels,
+    Window,
+    hu_pixels,
+    native_hu,
+    native_pixels,
+    resize,
+    to_windows,
+)
+from assistant.geometry import slice_normal
+
+CT_IMAGE_STORAGE = "1.2.840.10008.5.1.4.1.1.2"
+#: Orientations that differ by more than this (cosine distance) are not one stack.
+_ORIENTATION_TOLERANCE = 1e-3
+#: Slices closer than this along the normal are duplicates (two stacks in one series).
+_MIN_SPACING_MM = 0.01
+
+
+#: Values longer than this are not read with the header (the pixel data): their offset
+#: is kept instead, so that uncompressed slices are later read with one read() each.
+_DEFER_BYTES = 4096
+
+
+class UnreadableSeries(ValueError):
+    """The series cannot be read by the model; the message says why."""
+
+
+@dataclass(frozen=True)
+class SliceInfo:
+    path: Path
+    sop_instance_uid: str
+    instance_number: int | None
+    #: Position along the slice normal, mm.
+    position: float
+    #: Where its uncompressed pixels lie in the file; None when pydicom must decode them.
+    pixels: NativePixels | None = None
+    #: The header as read (Pixel Data deferred, not loaded): the writers' evidence.
+    header: Dataset | None = field(default=None, compare=False, repr=False)
+
+
+@dataclass(frozen=True)
+class SeriesGeometry:
+    """Ordered slices of one series and what is known of their geometry."""
+
+    series_instance_uid: str
+    slices: tuple[SliceInfo, ...]
+    rows: int
+    columns: int
+    #: (row spacing, column spacing) in mm.
+    pixel_spacing: tuple[float, float]
+    orientation: tuple[float, ...]
+    #: Angle between the slice normal and the direction the slices advance, degrees:
+    #: 0 for an ordinary axial stack, the gantry tilt for a tilted acquisition.
+    tilt_degrees: float
+    #: Files left out, each with the reason.
+    skipped: tuple[tuple[Path, str], ...] = field(default=())
+
+    @property
+    def positions(self) -> np.ndarray:
+        return np.array([s.position for s in self.slices])
+
+    @property
+    def spacings(self) -> np.ndarray:
+        """Distance between neighbouring slices along the normal (len - 1 values), mm."""
+        return np.diff(self.positions)
+
+    def hu(self, index: int) -> np.ndarray:
+        """One slice in HU at full size."""
+        return self.hu_resized(index, None)
+
+    def pixel_buffer(self) -> bytearray:
+        """A buffer for `hu_resized` that holds one slice of this series."""
+        return bytearray(self.rows * self.columns * 2)
+
+    def hu_resized(
+        self, index: int, size: int | None, buffer: bytearray | None = None
+    ) -> np.ndarray:
+        """One slice in HU, resampled to size x size (full size for None).
+
+        `buffer`, reused from slice to slice, saves allocating a full-size array each time;
+        the result is a float32 array of its own either way.
+        """
+        info = self.slices[index]
+        if info.pixels is not None:
+            return native_hu(info.path, info.pixels, size, buffer)
+        hu = hu_pixels(dcmread(info.path))
+        return hu if size is None else resize(hu, size)
+
+    def model_slice(
+        self,
+        index: int,
+        size: int,
+        windows: tuple[Window, ...] = DEFAULT_WINDOWS,
+        input_mask: str = "",
+        out: np.ndarray | None = None,
+        buffer: bytearray | None = None,
+    ) -> np.ndarray:
+        """One slice as a model reads it: HU resampled to size x size, `input_mask`
+        applied (see assistant.analysis.imaging.cavity), one [0, 1] channel per window."""
+        hu = self.hu_resized(index, size, buffer)  # a new float32 array: masked in place
+        if input_mask:
+            hu = apply_input_mask(hu, input_mask, self.pixel_spacing[1] * self.columns / size)
+        return to_windows(hu, windows, out=out)
+
+    def batches(
+        self,
+        size: int,
+        batch: int = 32,
+        windows: tuple[Window, ...] = DEFAULT_WINDOWS,
+        input_mask: str = "",
+    ) -> Iterator[np.ndarray]:
+        """Model input in slice order, `batch` slices at a time: (b, channels, size, size)
+        float32. Only one batch is in memory at a time."""
+        buffer = self.pixel_buffer()
+        for start in range(0, len(self.slices), batch):
+            count = min(batch, len(self.slices) - start)
+            out = np.empty((count, len(windows), size, size), dtype=np.float32)
+            for i in range(count):
+                self.model_slice(start + i, size, windows, input_mask, out[i], buffer)
+            yield out
+
+
+def _files(source: Path | Iterable[Path]) -> list[Path]:
+    if isinstance(source, (str, os.PathLike)):
+        folder = Path(source)
+        if not folder.is_dir():
+            raise UnreadableSeries(f"{folder} is not a folder")
+        return sorted(p for p in folder.iterdir() if p.is_file())
+    return sorted(Path(p) for p in source)
+
+
+def _skip_reason(header) -> str | None:  # type: ignore[no-untyped-def]
+    if "PixelData" not in header and "Rows" not in header:
+        return "not an image (no pixel data)"
+    if str(header.get("SOPClassUID", "")) != CT_IMAGE_STORAGE:
+        return f"not a CT image ({header.get('SOPClassUID', 'no SOP class')})"
+    if int(header.get("NumberOfFrames", 1) or 1) > 1:
+        return "multi-frame images are not supported"
+    if str(header.get("PhotometricInterpretation", "")) not in {"MONOCHROME1", "MONOCHROME2"}:
+        return f"photometric interpretation {header.get('PhotometricInterpretation')!r} is not greyscale"
+    if "ImageOrientationPatient" not in header or "ImagePositionPatient" not in header:
+        return "no Image Orientation/Position (Patient): cannot order the slice"
+    return None
+
+
+def _pixel_spacing(header: Dataset) -> list[float]:
+    """Pixel Spacing (row, column) in mm; UnreadableSeries when absent or not positive:
+    guessing 1 mm would report every lesion at the wrong size."""
+    try:
+        spacing = [float(v) for v in header.PixelSpacing]
+    except (AttributeError, TypeError, ValueError):
+        spacing = []
+    if len(spacing) != 2 or min(spacing) <= 0 or not all(map(math.isfinite, spacing)):
+        raise UnreadableSeries("no valid Pixel Spacing: lesions could not be measured in mm")
+    return spacing
+
+
+def read_series(source: Path | Sequence[Path]) -> SeriesGeometry:
+    """Read the headers of a series folder (or files) and order its CT slices.
+
+    Raises UnreadableSeries when no usable CT slice is left, when the slices belong to
+    more than one series, orientation or matrix size, or when two share a position.
+    """
+    skipped: list[tuple[Path, str]] = []
+    headers = []
+    for path in _files(source):
+        try:
+            header = dcmread(path, defer_size=_DEFER_BYTES)
+        except (InvalidDicomError, OSError) as exc:
+            skipped.append((path, f"not a DICOM file ({exc})"))
+            continue
+        reason = _skip_reason(header)
+        if reason:
+            skipped.append((path, reason))
+        else:
+            headers.append((path, header))
+    if not headers:
+        reasons = sorted({reason for _, reason in skipped}) or ["no files"]
+        raise UnreadableSeries(f"no CT image slices to read: {'; '.join(reasons)}")
+
+    first = headers[0][1]
+    series_uids = {str(h.SeriesInstanceUID) for _, h in headers}
+    if len(series_uids) > 1:
+        raise UnreadableSeries(f"files from {len(series_uids)} series mixed together")
+    orientation = np.array([float(v) for v in first.ImageOrientationPatient])
+    shape = (int(first.Rows), int(first.Columns))
+    normal = np.array(slice_normal(orientation.tolist()))
+    infos, positions_3d = [], []
+    for path, header in headers:
+        iop = np.array([float(v) for v in header.ImageOrientationPatient])
+        if np.abs(iop - orientation).max() > _ORIENTATION_TOLERANCE:
+            raise UnreadableSeries("slices have different orientations (not one stack)")
+        if (int(header.Rows), int(header.Columns)) != shape:
+            raise UnreadableSeries("slices have different matrix sizes")
+        ipp = np.array([float(v) for v in header.ImagePositionPatient])
+        number = header.get("InstanceNumber")
+        infos.append(
+            SliceInfo(
+                path=path,
+                sop_instance_uid=str(header.SOPInstanceUID),
+                instance_number=int(number) if number not in (None, "") else None,
+                position=float(np.dot(normal, ipp)),
+                pixels=native_pixels(header),
+                header=header,
+            )
+        )
+        positions_3d.append(ipp)
+    order = np.argsort([info.position for info in infos], kind="stable")
+    ordered = tuple(infos[i] for i in order)
+    positions = np.array([s.position for s in ordered])
+    if len(positions) > 1 and np.diff(positions).min() < _MIN_SPACING_MM:
+        raise UnreadableSeries("two slices share a position (more than one stack in the series)")
+
+    tilt = 0.0
+    if len(ordered) > 1:
+        stacked = np.array(positions_3d)[order]
+        advance = stacked[-1] - stacked[0]
+        cosine = abs(float(np.dot(advance, normal))) / (float(np.linalg.norm(advance)) or 1.0)
+        tilt = math.degrees(math.acos(min(1.0, cosine)))
+    spacing = _pixel_spacing(first)
+    return SeriesGeometry(
+        series_instance_uid=str(first.SeriesInstanceUID),
+        slices=ordered,
+        rows=shape[0],
+        columns=shape[1],
+        pixel_spacing=(spacing[0], spacing[1]),
+        orientation=tuple(float(v) for v in orientation),
+        tilt_degrees=tilt,
+        skipped=tuple(skipped),
+    )

@@ -1,0 +1,333 @@
+"""The worker's pipeline for one job: read the series, predict, write SR/KOS/SEG,
+record them with their outbox rows, and send.
+
+Every step is idempotent: the job is claimed with a conditional UPDATE, the objects'
+UIDs come from (series, model, inputs), a result file that exists is kept, and result
+and outbox rows are unique. Running a job twice therefore sends nothing twice.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+import os
+import socket
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any, cast
+
+from pydicom import Dataset, dcmread
+from pydicom.filewriter import dcmwrite
+from sqlalchemy import CursorResult, select, update
+
+from assistant.analysis.imaging import SeriesGeometry, UnreadableSeries, read_series
+from assistant.analysis.imaging.synthetic import write_demo_series
+from assistant.analysis.inference import predict_series
+from assistant.analysis.model.folder import LoadedModel
+from assistant.analysis.writers.context import WriterContext, evidence_header
+from assistant.analysis.writers.kos import build_kos
+from assistant.analysis.writers.seg import build_seg
+from assistant.analysis.writers.sr import build_sr
+from assistant.analysis.writers.uids import ResultIdentity
+from assistant.db import Database, Job, JobState, ResultKind, ResultObject, Series, Study, utcnow
+from assistant.delivery.outbox import Outbox
+from assistant.findings import Findings
+from assistant.settings import Settings
+from assistant.storage import InstanceStore
+
+LOGGER = logging.getLogger(__name__)
+
+#: A job running longer than this on another host is taken to have lost its worker.
+JOB_TIMEOUT = timedelta(hours=1)
+
+
+class WarmUpFailed(RuntimeError):
+    """The model or the writers fail on a synthetic series: the worker does not start."""
+
+
+def this_worker() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def _process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _encode(dataset: Dataset) -> bytes:
+    buffer = io.BytesIO()
+    dcmwrite(buffer, dataset, enforce_file_format=True)
+    return buffer.getvalue()
+
+
+@dataclass(frozen=True)
+class _JobInput:
+    series_pk: int
+    study_uid: str
+    series_uid: str
+    digest: str
+
+
+class Analysis:
+    def __init__(
+        self,
+        settings: Settings,
+        db: Database,
+        model: LoadedModel,
+        outbox: Outbox,
+        clock: Callable[[], datetime] = utcnow,
+    ) -> None:
+        self._settings = settings
+        self._sessions = db.sessions
+        self._model = model
+        self._outbox = outbox
+        self._write_lock = db.write_lock
+        self._clock = clock
+        self._results = InstanceStore(settings.storage.results_dir)
+        self._worker = this_worker()
+
+    # -- running a job -------------------------------------------------------------------
+
+    def run(self, job_id: int) -> None:
+        """Run one job if it is still queued; any outcome is recorded on the job."""
+        job = self._claim(job_id)
+        if job is None:
+            return
+        started = time.perf_counter()
+        try:
+            series = read_series(
+                self._settings.storage.instances_dir / job.study_uid / job.series_uid
+            )
+            prediction = predict_series(self._model, series)
+            seconds = time.perf_counter() - started
+            written = self._write(job, series, prediction)
+        except UnreadableSeries as exc:
+            self._finish(job_id, JobState.SKIPPED, reason=f"the model cannot read it: {exc}")
+            return
+        except Exception as exc:
+            LOGGER.exception("job %d failed", job_id)
+            self._finish(job_id, JobState.FAILED, reason=f"{type(exc).__name__}: {exc}")
+            return
+        self._record(job_id, prediction, seconds, written)
+        LOGGER.info(
+            "job %d done in %.1f s: %s", job_id, seconds, prediction.summary().splitlines()[0]
+        )
+        try:
+            self._outbox.deliver_due()
+        except Exception:  # the outbox's own loop tries again
+            LOGGER.exception("delivering the results of job %d failed", job_id)
+
+    def _claim(self, job_id: int) -> _JobInput | None:
+        with self._write_lock, self._sessions() as session, session.begin():
+            # An UPDATE executes to a CursorResult (which has rowcount); Session.execute
+            # is typed as returning the general Result.
+            claimed = cast(
+                CursorResult[Any],
+                session.execute(
+                    update(Job)
+                    .where(Job.id == job_id, Job.state == JobState.QUEUED)
+                    .values(
+                        state=JobState.RUNNING,
+                        started_at=self._clock(),
+                        attempts=Job.attempts + 1,
+                        worker=self._worker,
+                        reason="",
+                    )
+                ),
+            ).rowcount
+            if claimed != 1:
+                return None
+            row = session.execute(
+                select(
+                    Job.series_pk,
+                    Job.input_digest,
+                    Series.series_instance_uid,
+                    Study.study_instance_uid,
+                )
+                .join(Series, Series.id == Job.series_pk)
+                .join(Study, Study.id == Series.study_pk)
+                .where(Job.id == job_id)
+            ).one()
+        return _JobInput(
+            row.series_pk, row.study_instance_uid, row.series_instance_uid, row.input_digest
+        )
+
+    def _previous_reports(self, job: _JobInput) -> list[Dataset]:
+        """The latest SR of this series by this model from other inputs: superseded."""
+        card = self._model.card
+        with self._sessions() as session:
+            path = session.scalar(
+                select(ResultObject.path)
+                .join(Job, Job.id == ResultObject.job_pk)
+                .where(
+                    Job.series_pk == job.series_pk,
+                    Job.model_name == card.name,
+                    Job.input_digest != job.digest,
+                    Job.state == JobState.DONE,
+                    ResultObject.kind == ResultKind.SR,
+                )
+                .order_by(Job.finished_at.desc(), Job.id.desc())
+                .limit(1)
+            )
+        if path is None:
+            return []
+        try:
+            return [dcmread(self._settings.storage.data_dir / path, stop_before_pixels=True)]
+        except (OSError, ValueError) as exc:
+            LOGGER.warning("cannot read the earlier report %s (%s); not referenced", path, exc)
+            return []
+
+    def warm_up(self) -> None:
+        """Run the model and the writers once on a small synthetic series.
+
+        The first study would otherwise pay one-time costs (torch's kernel set-up,
+        highdicom's tables of IODs): over a second on two cores.
+        """
+        started = time.perf_counter()
+        card = self._model.card
+        try:
+            with tempfile.TemporaryDirectory(prefix="radassist-warm-up-") as scratch:
+                write_demo_series(Path(scratch), count=32)
+                series = read_series(Path(scratch))
+                prediction = predict_series(self._model, series)
+                job = _JobInput(0, "", series.series_instance_uid, "warm-up")
+                self._build(job, series, prediction, previous_reports=[])
+        except Exception as exc:  # whatever it is, every job would meet it too
+            LOGGER.exception("warming up the model and writers failed")
+            raise WarmUpFailed(
+                f"model {card.name} {card.version} or the writers fail on a synthetic series "
+                f"({type(exc).__name__}: {exc}); no job would succeed"
+            ) from exc
+        LOGGER.info("model and writers warmed up in %.1f s", time.perf_counter() - started)
+
+    def _build(
+        self,
+        job: _JobInput,
+        series: SeriesGeometry,
+        prediction: Findings,
+        previous_reports: list[Dataset],
+    ) -> list[tuple[ResultKind, Dataset]]:
+        """The SR, and the KOS and SEG where there is something to show."""
+        card = self._model.card
+        headers = {
+            s.sop_instance_uid: evidence_header(
+                s.header if s.header is not None else dcmread(s.path, stop_before_pixels=True)
+            )
+            for s in series.slices
+        }
+        context = WriterContext(
+            identity=ResultIdentity(job.series_uid, card.name, card.version, job.digest),
+            weights_sha256=card.weights_sha256,
+            clinical_use=card.clinical_use,
+            intended_use=card.intended_use,
+        )
+        objects: list[tuple[ResultKind, Dataset | None]] = [
+            (ResultKind.SR, build_sr(prediction, headers, context, previous_reports)),
+            (ResultKind.KOS, build_kos(prediction, headers, context)),
+            (ResultKind.SEG, build_seg(prediction, list(headers.values()), context)),
+        ]
+        return [(kind, dataset) for kind, dataset in objects if dataset is not None]
+
+    def _write(
+        self, job: _JobInput, series: SeriesGeometry, prediction: Findings
+    ) -> list[tuple[ResultKind, Dataset, str]]:
+        written = []
+        for kind, dataset in self._build(job, series, prediction, self._previous_reports(job)):
+            stored = self._results.write(
+                str(dataset.StudyInstanceUID),
+                str(dataset.SeriesInstanceUID),
+                str(dataset.SOPInstanceUID),
+                [_encode(dataset)],
+            )
+            relative = stored.path.relative_to(self._settings.storage.data_dir).as_posix()
+            written.append((kind, dataset, relative))
+        return written
+
+    def _record(
+        self,
+        job_id: int,
+        prediction: Findings,
+        seconds: float,
+        written: list[tuple[ResultKind, Dataset, str]],
+    ) -> None:
+        now = self._clock()
+        with self._write_lock, self._sessions() as session, session.begin():
+            for kind, dataset, path in written:
+                uid = str(dataset.SOPInstanceUID)
+                result = session.scalar(
+                    select(ResultObject).where(ResultObject.sop_instance_uid == uid)
+                )
+                if result is None:
+                    result = ResultObject(
+                        job_pk=job_id,
+                        kind=kind,
+                        sop_class_uid=str(dataset.SOPClassUID),
+                        sop_instance_uid=uid,
+                        series_instance_uid=str(dataset.SeriesInstanceUID),
+                        study_instance_uid=str(dataset.StudyInstanceUID),
+                        path=path,
+                        created_at=now,
+                    )
+                    session.add(result)
+                    session.flush()
+                self._outbox.add(session, result)
+            session.execute(
+                update(Job)
+                .where(Job.id == job_id, Job.state == JobState.RUNNING)
+                .values(
+                    state=JobState.DONE,
+                    finished_at=now,
+                    inference_seconds=round(seconds, 3),
+                    study_probability=prediction.study_probability,
+                    positive=prediction.positive,
+                    summary=prediction.summary(),
+                    findings_json=json.dumps(prediction.to_dict()),
+                )
+            )
+
+    def _finish(self, job_id: int, state: JobState, reason: str) -> None:
+        with self._write_lock, self._sessions() as session, session.begin():
+            session.execute(
+                update(Job)
+                .where(Job.id == job_id, Job.state == JobState.RUNNING)
+                .values(state=state, finished_at=self._clock(), reason=reason[:4000])
+            )
+        LOGGER.warning("job %d %s: %s", job_id, state.value, reason)
+
+    # -- after a crash -------------------------------------------------------------------
+
+    def recover(self) -> list[int]:
+        """Put back jobs whose worker died; returns every queued job id (to enqueue)."""
+        host = socket.gethostname()
+        now = self._clock()
+        with self._write_lock, self._sessions() as session, session.begin():
+            running = session.execute(
+                select(Job.id, Job.worker, Job.started_at).where(Job.state == JobState.RUNNING)
+            ).all()
+            for row in running:
+                worker_host, _, pid = row.worker.rpartition(":")
+                dead = (worker_host == host and pid.isdigit() and not _process_alive(int(pid))) or (
+                    row.started_at is not None and now - row.started_at > JOB_TIMEOUT
+                )
+                if dead and row.worker != self._worker:
+                    session.execute(
+                        update(Job)
+                        .where(Job.id == row.id, Job.state == JobState.RUNNING)
+                        .values(state=JobState.QUEUED, reason="its worker stopped; queued again")
+                    )
+                    LOGGER.warning(
+                        "job %d was left running by %s; queued again", row.id, row.worker
+                    )
+            return list(
+                session.scalars(select(Job.id).where(Job.state == JobState.QUEUED).order_by(Job.id))
+            )

@@ -1,0 +1,128 @@
+"""What every writer needs besides the findings: who wrote the result, with what model."""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+import highdicom as hd
+from pydicom import Dataset, FileMetaDataset
+from pydicom.sr.codedict import codes
+
+from assistant import __version__
+from assistant.analysis.writers import concepts
+from assistant.analysis.writers.uids import ResultIdentity
+
+MANUFACTURER = "radassist"
+NOT_FOR_CLINICAL_USE = "NOT FOR CLINICAL USE"
+
+
+@dataclass(frozen=True)
+class WriterContext:
+    identity: ResultIdentity
+    weights_sha256: str
+    #: False unless the model card says the model is cleared for clinical use.
+    clinical_use: bool = False
+    intended_use: str = ""
+
+    @property
+    def model_name(self) -> str:
+        return self.identity.model_name
+
+    @property
+    def model_version(self) -> str:
+        return self.identity.model_version
+
+    @property
+    def software_versions(self) -> str:
+        return f"radassist {__version__}"
+
+    def series_description(self, what: str) -> str:
+        """A series description that says what the object is, and the use warning."""
+        text = f"AI {what} {self.model_name}"
+        if not self.clinical_use:
+            text = f"{text} {NOT_FOR_CLINICAL_USE}"
+        return text[:64]
+
+    def use_statement(self) -> str:
+        if self.clinical_use:
+            return self.intended_use or f"Produced by {self.model_name} {self.model_version}."
+        return (
+            f"{NOT_FOR_CLINICAL_USE}. Produced automatically by {self.model_name} "
+            f"{self.model_version}; research and demonstration only."
+        )
+
+    def algorithm(self) -> hd.sr.AlgorithmIdentification:
+        return hd.sr.AlgorithmIdentification(
+            name=self.model_name,
+            version=self.model_version,
+            parameters=[f"weights sha256 {self.weights_sha256}"] if self.weights_sha256 else None,
+        )
+
+    def segmentation_algorithm(self) -> hd.AlgorithmIdentificationSequence:
+        return hd.AlgorithmIdentificationSequence(
+            name=self.model_name,
+            family=concepts.ALGORITHM_FAMILY,
+            version=self.model_version,
+            source=MANUFACTURER,
+        )
+
+    def device_observer(self) -> hd.sr.ObserverContext:
+        return hd.sr.ObserverContext(
+            observer_type=codes.cid270.Device,
+            observer_identifying_attributes=hd.sr.DeviceObserverIdentifyingAttributes(
+                uid=self.identity.device_uid(),
+                name=self.model_name,
+                manufacturer_name=MANUFACTURER,
+                model_name=self.model_version,
+            ),
+        )
+
+
+#: Patient and study attributes our objects copy from the source: Type 2, so present
+#: even when empty. Real scanners leave some out (the GE head has no birth date).
+_COPIED_TYPE2 = (
+    "PatientName",
+    "PatientID",
+    "PatientBirthDate",
+    "PatientSex",
+    "StudyDate",
+    "StudyTime",
+    "ReferringPhysicianName",
+    "StudyID",
+    "AccessionNumber",
+)
+
+
+def evidence_header(header: Dataset) -> Dataset:
+    """A source header as the writers need it: a copy with absent Type 2 patient and
+    study attributes present and empty."""
+    copy = Dataset(header)
+    # An empty FileMetaDataset: what pydicom turned the empty Dataset default into.
+    copy.file_meta = getattr(header, "file_meta", FileMetaDataset())
+    if "PixelData" in copy:  # evidence is the header; the pixels stay in the file
+        del copy.PixelData
+    for keyword in _COPIED_TYPE2:
+        if keyword not in copy:
+            setattr(copy, keyword, "")
+    if (
+        copy.get("PatientIdentityRemoved") == "YES"
+        and not copy.get("DeidentificationMethod")
+        and not copy.get("DeidentificationMethodCodeSequence")
+    ):
+        # Type 1C then; anonymisers often leave it empty (the GE head does).
+        copy.DeidentificationMethod = "Not stated in the source images"
+    return copy
+
+
+@contextmanager
+def quiet_person_names() -> Iterator[None]:
+    """highdicom warns about one-component names ("REMOVED", "ANONYMOUS"); the name
+    is the source's and is copied as it is, so the warning says nothing to act on."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings(
+            "ignore", message=".*unlikely to represent the intended person name"
+        )
+        yield

@@ -1,0 +1,268 @@
+"""What a model found in one series, as plain validated data: no torch, no DICOM.
+
+The analysis stage makes a `Findings`; the writers turn it into SR, KOS and SEG; the job
+record keeps it as versioned JSON (`to_dict` / `from_dict`); the API, the dashboard and
+`radassist predict` read it back. A value out of range (a probability of 1.3, a key
+slice outside its lesion, an outline of two points) raises `FindingsError` where it is
+made, not in a writer three steps later.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from assistant.findings.wording import percent
+
+#: The version of the JSON that `Findings.to_dict` writes. Records without a version are
+#: version 0 (before this module): the same fields, with the model as one "name version".
+FINDINGS_VERSION = 1
+
+
+class FindingsError(ValueError):
+    """Findings that cannot be right: a value out of range or a record we cannot read."""
+
+
+def _probability(value: float, what: str) -> float:
+    if not (isinstance(value, int | float) and 0.0 <= value <= 1.0):
+        raise FindingsError(f"{what} must be a probability in [0, 1], not {value!r}")
+    return float(value)
+
+
+def _non_negative(value: float, what: str) -> float:
+    if not (isinstance(value, int | float) and math.isfinite(value) and value >= 0):
+        raise FindingsError(f"{what} must be a finite number >= 0, not {value!r}")
+    return float(value)
+
+
+@dataclass(frozen=True)
+class ModelIdentity:
+    """Which model made the findings: what every result names."""
+
+    name: str
+    version: str
+    weights_sha256: str = ""
+
+    def __post_init__(self) -> None:
+        if not self.name or not self.version:
+            raise FindingsError("a model needs a name and a version")
+
+    def __str__(self) -> str:
+        return f"{self.name} {self.version}"
+
+    def to_dict(self) -> dict[str, str]:
+        return {"name": self.name, "version": self.version, "weights_sha256": self.weights_sha256}
+
+    @classmethod
+    def from_record(cls, value: object) -> ModelIdentity:
+        """From `to_dict`'s output, or version 0's "name version" text."""
+        if isinstance(value, dict):
+            return cls(
+                str(value["name"]), str(value["version"]), str(value.get("weights_sha256", ""))
+            )
+        name, _, version = str(value).rpartition(" ")
+        return cls(name or str(value), version or "unknown")
+
+
+@dataclass(frozen=True)
+class SliceProbability:
+    """The model's probability that one slice (by SOP Instance UID) shows the finding."""
+
+    sop_instance_uid: str
+    probability: float
+
+    def __post_init__(self) -> None:
+        _probability(self.probability, f"slice {self.sop_instance_uid} probability")
+
+
+@dataclass(frozen=True)
+class Lesion:
+    """One connected finding: where in the stack, its outline on the key slice, its size."""
+
+    first_slice: int
+    last_slice: int
+    key_slice: int
+    key_sop_instance_uid: str
+    #: Closed polygon on the key slice, (column, row) in the original image's pixels.
+    outline: list[tuple[float, float]]
+    area_mm2: float
+    longest_diameter_mm: float
+    volume_ml: float
+    mean_hu: float
+    probability: float
+    #: The label of this lesion in Findings.lesion_labels.
+    label: int = 0
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.first_slice <= self.key_slice <= self.last_slice:
+            raise FindingsError(
+                f"a lesion's slices must satisfy 0 <= first <= key <= last, not "
+                f"{self.first_slice}, {self.key_slice}, {self.last_slice}"
+            )
+        if not self.key_sop_instance_uid:
+            raise FindingsError("a lesion needs its key slice's SOP Instance UID")
+        if len(self.outline) < 3:
+            raise FindingsError(
+                f"a lesion's outline needs 3 points or more, not {len(self.outline)}"
+            )
+        for what in ("area_mm2", "longest_diameter_mm", "volume_ml"):
+            _non_negative(getattr(self, what), what)
+        if not math.isfinite(self.mean_hu):
+            raise FindingsError(f"mean_hu must be finite, not {self.mean_hu!r}")
+        _probability(self.probability, "a lesion's probability")
+
+    def summary(self) -> str:
+        """One line a radiologist reads: what, where in the stack, how big, how sure.
+
+        Slices are numbered 1..N in order along the slice normal, as the model reads them.
+        """
+        first, last = self.first_slice + 1, self.last_slice + 1
+        where = f"slice {first}" if first == last else f"slices {first}\u2013{last}"
+        return (
+            f"Hyperdense lesion, {where}, about {self.volume_ml:.1f} mL, "
+            f"probability {percent(self.probability)}"
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "first_slice": self.first_slice,
+            "last_slice": self.last_slice,
+            "key_slice": self.key_slice,
+            "key_sop_instance_uid": self.key_sop_instance_uid,
+            "outline": [[x, y] for x, y in self.outline],
+            "area_mm2": self.area_mm2,
+            "longest_diameter_mm": self.longest_diameter_mm,
+            "volume_ml": self.volume_ml,
+            "mean_hu": self.mean_hu,
+            "probability": self.probability,
+            "label": self.label,
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Lesion:
+        return cls(
+            first_slice=int(data["first_slice"]),
+            last_slice=int(data["last_slice"]),
+            key_slice=int(data["key_slice"]),
+            key_sop_instance_uid=str(data["key_sop_instance_uid"]),
+            outline=[(float(x), float(y)) for x, y in data["outline"]],
+            area_mm2=float(data["area_mm2"]),
+            longest_diameter_mm=float(data["longest_diameter_mm"]),
+            volume_ml=float(data["volume_ml"]),
+            mean_hu=float(data["mean_hu"]),
+            probability=float(data["probability"]),
+            label=int(data.get("label", 0)),
+        )
+
+
+@dataclass(frozen=True)
+class Findings:
+    """A model's reading of one series: the study verdict, each slice's probability, the
+    flagged slices and the lesions, and which model said so."""
+
+    series_instance_uid: str
+    study_probability: float
+    positive: bool
+    threshold: float
+    slices: list[SliceProbability]
+    flagged_instance_uids: list[str]
+    model: ModelIdentity
+    lesions: list[Lesion] = field(default_factory=list)
+    #: Per slice, the lesion label of each pixel (0: none) at the mask head's size;
+    #: None for a negative study or a model without a mask head. Not in to_dict().
+    lesion_labels: np.ndarray | None = field(default=None, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        _probability(self.study_probability, "the study probability")
+        # Above 1: a model that never calls a study positive (a card can say so).
+        _non_negative(self.threshold, "the threshold")
+        if self.positive != (self.study_probability >= self.threshold):
+            raise FindingsError(
+                f"positive={self.positive} disagrees with probability {self.study_probability} "
+                f"and threshold {self.threshold}"
+            )
+        known = {s.sop_instance_uid for s in self.slices}
+        unknown = [uid for uid in self.flagged_instance_uids if uid not in known]
+        unknown += [
+            les.key_sop_instance_uid
+            for les in self.lesions
+            if les.key_sop_instance_uid not in known
+        ]
+        if unknown:
+            raise FindingsError(
+                f"{len(unknown)} flagged or key slice(s) are not slices of the series"
+            )
+        if any(les.last_slice >= len(self.slices) for les in self.lesions):
+            raise FindingsError(f"a lesion reaches past the series' {len(self.slices)} slices")
+        if self.lesion_labels is not None and len(self.lesion_labels) != len(self.slices):
+            raise FindingsError("lesion_labels needs one plane per slice")
+
+    def summary(self) -> str:
+        """The study's verdict in one line, then one line per lesion."""
+        verdict = "positive" if self.positive else "negative"
+        head = (
+            f"{verdict.capitalize()} for hyperdense lesion "
+            f"(study probability {percent(self.study_probability)}, threshold {percent(self.threshold)})"
+        )
+        if self.positive and not self.lesions:
+            head += "; no lesion could be outlined"
+        return "\n".join([head, *(lesion.summary() for lesion in self.lesions)])
+
+    def to_dict(self) -> dict[str, Any]:
+        """The versioned JSON record (what the job keeps and `predict --json` prints)."""
+        return {
+            "version": FINDINGS_VERSION,
+            "series_instance_uid": self.series_instance_uid,
+            "study_probability": self.study_probability,
+            "positive": self.positive,
+            "threshold": self.threshold,
+            "slices": [
+                {"sop_instance_uid": s.sop_instance_uid, "probability": s.probability}
+                for s in self.slices
+            ],
+            "flagged_instance_uids": list(self.flagged_instance_uids),
+            "lesions": [lesion.to_dict() for lesion in self.lesions],
+            "model": self.model.to_dict(),
+            "summary": self.summary(),
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Findings:
+        """Read `to_dict`'s record back (version 0 or 1); FindingsError if it cannot be."""
+        version = data.get("version", 0)
+        if version not in (0, FINDINGS_VERSION):
+            raise FindingsError(
+                f"findings record version {version!r} is newer than this node reads"
+            )
+        try:
+            return cls(
+                series_instance_uid=str(data["series_instance_uid"]),
+                study_probability=float(data["study_probability"]),
+                positive=bool(data["positive"]),
+                threshold=float(data["threshold"]),
+                slices=[
+                    SliceProbability(str(s["sop_instance_uid"]), float(s["probability"]))
+                    for s in data["slices"]
+                ],
+                flagged_instance_uids=[str(u) for u in data["flagged_instance_uids"]],
+                lesions=[Lesion.from_dict(lesion) for lesion in data.get("lesions", [])],
+                model=ModelIdentity.from_record(data.get("model", "")),
+            )
+        except (KeyError, TypeError, ValueError) as error:
+            if isinstance(error, FindingsError):
+                raise
+            raise FindingsError(f"not a findings record: {error!r}") from error
+
+
+__all__ = [
+    "FINDINGS_VERSION",
+    "Findings",
+    "FindingsError",
+    "Lesion",
+    "ModelIdentity",
+    "SliceProbability",
+    "percent",
+]

@@ -1,0 +1,293 @@
+"""What the DICOM node does with an instance: keep the file, record it, feed completion.
+
+:class:`Ingest` is the :class:`dicom_node.InstanceSink` the SCP is built with (and the
+STOW-RS endpoint will use the same path). It returns only once the file is on disk and
+its row is committed; anything else raises, and the SCP answers a failure status.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+
+from pydicom import dcmread
+from pydicom.dataset import Dataset
+from sqlalchemy import Connection, bindparam, insert, select, update
+from sqlalchemy.exc import IntegrityError, OperationalError
+
+from assistant.db import Database, Instance, Patient, Series, SeriesState, Study, utcnow
+from assistant.geometry import position_along, slice_normal
+from assistant.intake.completion import SeriesCompletion
+from assistant.storage import InstanceStore, InvalidUID
+from dicom_node import AssociationSummary, ReceivedInstance, Status, StoreRefused
+
+LOGGER = logging.getLogger(__name__)
+
+
+def _text(header: Dataset, keyword: str, length: int) -> str:
+    """A header value as text that fits its column (values are never trusted to fit)."""
+    value = header.get(keyword)
+    if value is None:
+        return ""
+    try:
+        text = str(value).strip()
+    except Exception:  # an undecodable value is not worth refusing the instance for
+        return ""
+    return text[:length]
+
+
+def _integer(header: Dataset, keyword: str) -> int | None:
+    try:
+        value = header.get(keyword)
+        return None if value in (None, "") else int(value)
+    except (TypeError, ValueError, OverflowError):
+        return None
+
+
+def slice_geometry(header: Dataset) -> tuple[float | None, str]:
+    """Position along the slice normal (mm) and the orientation text, where present."""
+    try:
+        orientation = [float(v) for v in header.ImageOrientationPatient]
+        position = [float(v) for v in header.ImagePositionPatient]
+    except (AttributeError, TypeError, ValueError):
+        return None, ""
+    if len(orientation) != 6 or len(position) != 3:
+        return None, ""
+    along = position_along(slice_normal(orientation), position)
+    return along, "\\".join(f"{v:g}" for v in orientation)[:128]
+
+
+def _instance_from_file(path: Path, study: str, series: str, sop: str) -> ReceivedInstance:
+    """A stored file described as the SCP described it on arrival (for re-recording)."""
+    header = dcmread(path, stop_before_pixels=True)
+    meta = header.file_meta
+    return ReceivedInstance(
+        association_id=0,
+        calling_ae_title=str(meta.get("SourceApplicationEntityTitle", "")).strip(),
+        sop_class_uid=str(meta.MediaStorageSOPClassUID),
+        sop_instance_uid=sop,
+        study_instance_uid=study,
+        series_instance_uid=series,
+        transfer_syntax_uid=str(meta.TransferSyntaxUID),
+        header=header,
+        file_meta_bytes=b"",
+        encoded=memoryview(b""),
+    )
+
+
+@dataclass(frozen=True)
+class _SeriesKey:
+    pk: int
+    state: SeriesState
+
+
+class Ingest:
+    """Stores instances for the SCP and STOW-RS, and tells completion when peers finish."""
+
+    def __init__(
+        self,
+        store: InstanceStore,
+        db: Database,
+        data_dir: Path,
+        completion: SeriesCompletion,
+    ) -> None:
+        self._store = store
+        self._engine = db.engine
+        self._write_lock = db.write_lock
+        self._data_dir = data_dir
+        self._completion = completion
+
+    # -- InstanceSink --------------------------------------------------------------------
+
+    def store(self, instance: ReceivedInstance) -> None:
+        try:
+            stored = self._store.write(
+                instance.study_instance_uid,
+                instance.series_instance_uid,
+                instance.sop_instance_uid,
+                instance.file_chunks(),
+            )
+        except InvalidUID as exc:
+            raise StoreRefused(Status.MISSING_OR_INVALID_UID, str(exc)) from exc
+        relative = stored.path.relative_to(self._data_dir).as_posix()
+        for attempt in (1, 2):
+            try:
+                self._record(instance, relative, stored.size_bytes)
+                return
+            except IntegrityError:
+                # Another association created the same patient/study/series (or stored
+                # the same instance) between our read and our write: read again.
+                if attempt == 2:
+                    raise
+            except OperationalError as exc:
+                LOGGER.error("database unavailable while recording an instance: %s", exc.orig)
+                raise StoreRefused(Status.OUT_OF_RESOURCES, "database unavailable") from exc
+
+    def record_unrecorded_files(self) -> int:
+        """Record instance files that are on disk but not in the database; return how many.
+
+        Every file was fsync'd before its Success; after a power loss or OS crash an
+        SQLite commit made just before may be gone (see assistant/db/session.py). The
+        receiver runs this at start-up after an unclean stop.
+        """
+        with self._engine.connect() as connection:
+            known = set(connection.scalars(select(Instance.path)))
+        recorded = 0
+        for study, series, sop, path in self._store.stored_files():
+            relative = path.relative_to(self._data_dir).as_posix()
+            if relative in known:
+                continue
+            try:
+                instance = _instance_from_file(path, study, series, sop)
+            except Exception as exc:  # leave it for a person; never delete received data
+                LOGGER.error("cannot read back %s (%s); left in place", relative, exc)
+                continue
+            self._record(instance, relative, path.stat().st_size)
+            recorded += 1
+        return recorded
+
+    def association_ended(self, summary: AssociationSummary) -> None:
+        if summary.released and summary.series:
+            self._completion.association_released([series for _study, series in summary.series])
+
+    # -- recording ---------------------------------------------------------------------
+
+    def _record(self, instance: ReceivedInstance, relative_path: str, size: int) -> None:
+        """Insert the instance row and touch its series, in one transaction.
+
+        Core statements built once (at the end of this module) on a plain connection:
+        this runs once per C-STORE, and building statements every time would cost
+        several times the commit itself.
+        """
+        header = instance.header
+        now = utcnow()
+        with self._write_lock, self._engine.begin() as connection:
+            series = self._series(connection, instance, now)
+            if connection.scalar(_INSTANCE_EXISTS, {"uid": instance.sop_instance_uid}):
+                # A sender going over the series again (as after a failed transfer) is
+                # still sending it: not quiet yet.
+                if series.state is SeriesState.RECEIVING:
+                    connection.execute(_STILL_SENDING, {"pk": series.pk, "now": now})
+                LOGGER.info("duplicate instance in series %d stored once", series.pk)
+                return
+            position, orientation = slice_geometry(header)
+            connection.execute(
+                _INSERT_INSTANCE,
+                {
+                    "sop_instance_uid": instance.sop_instance_uid,
+                    "series_pk": series.pk,
+                    "sop_class_uid": instance.sop_class_uid,
+                    "transfer_syntax_uid": instance.transfer_syntax_uid,
+                    "instance_number": _integer(header, "InstanceNumber"),
+                    "slice_position": position,
+                    "image_orientation": orientation,
+                    "path": relative_path,
+                    "size_bytes": size,
+                    "calling_ae_title": instance.calling_ae_title[:16],
+                    "received_at": now,
+                },
+            )
+            reopened = series.state is not SeriesState.RECEIVING
+            touch = _REOPEN_SERIES if reopened else _TOUCH_SERIES
+            connection.execute(touch, {"pk": series.pk, "now": now})
+        if reopened:
+            LOGGER.info(
+                "series %d reopened: an instance arrived after it was %s", series.pk, series.state
+            )
+
+    def _series(
+        self, connection: Connection, instance: ReceivedInstance, now: datetime
+    ) -> _SeriesKey:
+        row = connection.execute(_FIND_SERIES, {"uid": instance.series_instance_uid}).first()
+        if row is not None:
+            return _SeriesKey(row.id, row.state)
+        header = instance.header
+        study_pk = connection.scalar(
+            select(Study.id).where(Study.study_instance_uid == instance.study_instance_uid)
+        )
+        if study_pk is None:
+            study_pk = self._create_study(connection, instance, now)
+        # INSERT ... RETURNING yields exactly one row: scalar_one(), not the Optional scalar().
+        series_pk = connection.execute(
+            insert(Series)
+            .values(
+                series_instance_uid=instance.series_instance_uid,
+                study_pk=study_pk,
+                modality=_text(header, "Modality", 16),
+                series_number=_integer(header, "SeriesNumber"),
+                series_description=_text(header, "SeriesDescription", 64),
+                body_part_examined=_text(header, "BodyPartExamined", 16),
+                calling_ae_title=instance.calling_ae_title[:16],
+                instance_count=0,
+                state=SeriesState.RECEIVING,
+                first_received_at=now,
+                last_received_at=now,
+                reopened_count=0,
+            )
+            .returning(Series.id)
+        ).scalar_one()
+        return _SeriesKey(series_pk, SeriesState.RECEIVING)
+
+    def _create_study(
+        self, connection: Connection, instance: ReceivedInstance, now: datetime
+    ) -> int:
+        header = instance.header
+        patient_id = _text(header, "PatientID", 64)
+        issuer = _text(header, "IssuerOfPatientID", 64)
+        patient_pk = connection.scalar(
+            select(Patient.id).where(
+                Patient.patient_id == patient_id, Patient.issuer_of_patient_id == issuer
+            )
+        )
+        if patient_pk is None:
+            patient_pk = connection.scalar(
+                insert(Patient)
+                .values(
+                    patient_id=patient_id,
+                    issuer_of_patient_id=issuer,
+                    patient_name=_text(header, "PatientName", 324),
+                    birth_date=_text(header, "PatientBirthDate", 8),
+                    sex=_text(header, "PatientSex", 16),
+                    created_at=now,
+                )
+                .returning(Patient.id)
+            )
+        return int(
+            connection.execute(
+                insert(Study)
+                .values(
+                    study_instance_uid=instance.study_instance_uid,
+                    patient_pk=patient_pk,
+                    study_date=_text(header, "StudyDate", 8),
+                    study_time=_text(header, "StudyTime", 16),
+                    accession_number=_text(header, "AccessionNumber", 16),
+                    study_id=_text(header, "StudyID", 16),
+                    study_description=_text(header, "StudyDescription", 64),
+                    referring_physician_name=_text(header, "ReferringPhysicianName", 324),
+                    received_at=now,
+                )
+                .returning(Study.id)
+            ).scalar_one()
+        )
+
+
+# Statements of the per-instance path, built once.
+_FIND_SERIES = select(Series.id, Series.state).where(Series.series_instance_uid == bindparam("uid"))
+_INSTANCE_EXISTS = select(Instance.id).where(Instance.sop_instance_uid == bindparam("uid"))
+_INSERT_INSTANCE = insert(Instance)
+_TOUCH_SERIES = (
+    update(Series)
+    .where(Series.id == bindparam("pk"))
+    .values(last_received_at=bindparam("now"), instance_count=Series.instance_count + 1)
+)
+_STILL_SENDING = (
+    update(Series).where(Series.id == bindparam("pk")).values(last_received_at=bindparam("now"))
+)
+_REOPEN_SERIES = _TOUCH_SERIES.values(
+    state=SeriesState.RECEIVING,
+    completed_at=None,
+    completion_reason=None,
+    reopened_count=Series.reopened_count + 1,
+)

@@ -1,1 +1,0 @@
-"""Work that follows reception: series completion now; the job queue and outbox later."""

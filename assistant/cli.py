@@ -751,6 +751,33 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+#: Errors a user can act on, by the module that defines them and the exit status they
+#: get: a message, not a traceback. Looked up only in modules already loaded (a class
+#: from a module that never loaded cannot have been raised), so an error in `scp` or
+#: `web` loads neither torch nor the training code.
+_EXIT_1 = (
+    ("builtins", "OSError"),
+    ("assistant.db.migrate", "DatabaseNotMigrated"),
+    ("assistant.analysis.pipeline", "WarmUpFailed"),
+    ("assistant.analysis.imaging.series", "UnreadableSeries"),
+)
+_EXIT_2 = (
+    ("assistant.training.datasets", "DatasetSpecError"),
+    ("assistant.analysis.model.card", "ModelCardError"),
+    ("assistant.analysis.model.folder", "ModelIntegrityError"),
+    ("assistant.training.trainer", "CheckpointMismatch"),
+)
+
+
+def _is_instance(exc: BaseException, names: tuple[tuple[str, str], ...]) -> bool:
+    for module_name, class_name in names:
+        module = sys.modules.get(module_name)
+        cls = getattr(module, class_name, None) if module is not None else None
+        if isinstance(cls, type) and isinstance(exc, cls):
+            return True
+    return False
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the `radassist` console script."""
     args = build_parser().parse_args(argv)
@@ -766,21 +793,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         return 130
     except Exception as exc:
-        from assistant.analysis.model.card import ModelCardError
-        from assistant.analysis.model.folder import ModelIntegrityError
-        from assistant.db.migrate import DatabaseNotMigrated
-        from assistant.training.datasets import DatasetSpecError
-        from assistant.training.trainer import CheckpointMismatch
-
-        # Loaded only where a worker ran: importing it here would load torch for nothing.
-        pipeline = sys.modules.get("assistant.analysis.pipeline")
-        warm_up_failed = pipeline is not None and isinstance(exc, pipeline.WarmUpFailed)
-        if warm_up_failed or isinstance(exc, (DatabaseNotMigrated, OSError)):
+        if _is_instance(exc, _EXIT_1):
             print(f"radassist: {exc}", file=sys.stderr)
             return 1
-        if isinstance(
-            exc, (DatasetSpecError, ModelCardError, ModelIntegrityError, CheckpointMismatch)
-        ):
+        if _is_instance(exc, _EXIT_2):
             print(f"radassist: {exc}", file=sys.stderr)
             return 2
         raise

@@ -36,7 +36,8 @@ import torch
 from PIL import Image, ImageDraw
 
 from assistant.training.acgan import AcganConfig
-from assistant.training.run import Rebalanced, evaluate_model, rebalance_model, train_model
+from assistant.training.run import Rebalanced, evaluate_model, train_model
+from research.rebalance import rebalance_model
 
 ROOT = Path(__file__).resolve().parent.parent
 MEDMNIST = ROOT.parent / "shared" / "data" / "medmnist" / "adrenalmnist3d.npz"

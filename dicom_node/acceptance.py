@@ -4,17 +4,32 @@ with the request. Each refusal is a `StoreRefused` with its named status (status
 
 from __future__ import annotations
 
+import struct
+import zlib
 from dataclasses import dataclass
 
 from pydicom.dataset import Dataset
 
-from dicom_node.contexts import STORAGE_SOP_CLASSES
+from dicom_node.contexts import STORAGE_SOP_CLASSES, STORAGE_TRANSFER_SYNTAXES
 from dicom_node.encoding import NotPart10, decode_header, split_part10
 from dicom_node.status import Status, StoreRefused
 from dicom_node.uids import is_valid_uid
 
 REQUIRED_UIDS = ("SOPClassUID", "SOPInstanceUID", "StudyInstanceUID", "SeriesInstanceUID")
 _STORAGE = frozenset(STORAGE_SOP_CLASSES)
+_TRANSFER_SYNTAXES = frozenset(STORAGE_TRANSFER_SYNTAXES)
+#: What decoding malformed bytes raises (pydicom's reader, our element walker, zlib):
+#: the sender's fault, 0xC000. Anything else is a fault of ours and is not caught here.
+DECODE_ERRORS: tuple[type[Exception], ...] = (
+    ValueError,  # TruncatedDataset, NotPart10, UnicodeDecodeError, bad values
+    struct.error,
+    zlib.error,
+    EOFError,
+    KeyError,
+    IndexError,
+    OverflowError,
+    NotImplementedError,
+)
 
 
 @dataclass(frozen=True)
@@ -36,7 +51,7 @@ def raw_uid(header: Dataset, keyword: str) -> str:
         if keyword not in header:
             return ""
         value = header.get_item(keyword).value
-    except Exception:  # a broken element decodes lazily and can fail in any way
+    except DECODE_ERRORS:  # a broken element decodes lazily
         return ""
     if isinstance(value, bytes):
         return value.decode("ascii", errors="replace").rstrip("\0 ")
@@ -60,26 +75,31 @@ def accept_dataset(
     try:
         header = decode_header(encoded, transfer_syntax_uid)
         uids = {keyword: raw_uid(header, keyword) for keyword in REQUIRED_UIDS}
-    except Exception as exc:  # a malformed dataset can fail anywhere as it is decoded
+    except DECODE_ERRORS as exc:
         raise StoreRefused(
             Status.CANNOT_UNDERSTAND, f"dataset does not decode: {type(exc).__name__}"
         ) from exc
+    known = {key: value for key, value in uids.items() if value and is_valid_uid(value)}
+
+    def refuse(status: Status, reason: str) -> StoreRefused:
+        return StoreRefused(status, reason, known)
+
     for key, value in uids.items():
         if not value:
-            raise StoreRefused(Status.MISSING_OR_INVALID_UID, f"{key} is missing")
+            raise refuse(Status.MISSING_OR_INVALID_UID, f"{key} is missing")
         if not is_valid_uid(value):
-            raise StoreRefused(Status.MISSING_OR_INVALID_UID, f"{key} is not a valid UID")
+            raise refuse(Status.MISSING_OR_INVALID_UID, f"{key} is not a valid UID")
     if (sop_instance_uid is not None and uids["SOPInstanceUID"] != sop_instance_uid) or (
         sop_class_uid is not None and uids["SOPClassUID"] != sop_class_uid
     ):
-        raise StoreRefused(
+        raise refuse(
             Status.DATASET_DOES_NOT_MATCH_SOP_CLASS,
             "SOP Class/Instance UID in the dataset differ from the request",
         )
     if uids["SOPClassUID"] not in _STORAGE:
-        raise StoreRefused(Status.SOP_CLASS_NOT_SUPPORTED, "not a storage SOP class")
+        raise refuse(Status.SOP_CLASS_NOT_SUPPORTED, "not a storage SOP class")
     if study_instance_uid and uids["StudyInstanceUID"] != study_instance_uid:
-        raise StoreRefused(
+        raise refuse(
             Status.DATASET_DOES_NOT_MATCH_SOP_CLASS,
             "Study Instance UID differs from the one in the URL",
         )
@@ -105,13 +125,18 @@ def accept_part10(
         meta_sop_instance = raw_uid(meta, "MediaStorageSOPInstanceUID") or None
     except NotPart10 as exc:
         raise StoreRefused(Status.CANNOT_UNDERSTAND, f"not a DICOM Part 10 file: {exc}") from exc
-    except Exception as exc:
+    except DECODE_ERRORS as exc:
         raise StoreRefused(
             Status.CANNOT_UNDERSTAND, f"File Meta Information does not decode: {type(exc).__name__}"
         ) from exc
     if not transfer_syntax:
         raise StoreRefused(
             Status.CANNOT_UNDERSTAND, "no Transfer Syntax UID in the File Meta Information"
+        )
+    if transfer_syntax not in _TRANSFER_SYNTAXES:
+        # What the SCP would not have accepted in association negotiation.
+        raise StoreRefused(
+            Status.CANNOT_UNDERSTAND, f"transfer syntax {transfer_syntax} is not supported"
         )
     return accept_dataset(
         encoded,

@@ -9,7 +9,6 @@ error becomes a named failure status and a log line, and the node keeps serving.
 
 from __future__ import annotations
 
-import errno
 import ipaddress
 import itertools
 import logging
@@ -28,7 +27,7 @@ from pynetdicom.transport import ThreadedAssociationServer
 from dicom_node.acceptance import accept_dataset
 from dicom_node.contexts import STORAGE_SOP_CLASSES, STORAGE_TRANSFER_SYNTAXES, VERIFICATION
 from dicom_node.encoding import encode_file_meta
-from dicom_node.status import Status, StoreRefused
+from dicom_node.status import Status, StoreRefused, status_for_os_error
 
 LOGGER = logging.getLogger(__name__)
 
@@ -36,8 +35,6 @@ LOGGER = logging.getLogger(__name__)
 #: 1 ms is paid several times per C-STORE on a fast link; 0.1 ms keeps loopback
 #: throughput high for a little idle CPU.
 DUL_IDLE_SLEEP_SECONDS = 0.0001
-
-_DISK_FULL_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG})
 
 
 @dataclass(frozen=True)
@@ -272,11 +269,7 @@ class StorageSCP:
             )
             return _failure(refusal.status, refusal.reason)
         except OSError as exc:
-            status = (
-                Status.OUT_OF_RESOURCES
-                if exc.errno in _DISK_FULL_ERRNOS
-                else Status.PROCESSING_FAILURE
-            )
+            status = status_for_os_error(exc)
             LOGGER.error("association %d: cannot store instance: %s", association_id, exc)
             return _failure(status, exc.strerror or str(exc))
         except Exception as exc:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import errno
+from collections.abc import Mapping
 from enum import IntEnum
 
 
@@ -28,9 +30,24 @@ class Status(IntEnum):
 
 
 class StoreRefused(Exception):
-    """Raised by an instance sink to answer a C-STORE with a failure status."""
+    """Raised by an instance sink to answer a C-STORE with a failure status.
 
-    def __init__(self, status: Status, reason: str) -> None:
+    `uids`: what could be read of the instance's identity (SOPClassUID, SOPInstanceUID,
+    StudyInstanceUID, SeriesInstanceUID; only valid UIDs), so a STOW-RS answer can say
+    which instance failed."""
+
+    def __init__(self, status: Status, reason: str, uids: Mapping[str, str] | None = None) -> None:
         super().__init__(reason)
         self.status = status
         self.reason = reason
+        self.uids: Mapping[str, str] = dict(uids or {})
+
+
+#: errno values that mean the disk is full (or a quota reached): out of resources.
+_DISK_FULL_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG})
+
+
+def status_for_os_error(exc: OSError) -> Status:
+    """The status an instance that could not be written gets: 0xA700 when the disk is
+    full (the sender should retry later), 0x0110 for any other I/O failure."""
+    return Status.OUT_OF_RESOURCES if exc.errno in _DISK_FULL_ERRNOS else Status.PROCESSING_FAILURE

@@ -61,7 +61,8 @@ def test_a_record_round_trips_through_json() -> None:
     findings = _findings()
     record = json.loads(json.dumps(findings.to_dict()))
     assert record["version"] == FINDINGS_VERSION
-    assert record["model"] == {
+    assert record["model"] == "radassist-hyperdense 0.1.0"  # as before version 1
+    assert record["model_identity"] == {
         "name": "radassist-hyperdense",
         "version": "0.1.0",
         "weights_sha256": "ab" * 32,
@@ -73,8 +74,7 @@ def test_a_record_round_trips_through_json() -> None:
 def test_a_record_written_before_versions_is_read() -> None:
     """Jobs recorded before this module kept the model as one "name version" string."""
     record = _findings().to_dict()
-    del record["version"]
-    record["model"] = "radassist-hyperdense 0.1.0"
+    del record["version"], record["model_identity"]
     back = Findings.from_dict(record)
     assert back.model == ModelIdentity("radassist-hyperdense", "0.1.0")
     assert back.lesions == _findings().lesions

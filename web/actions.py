@@ -59,7 +59,12 @@ def add_feedback(
         ).scalar_one_or_none()
         if job is None or job.state is not JobState.DONE:
             raise NotFound("no finished analysis with that id in this study")
-        findings = Findings.from_dict(json.loads(job.findings_json)) if job.findings_json else None
+        try:
+            findings = Findings.from_dict(json.loads(job.findings_json or "null") or {})
+        except ValueError:  # FindingsError or bad JSON: the record, not the user, is wrong
+            findings = None
+        if findings is None and lesion_index is not None:
+            raise NotFound("this analysis's findings cannot be read")
         lesions = findings.lesions if findings else []
         if lesion_index is not None and not 0 <= lesion_index < len(lesions):
             raise NotFound("no such finding")

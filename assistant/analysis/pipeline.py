@@ -122,10 +122,7 @@ class Analysis:
         LOGGER.info(
             "job %d done in %.1f s: %s", job_id, seconds, prediction.summary().splitlines()[0]
         )
-        try:
-            self._outbox.deliver_due()
-        except Exception:  # the outbox's own loop tries again
-            LOGGER.exception("delivering the results of job %d failed", job_id)
+        self._outbox.wake()  # its rows are in: the outbox's thread sends them now
 
     def _claim(self, job_id: int) -> _JobInput | None:
         with self._write_lock, self._sessions() as session, session.begin():

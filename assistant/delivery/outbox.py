@@ -62,6 +62,7 @@ class Outbox:
         self._senders = dict(senders)
         self._destinations = {d.name: d for d in destinations}
         self._stop = threading.Event()
+        self._wake = threading.Event()
         self._thread: threading.Thread | None = None
 
     @property
@@ -216,14 +217,23 @@ class Outbox:
         self._thread = threading.Thread(target=self._run, name="outbox", daemon=True)
         self._thread.start()
 
+    def wake(self) -> None:
+        """Send what is due now rather than at the next poll (new rows were added)."""
+        self._wake.set()
+
     def stop(self) -> None:
         self._stop.set()
+        self._wake.set()
         if self._thread is not None:
             self._thread.join(timeout=30)
             self._thread = None
 
     def _run(self) -> None:
-        while not self._stop.wait(self._settings.poll_seconds):
+        while not self._stop.is_set():
+            self._wake.wait(self._settings.poll_seconds)
+            self._wake.clear()
+            if self._stop.is_set():
+                break
             try:
                 self.deliver_due()
             except Exception:  # a locked database or a bad row must not end the sender

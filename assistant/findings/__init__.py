@@ -225,7 +225,10 @@ class Findings:
             ],
             "flagged_instance_uids": list(self.flagged_instance_uids),
             "lesions": [lesion.to_dict() for lesion in self.lesions],
-            "model": self.model.to_dict(),
+            # "name version", as every record before version 1 had it; the whole identity
+            # (with the weights' sha256) beside it.
+            "model": str(self.model),
+            "model_identity": self.model.to_dict(),
             "summary": self.summary(),
         }
 
@@ -249,7 +252,7 @@ class Findings:
                 ],
                 flagged_instance_uids=[str(u) for u in data["flagged_instance_uids"]],
                 lesions=[Lesion.from_dict(lesion) for lesion in data.get("lesions", [])],
-                model=ModelIdentity.from_record(data.get("model", "")),
+                model=ModelIdentity.from_record(data.get("model_identity") or data["model"]),
             )
         except (KeyError, TypeError, ValueError) as error:
             if isinstance(error, FindingsError):

@@ -141,8 +141,8 @@ class Ingest:
                 continue
             try:
                 instance = _instance_from_file(path, study, series, sop)
-            except Exception as exc:  # leave it for a person; never delete received data
-                LOGGER.error("cannot read back %s (%s); left in place", relative, exc)
+            except Exception:  # leave it for a person; never delete received data
+                LOGGER.exception("cannot read back %s; left in place", relative)
                 continue
             self._record(instance, relative, path.stat().st_size)
             recorded += 1

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from assistant.intake.ingest import Ingest
 from dicom_node import AssociationSummary, ReceivedInstance, Status, StoreRefused
 from dicom_node.acceptance import AcceptedHeader, accept_part10
+from dicom_node.status import status_for_os_error
 
 LOGGER = logging.getLogger(__name__)
 #: What series selection sees as the "calling AE title" of instances stored by STOW-RS.
@@ -45,6 +46,19 @@ def _outcome(status: Status, reason: str, accepted: AcceptedHeader | None = None
         accepted.series_instance_uid,
         status,
         reason,
+    )
+
+
+def _refused(refusal: StoreRefused) -> PartOutcome:
+    """A refused part, named by whatever of its identity could be read."""
+    uids = refusal.uids
+    return PartOutcome(
+        uids.get("SOPClassUID", ""),
+        uids.get("SOPInstanceUID", ""),
+        uids.get("StudyInstanceUID", ""),
+        uids.get("SeriesInstanceUID", ""),
+        refusal.status,
+        refusal.reason,
     )
 
 
@@ -89,7 +103,10 @@ class StowIntake:
                 refusal.status.name,
                 refusal.reason,
             )
-            return _outcome(refusal.status, refusal.reason)
+            return _refused(refusal)
+        except Exception as exc:  # a bug of ours in the checks: not the sender's fault
+            LOGGER.exception("unexpected error checking a STOW-RS part")
+            return _outcome(Status.PROCESSING_FAILURE, f"internal error: {type(exc).__name__}")
         instance = ReceivedInstance(
             association_id=request_id,
             calling_ae_title=STOW_CALLER,
@@ -106,9 +123,9 @@ class StowIntake:
             self._ingest.store(instance)
         except StoreRefused as exc:
             return _outcome(exc.status, exc.reason, accepted)
-        except OSError as exc:
+        except OSError as exc:  # the same statuses as a C-STORE that cannot be written
             LOGGER.error("cannot store a STOW-RS instance: %s", exc)
-            return _outcome(Status.OUT_OF_RESOURCES, "cannot write the instance", accepted)
+            return _outcome(status_for_os_error(exc), exc.strerror or str(exc), accepted)
         except Exception as exc:  # a bug of ours: the sender is not to blame
             LOGGER.exception("unexpected error storing a STOW-RS instance")
             return _outcome(

@@ -30,6 +30,7 @@ from scipy import ndimage
 from assistant.analysis.imaging import (
     DEFAULT_WINDOWS,
     INPUT_MASKS,
+    UnreadableSeries,
     apply_input_mask,
     read_series,
     to_windows,
@@ -266,7 +267,10 @@ class DicomFolders(StudyDataset):
 
     def __getitem__(self, index: int) -> Study:
         row = self.rows[index]
-        series = read_series(self.root / row["series"])
+        try:
+            series = read_series(self.root / row["series"])
+        except UnreadableSeries as exc:  # say which row, so the CSV can be mended
+            raise DatasetSpecError(f"series {row['series']!r} cannot be read: {exc}") from exc
         slices = np.concatenate(list(series.batches(self.image_size, input_mask=self.input_mask)))
         return Study(row["series"], slices, int(row["label"]))
 

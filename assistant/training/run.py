@@ -5,7 +5,6 @@ from __future__ import annotations
 import csv
 import datetime
 import logging
-from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -251,43 +250,6 @@ def balance_with_acgan(
 def threshold_rule_for(spec: str) -> str:
     # A benchmark reports accuracy; a clinical screen weighs sensitivity and specificity.
     return "accuracy" if _kind(spec) == "medmnist" else "youden"
-
-
-def rebalance_model(
-    source: Path, out: Path, spec: str, method: str, config: AcganConfig
-) -> tuple[ModelCard, Rebalanced | None]:
-    """A copy of a model trained with `--augment none` whose study head is refitted:
-    `acgan` on real plus generated features (what `train --augment acgan` does after the
-    same unweighted training), or `refit` on real features with class weights only,
-    the control that tells the GAN's share of any gain from the refit's."""
-    loaded = load_model(source)
-    train_set, val_set = parse_spec(spec, "train"), parse_spec(spec, "val")
-    network = loaded.network
-    rebalanced = None
-    record: Mapping[str, object]
-    if method == "acgan":
-        rebalanced = balance_with_acgan(network, train_set, val_set, config)
-        record = rebalanced.record
-    elif method == "refit":
-        record = refit_study_head(
-            network,
-            extract_features(network, train_set),
-            extract_features(network, val_set),
-            val_set.labels(),
-            config,
-            class_weights=True,
-        )
-    else:
-        raise ValueError(f"method must be acgan or refit, not {method!r}")
-    val_scores, _ = score(network, val_set)
-    threshold = THRESHOLD_RULES[threshold_rule_for(spec)](val_set.labels(), val_scores)
-    training = {**loaded.card.training, "augment": {"method": method, **record}}
-    card = loaded.card.with_updates(
-        threshold=round(threshold, 6),
-        training=training,
-        metrics={"val": binary_metrics(val_set.labels(), val_scores, threshold).to_dict()},
-    )
-    return save_model(out, network, card), rebalanced
 
 
 def evaluate_model(

@@ -118,3 +118,25 @@ def test_a_file_whose_meta_names_another_instance_is_refused(tmp_path: Path, par
     other = encode_file_meta(meta.MediaStorageSOPClassUID, "1.2.3.4", meta.TransferSyntaxUID, "")
     refusal = _refusal(accept_part10, other + bytes(encoded))
     assert refusal.status is Status.DATASET_DOES_NOT_MATCH_SOP_CLASS
+
+
+def test_a_transfer_syntax_the_scp_would_not_negotiate_is_refused(part10: bytes) -> None:
+    meta, encoded = split_part10(part10)
+    mpeg2 = "1.2.840.10008.1.2.4.100"  # MPEG2 Main Profile: not a storage syntax we take
+    blob = encode_file_meta(
+        meta.MediaStorageSOPClassUID, meta.MediaStorageSOPInstanceUID, mpeg2, ""
+    )
+    refusal = _refusal(accept_part10, blob + bytes(encoded))
+    assert refusal.status is Status.CANNOT_UNDERSTAND
+    assert refusal.reason == f"transfer syntax {mpeg2} is not supported"
+
+
+def test_a_refusal_names_what_could_be_read_of_the_instance(part10: bytes) -> None:
+    source = dcmread(io.BytesIO(part10), stop_before_pixels=True)
+    refusal = _refusal(accept_part10, part10, study_instance_uid="1.2.3.4")
+    assert refusal.uids == {
+        "SOPClassUID": source.SOPClassUID,
+        "SOPInstanceUID": source.SOPInstanceUID,
+        "StudyInstanceUID": source.StudyInstanceUID,
+        "SeriesInstanceUID": source.SeriesInstanceUID,
+    }

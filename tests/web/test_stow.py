@@ -4,6 +4,7 @@ like a C-STORE; bad requests are 4xx with a message and store nothing."""
 from __future__ import annotations
 
 import base64
+import json
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
@@ -215,6 +216,10 @@ def test_study_in_the_url_must_match(node: Node, tmp_path: Path) -> None:
         node, multipart(("application/dicom", path.read_bytes())), RELATED, path="/studies/1.2.3.4"
     )
     assert status == 409 and str(0xA900) in text
+    # The failure names the instance that failed, as the client sent it.
+    [failed] = json.loads(text)["00081198"]["Value"]
+    assert failed["00081155"]["Value"] == [str(dcmread(path).SOPInstanceUID)]
+    assert failed["00081150"]["Value"] == [str(dcmread(path).SOPClassUID)]
     assert node.instance_count() == before
 
 

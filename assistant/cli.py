@@ -123,6 +123,8 @@ def build_receiver(
         max_associations=node.max_associations,
         network_timeout=node.network_timeout_seconds,
         allowed_addresses=node.allowed_addresses,
+        max_associations_per_address=node.max_associations_per_address,
+        check_called_ae=node.check_called_ae,
         ssl_context=server_context(node.tls_cert, node.tls_key, node.tls_ca),
     )
     return Receiver(settings, db, store, ingest, completion, scp, submitter)

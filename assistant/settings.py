@@ -57,6 +57,11 @@ class NodeSettings:
     max_pdu_size: int = 4 * 1024 * 1024
     #: Associations served at once; more are rejected (transient) until one ends.
     max_associations: int = 32
+    #: Connections one peer address may hold at once (0: no limit), so that one host,
+    #: broken or hostile, cannot take every slot; more are closed at once.
+    max_associations_per_address: int = 16
+    #: Refuse an association whose called AE title is not node.ae_title.
+    check_called_ae: bool = True
     #: Seconds a peer may stay silent mid-association before it is dropped.
     network_timeout_seconds: float = 30.0
     tls_cert: str = ""
@@ -77,6 +82,8 @@ class NodeSettings:
                 ) from None
         if self.max_associations < 1:
             raise SettingsError("node.max_associations: must be at least 1")
+        if self.max_associations_per_address < 0:
+            raise SettingsError("node.max_associations_per_address: must be 0 (no limit) or more")
         if self.network_timeout_seconds <= 0:
             raise SettingsError("node.network_timeout_seconds: must be positive")
         if self.max_pdu_size != 0 and not 4096 <= self.max_pdu_size <= 2**32 - 1:

@@ -22,11 +22,11 @@ from pydicom.dataset import Dataset
 from pynetdicom import AE, _config, evt
 from pynetdicom.dimse_primitives import C_STORE
 from pynetdicom.events import EventHandlerType
-from pynetdicom.transport import ThreadedAssociationServer
 
 from dicom_node.acceptance import accept_dataset
 from dicom_node.contexts import STORAGE_SOP_CLASSES, STORAGE_TRANSFER_SYNTAXES, VERIFICATION
 from dicom_node.encoding import encode_file_meta
+from dicom_node.guard import ConnectionGuard, GuardedAssociationServer
 from dicom_node.status import Status, StoreRefused, status_for_os_error
 
 LOGGER = logging.getLogger(__name__)
@@ -121,13 +121,28 @@ class StorageSCP:
         max_associations: int = 32,
         network_timeout: float = 30.0,
         allowed_addresses: Sequence[str] = (),
+        max_associations_per_address: int = 16,
+        check_called_ae: bool = True,
     ) -> None:
+        """`max_associations`: at once, in all; `max_associations_per_address`: at once,
+        from one peer address (so one host cannot take every slot); 0 for no limit.
+        `check_called_ae`: refuse an association addressed to another AE title."""
         self._sink = sink
+        self._allowed_callers = [c.strip() for c in allowed_callers]
+        self._max_per_address = max_associations_per_address
         #: Networks peers may connect from (empty: any); others are closed at once.
         self._networks = [ipaddress.ip_network(a, strict=False) for a in allowed_addresses]
         self._address = (host, port)
         self._ssl_context = ssl_context
-        self._server: ThreadedAssociationServer | None = None
+        self._server: GuardedAssociationServer | None = None
+        self._thread: threading.Thread | None = None
+        # Connections that do not associate within the ARTIM time are closed; every PDU
+        # is read within bounds (see guard.py).
+        self._guard = ConnectionGuard(
+            artim_seconds=min(ARTIM_SECONDS, network_timeout),
+            read_timeout=network_timeout,
+            max_pdu_size=max_pdu_size,
+        )
         self._ids = itertools.count(1)
         self._lock = threading.Lock()
         self._associations: dict[int, _AssociationState] = {}
@@ -138,6 +153,7 @@ class StorageSCP:
         self._ae = AE(ae_title=ae_title)
         self._ae.maximum_pdu_size = max_pdu_size
         self._ae.require_calling_aet = list(allowed_callers)
+        self._ae.require_called_aet = check_called_ae
         # A hospital has many modalities; a peer that connects and then says nothing (or
         # sends half a PDU) must not hold one of them for long.
         self._ae.maximum_associations = max_associations
@@ -150,16 +166,21 @@ class StorageSCP:
         for sop_class in STORAGE_SOP_CLASSES:
             self._ae.add_supported_context(sop_class, list(STORAGE_TRANSFER_SYNTAXES))
 
-    def _address_allowed(self, request: object, client_address: tuple[str, int]) -> bool:
-        # Named as in socketserver's verify_request, which this replaces.
+    def _address_allowed(self, peer: str) -> bool:
+        if not self._networks:
+            return True
         try:
-            address = ipaddress.ip_address(client_address[0])
+            address = ipaddress.ip_address(peer)
         except ValueError:
             return False
         if any(address in network for network in self._networks):
             return True
         LOGGER.warning("refused a connection from %s: not in node.allowed_addresses", address)
         return False
+
+    def open_connections(self, address: str) -> int:
+        """Connections from `address` held now (from acceptance until they close)."""
+        return self._server.open_connections(address) if self._server is not None else 0
 
     @property
     def port(self) -> int:
@@ -176,16 +197,32 @@ class StorageSCP:
             (evt.EVT_C_STORE, self._on_c_store),
             (evt.EVT_RELEASED, self._on_released),
             (evt.EVT_CONN_CLOSE, self._on_connection_close),
+            (evt.EVT_REJECTED, self._on_rejected),
         ]
-        server = self._ae.start_server(
-            self._address, block=False, evt_handlers=handlers, ssl_context=self._ssl_context
+        server = cast(
+            GuardedAssociationServer,
+            self._ae.make_server(
+                self._address,
+                evt_handlers=handlers,
+                ssl_context=self._ssl_context,
+                server_class=GuardedAssociationServer,
+            ),
         )
-        if server is None:  # only a blocking start_server returns None
-            raise RuntimeError("pynetdicom returned no server from a non-blocking start")
+        # socketserver asks these before any thread or association exists.
+        server.guard(
+            max_per_address=self._max_per_address,
+            handshake_seconds=self._guard.artim_seconds,
+            address_allowed=self._address_allowed,
+        )
+        # As AE.start_server does: the AE counts its active associations (for
+        # max_associations) over its servers, and the server's shutdown removes itself.
+        self._ae._servers.append(server)
         self._server = server
-        if self._networks:
-            # socketserver asks this before any thread or association exists.
-            server.verify_request = self._address_allowed  # type: ignore[method-assign]
+        self._guard.start()
+        self._thread = threading.Thread(
+            target=server.serve_forever, name="dicom-acceptor", daemon=True
+        )
+        self._thread.start()
         LOGGER.info(
             "DICOM node %s listening on %s:%d", self._ae.ae_title, self._address[0], self.port
         )
@@ -193,15 +230,23 @@ class StorageSCP:
     def stop(self) -> None:
         """Stop listening and end open associations."""
         if self._server is not None:
-            self._server.shutdown()
+            self._server.shutdown()  # stops accepting and closes the socket
+            for assoc in self._server.active_associations:
+                assoc.abort()
             self._server = None
+        if self._thread is not None:
+            self._thread.join(timeout=10)
+            self._thread = None
+        self._guard.stop()
 
     # -- association bookkeeping -------------------------------------------------------
 
     def _on_connection_open(self, event: evt.Event) -> None:
         event.assoc.dul._run_loop_delay = DUL_IDLE_SLEEP_SECONDS
+        self._guard.opened(event.assoc)
 
     def _on_established(self, event: evt.Event) -> None:
+        self._guard.established(event.assoc)
         requestor = event.assoc.requestor
         state = _AssociationState(
             association_id=next(self._ids),
@@ -223,7 +268,29 @@ class StorageSCP:
         if state is not None:
             state.released = True
 
+    def _on_rejected(self, event: evt.Event) -> None:
+        """Say who was turned away and why (pynetdicom logs nothing we keep)."""
+        requestor = event.assoc.requestor
+        request = requestor.primitive
+        calling = str(getattr(request, "calling_ae_title", "") or "").strip()
+        called = str(getattr(request, "called_ae_title", "") or "").strip()
+        if self._allowed_callers and calling not in self._allowed_callers:
+            reason = "calling AE title not in node.allowed_callers"
+        elif self._ae.require_called_aet and called != self._ae.ae_title.strip():
+            reason = f"called AE title is not {self._ae.ae_title.strip()}"
+        else:
+            reason = "too many associations at once (node.max_associations)"
+        LOGGER.warning(
+            "association from %s:%s rejected (calling %r, called %r): %s",
+            requestor.address,
+            requestor.port,
+            calling[:16],
+            called[:16],
+            reason,
+        )
+
     def _on_connection_close(self, event: evt.Event) -> None:
+        self._guard.closed(event.assoc)
         with self._lock:
             state = self._associations.pop(id(event.assoc), None)
         if state is None:  # rejected at association: nothing was stored

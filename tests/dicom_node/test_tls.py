@@ -83,6 +83,36 @@ def test_tls_association_stores_and_plain_one_is_refused(
     assert instance_count(tls_node) == 1
 
 
+def test_a_silent_client_does_not_stall_the_tls_handshakes_of_others(
+    tls_node: Receiver, certificate: tuple[Path, Path]
+) -> None:
+    """pynetdicom does the handshake in the thread that accepts connections: one client
+    that connects and says nothing stopped every other from connecting. Now each
+    handshake runs in its connection's thread, within the ARTIM time."""
+    import socket
+    import time
+
+    _, cert = certificate
+    silent = [socket.create_connection(("127.0.0.1", tls_node.scp.port)) for _ in range(3)]
+    try:
+        client = ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cafile=str(cert))
+        ae = AE(ae_title="TLSCLIENT")
+        ae.add_requested_context("1.2.840.10008.1.1")
+        started = time.monotonic()
+        assoc = ae.associate(
+            "127.0.0.1", tls_node.scp.port, ae_title=NODE_AE, tls_args=(client, "127.0.0.1")
+        )
+        assert assoc.is_established
+        assert time.monotonic() - started < 3
+        assoc.release()
+        for sock in silent:  # and the silent ones are closed after the ARTIM time
+            sock.settimeout(10)
+            assert sock.recv(1) == b""
+    finally:
+        for sock in silent:
+            sock.close()
+
+
 def test_dcmtk_storescu_over_tls(tls_node: Receiver, certificate: tuple[Path, Path]) -> None:
     """dcmtk's own TLS client (storescu +tla +cf) against the node's TLS listener."""
     _, cert = certificate

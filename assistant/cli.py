@@ -163,7 +163,7 @@ def build_web(settings: Settings, db: Database, ingest: Ingest) -> WebServer:
 def _hint_first_user(db: Database) -> None:
     from assistant.access.users import user_count
 
-    if user_count(db.sessions) == 0:
+    if user_count(db) == 0:
         LOGGER.warning(
             "no dashboard user yet: create the admin with "
             "`radassist user add admin --role admin` (there is no default password)"
@@ -175,8 +175,10 @@ def _running(
     settings: Settings, *, migrate: bool, with_worker: bool, with_web: bool
 ) -> Iterator[tuple[Receiver, WebServer | None]]:
     """The receiver, and optionally a worker and the web server, started; stopped after."""
+    from assistant.db.files import secure_node_files
     from assistant.db.migrate import upgrade
 
+    secure_node_files(settings)  # var/ 0700, database, queue and key 0600 (logs each fix)
     if migrate:
         upgrade(settings.database_url)
     receiver = build_receiver(settings)
@@ -217,8 +219,11 @@ def cmd_scp(settings: Settings, _args: argparse.Namespace) -> int:
 
 
 def cmd_web(settings: Settings, _args: argparse.Namespace) -> int:
+    from assistant.db.files import secure_node_files
+
     # Intake takes STOW-RS instances; no SCP here (`radassist scp` runs that, and sweeps
     # series that go quiet).
+    secure_node_files(settings)
     db = open_database(settings)
     _store, _completion, ingest, _submitter = build_intake(settings, db)
     server = build_web(settings, db, ingest)
@@ -245,17 +250,63 @@ def _read_password(args: argparse.Namespace) -> str:
 
 
 def cmd_user(settings: Settings, args: argparse.Namespace) -> int:
-    from assistant.access.users import UserError, add_user
+    import getpass
+
+    from assistant.access.audit import AuditTrail
+    from assistant.access.users import (
+        UserError,
+        add_user,
+        delete_user,
+        list_users,
+        reset_password,
+        set_active,
+    )
 
     db = open_database(settings)
+    audit = AuditTrail(db)  # not started: each row is written at once
+    who = f"cli:{getpass.getuser()}"
+    action = args.user_command
     try:
-        account = add_user(db.sessions, args.name, _read_password(args), args.role)
+        if action == "list":
+            print(f"{'user':20} {'role':9} {'state':9} {'last login':17} failures  locked until")
+            for user in list_users(db):
+                state = "active" if user.active else "disabled"
+                last = f"{user.last_login_at:%Y-%m-%d %H:%M}" if user.last_login_at else "-"
+                locked = f"{user.locked_until:%Y-%m-%d %H:%M}" if user.locked_until else "-"
+                print(
+                    f"{user.username:20} {user.role:9} {state:9} {last:17} "
+                    f"{user.failed_logins:8}  {locked}"
+                )
+            return 0
+        if action == "add":
+            account = add_user(db, args.name, _read_password(args), args.role)
+            message = f"user {account.username} ({account.role.value}) created"
+            detail = f"role {account.role.value}"
+        elif action == "disable":
+            set_active(db, args.name, False)
+            message, detail = f"user {args.name} disabled; its sessions ended", ""
+        elif action == "enable":
+            set_active(db, args.name, True)
+            message, detail = f"user {args.name} enabled (and unlocked)", ""
+        elif action == "reset-password":
+            reset_password(db, args.name, _read_password(args))
+            message, detail = f"password of {args.name} changed; its sessions ended", ""
+        else:
+            delete_user(db, args.name)
+            message, detail = f"user {args.name} deleted", ""
+        audit.record(
+            f"user_{action.replace('-', '_')}",
+            username=who,
+            target=args.name,
+            remote_addr="local",
+            detail=detail,
+        )
     except UserError as exc:
         print(f"radassist: {exc}", file=sys.stderr)
         return 1
     finally:
         db.dispose()
-    print(f"user {account.username} ({account.role.value}) created")
+    print(message)
     return 0
 
 
@@ -277,6 +328,9 @@ def cmd_viewer(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def cmd_worker(settings: Settings, _args: argparse.Namespace) -> int:
+    from assistant.db.files import secure_node_files
+
+    secure_node_files(settings)
     db = open_database(settings)
     worker = build_worker(settings, db)
     worker.start()
@@ -362,17 +416,16 @@ def _demo_login(settings: Settings, db: Database) -> tuple[str, str]:
 
     from assistant.access.users import UserError, add_user
 
-    sessions = db.sessions
     remembered = settings.storage.data_dir / "demo-login.txt"
     if remembered.is_file():
         name, password = remembered.read_text().split("\n", 1)
         # The database may be newer than the file (deleted to start afresh); usually the
         # user is there already.
         with contextlib.suppress(UserError):
-            add_user(sessions, name, password.strip(), "admin")
+            add_user(db, name, password.strip(), "admin")
         return name, password.strip()
     password = secrets.token_urlsafe(12)
-    add_user(sessions, "demo", password, "admin")
+    add_user(db, "demo", password, "admin")
     fd = os.open(remembered, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w") as handle:
         handle.write(f"demo\n{password}\n")
@@ -613,12 +666,26 @@ def build_parser() -> argparse.ArgumentParser:
         func=cmd_web
     )
 
-    user = command("user", "Dashboard users.")
+    user = command("user", "Dashboard users (every change is audited).")
     user_commands = user.add_subparsers(dest="user_command", required=True, metavar="ACTION")
     add = action(user_commands, "add", "Create a user (asks for the password twice).")
     add.add_argument("name", metavar="NAME")
-    add.add_argument("--role", required=True, choices=["admin", "viewer"])
+    add.add_argument("--role", required=True, choices=["admin", "uploader", "viewer"])
     add.add_argument(
+        "--password-stdin", action="store_true", help="read the password from one line of stdin"
+    )
+    action(user_commands, "list", "Users with their role, state, last login and lockout.")
+    for name, help_text in (
+        ("disable", "Disable a user: it cannot log in, and its sessions end."),
+        ("enable", "Enable a disabled or locked-out user again."),
+        ("delete", "Delete a user and its sessions (its audit rows stay)."),
+    ):
+        action(user_commands, name, help_text).add_argument("name", metavar="NAME")
+    reset = action(
+        user_commands, "reset-password", "Set a new password (asks twice); its sessions end."
+    )
+    reset.add_argument("name", metavar="NAME")
+    reset.add_argument(
         "--password-stdin", action="store_true", help="read the password from one line of stdin"
     )
     user.set_defaults(func=cmd_user)

@@ -15,6 +15,7 @@ from collections.abc import Callable
 
 from huey import Huey, RedisHuey, SqliteHuey
 
+from assistant.db.files import create_private_file, make_private_dirs
 from assistant.settings import Settings
 
 LOGGER = logging.getLogger(__name__)
@@ -29,7 +30,8 @@ def make_huey(settings: Settings) -> Huey:
     if settings.queue.redis_url:
         return RedisHuey(QUEUE_NAME, results=False, url=settings.queue.redis_url, read_timeout=1)
     path = settings.storage.data_dir / "queue.db"
-    path.parent.mkdir(parents=True, exist_ok=True)
+    make_private_dirs(path.parent)
+    create_private_file(path)  # 0600 before SQLite opens it; its -wal and -shm follow
     return SqliteHuey(QUEUE_NAME, results=False, filename=str(path))
 
 

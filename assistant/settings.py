@@ -100,8 +100,10 @@ class WebSettings:
     secret_key_file: str = ""
     #: Send cookies only over HTTPS: set it when a TLS proxy fronts the dashboard.
     secure_cookies: bool = False
-    #: A login lasts this long.
+    #: A login lasts at most this long, used or not.
     session_hours: int = 12
+    #: A login not used for this long ends.
+    session_idle_minutes: int = 60
     #: Worker threads of the waitress server.
     threads: int = 8
 
@@ -109,8 +111,30 @@ class WebSettings:
         _check_port("web.port", self.port, allow_any=True)  # 0: any free port
         if self.session_hours < 1:
             raise SettingsError("web.session_hours must be at least 1")
+        if self.session_idle_minutes < 1:
+            raise SettingsError("web.session_idle_minutes must be at least 1")
         if self.threads < 1:
             raise SettingsError("web.threads must be at least 1")
+
+
+@dataclass(frozen=True)
+class AuthSettings:
+    """Wrong passwords: an account is locked after `max_failures` in a row, for
+    `lockout_minutes`; an address with more than `address_max_failures` failures within
+    `lockout_minutes` waits twice as long after each further one (up to
+    `lockout_minutes`), and no password is checked while it waits."""
+
+    max_failures: int = 10
+    lockout_minutes: float = 15.0
+    address_max_failures: int = 20
+
+    def __post_init__(self) -> None:
+        if self.max_failures < 1:
+            raise SettingsError("auth.max_failures must be at least 1")
+        if self.lockout_minutes <= 0:
+            raise SettingsError("auth.lockout_minutes must be positive")
+        if self.address_max_failures < 1:
+            raise SettingsError("auth.address_max_failures must be at least 1")
 
 
 @dataclass(frozen=True)
@@ -278,6 +302,7 @@ class Settings:
     delivery: DeliverySettings = field(default_factory=DeliverySettings)
     model: ModelSettings = field(default_factory=ModelSettings)
     dicomweb: DicomwebSettings = field(default_factory=DicomwebSettings)
+    auth: AuthSettings = field(default_factory=AuthSettings)
     destinations: tuple[Destination, ...] = ()
 
     def __post_init__(self) -> None:
@@ -489,6 +514,7 @@ def replace(settings: Settings, **sections: Any) -> Settings:
 
 
 __all__ = [
+    "AuthSettings",
     "CompletionSettings",
     "DatabaseSettings",
     "DeliverySettings",

@@ -5,6 +5,9 @@ a hidden temporary name in the same folder, fsync'd, then hard-linked to the fin
 (which fails instead of overwriting when the instance is already stored), and the
 folder is fsync'd. A crash leaves at most a temporary file, which
 :meth:`InstanceStore.remove_partial_files` deletes at start-up.
+
+Patient data is the node user's alone: folders are made 0700 and files 0600, whatever
+the umask (see assistant.db.files).
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from assistant.db.files import PRIVATE_FILE_MODE, make_private_dirs
 from dicom_node import is_valid_uid
 
 _TEMP_PREFIX = ".partial-"
@@ -62,13 +66,14 @@ class InstanceStore:
             return StoredFile(final, final.stat().st_size, created=False)
         folder = final.parent
         if not folder.is_dir():
-            folder.mkdir(parents=True, exist_ok=True)
+            make_private_dirs(folder)
             _fsync_dir(folder.parent)
             _fsync_dir(folder.parent.parent)
         temp = folder / f"{_TEMP_PREFIX}{sop_uid}.{secrets.token_hex(4)}"
         try:
-            fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o640)
+            fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, PRIVATE_FILE_MODE)
             try:
+                os.fchmod(fd, PRIVATE_FILE_MODE)  # whatever the umask took off
                 size = 0
                 for chunk in chunks:
                     view = memoryview(chunk)

@@ -23,6 +23,8 @@ class Status(IntEnum):
     CANNOT_UNDERSTAND = 0xC000
     #: Failure: cannot understand, a required UID is missing or breaks the UID grammar.
     MISSING_OR_INVALID_UID = 0xC001
+    #: Failure: the instance's patient (Patient ID + Issuer) is not its study's patient.
+    PATIENT_MISMATCH = 0xC010
 
     @property
     def is_success(self) -> bool:

@@ -9,8 +9,12 @@ from datetime import timedelta
 from typing import Any
 
 from flask import Flask, render_template, request
+from flask.sessions import SecureCookieSessionInterface
 from flask_wtf.csrf import CSRFError, CSRFProtect
 
+from assistant.access.audit import AuditTrail
+from assistant.access.throttle import AddressThrottle
+from assistant.access.users import VerifiedCredentials
 from assistant.db import Database
 from assistant.findings.wording import percent
 from assistant.intake.stow import StowIntake
@@ -24,10 +28,21 @@ _CSP = (
 )
 
 
+class _NoCookieForMachines(SecureCookieSessionInterface):
+    """Requests authenticated by their header get no session cookie (and ignore one)."""
+
+    def save_session(self, app: Flask, session: Any, response: Any) -> None:
+        from web.auth import machine_request
+
+        if machine_request():
+            return
+        super().save_session(app, session, response)
+
+
 def create_app(settings: Settings, db: Database, stow: StowIntake | None = None) -> Flask:
     """The web app over a migrated database (the caller owns it). With `stow`,
     it also receives instances by STOW-RS."""
-    from web import api, auth, dashboard, dicomweb, ops, viewer
+    from web import api, auth, dashboard, dicomweb, ops, users_admin, viewer
 
     app = Flask(__name__)
     app.config.update(
@@ -39,27 +54,42 @@ def create_app(settings: Settings, db: Database, stow: StowIntake | None = None)
         REMEMBER_COOKIE_HTTPONLY=True,
         REMEMBER_COOKIE_SECURE=settings.web.secure_cookies,
         PERMANENT_SESSION_LIFETIME=timedelta(hours=settings.web.session_hours),
-        # CSRF is checked in before_request below, so that Basic-auth API calls skip it.
+        # CSRF is checked in before_request below: every session-made state change.
         WTF_CSRF_CHECK_DEFAULT=False,
         WTF_CSRF_TIME_LIMIT=None,
         MAX_CONTENT_LENGTH=1 << 20,
     )
-    app.extensions["radassist"] = WebContext(settings, db)
+    app.extensions["radassist"] = WebContext(
+        settings,
+        db,
+        AuditTrail(db),
+        AddressThrottle(
+            settings.auth.address_max_failures, window_seconds=60 * settings.auth.lockout_minutes
+        ),
+        VerifiedCredentials(),
+    )
     if stow is not None:
         app.extensions["radassist.stow"] = stow
     csrf = CSRFProtect(app)
     auth.init_login(app)
 
+    app.session_interface = _NoCookieForMachines()
+
     @app.before_request
-    def _csrf() -> None:
+    def _csrf() -> Any:
+        if auth.machine_request():
+            # Authenticated by its header alone (the cookie is ignored): no CSRF token,
+            # but a browser sending Basic credentials it cached, from another site's
+            # page, is refused.
+            if request.method not in ("GET", "HEAD", "OPTIONS") and auth.cross_site():
+                return {"error": "refused: a cross-site request with credentials"}, 403
+            return None
         if request.method in ("GET", "HEAD", "OPTIONS"):
-            return
-        # Credentials in a header are not sent by a browser on its own: no CSRF risk.
-        if request.authorization is not None and request.authorization.type in ("basic", "bearer"):
-            return
-        if request.blueprint == "dicomweb":  # header credentials only, checked there
-            return
-        csrf.protect()
+            return None
+        if request.blueprint == "dicomweb":  # writes take header credentials only
+            return None
+        csrf.protect()  # every state change made with a session, whatever its headers
+        return None
 
     @app.after_request
     def _headers(response: Any) -> Any:
@@ -86,6 +116,7 @@ def create_app(settings: Settings, db: Database, stow: StowIntake | None = None)
     app.register_blueprint(ops.blueprint)
     app.register_blueprint(dicomweb.blueprint, url_prefix="/dicomweb")
     app.register_blueprint(viewer.blueprint)
+    app.register_blueprint(users_admin.blueprint)
     app.jinja_env.globals["node_ae_title"] = settings.node.ae_title
     app.add_template_filter(dicom_date)
     app.add_template_filter(percent)

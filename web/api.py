@@ -118,6 +118,7 @@ def studies() -> Any:
         page = list_studies(
             session, study_filter(request.args), page_number(request.args), per_page
         )
+    record("study_list", detail=f"api; {len(page.studies)} of {page.total}", coalesce=True)
     return jsonify(
         {
             "total": page.total,
@@ -149,6 +150,7 @@ def findings(study_uid: str) -> Any:
 def feedback(study_uid: str) -> Any:
     if request.method == "GET":
         _, jobs = study_and_jobs(study_uid)
+        record("study_view", target=study_uid, detail="api feedback", coalesce=True)
         return jsonify({"feedback": [f for j in jobs for f in feedback_json(j)]})
     body = request.get_json(silent=True)
     if not isinstance(body, dict):
@@ -194,6 +196,7 @@ def jobs() -> Any:
         query = query.where(Job.state == state)
     with context().sessions() as session:
         rows = session.execute(query).all()
+    record("job_list", detail=f"api; {len(rows)} job(s)", coalesce=True)
     return jsonify(
         {
             "jobs": [

@@ -1,11 +1,26 @@
-"""Login, logout and who may do what. Every page and API route needs a login except the
-login page and /healthz; scripts and Prometheus may use HTTP Basic auth instead of a
-session (and then need no CSRF token, as no browser cookie is involved)."""
+"""Who is calling, and what they may do.
+
+Browsers log in with the form and get a server-side session (the cookie holds a random
+id; the `web_session` table says whose, since when, and whether it ended): logout, a
+password change or disabling the user ends it; so do `web.session_idle_minutes` unused
+or `web.session_hours` in all. Every state change made with a session needs its CSRF
+token, whatever other headers the request carries.
+
+Machines (the JSON API, /metrics, DICOMweb) send HTTP Basic credentials (or, for
+DICOMweb, the bearer token) with every request: those requests ignore any cookie and get
+none, and a browser replaying cached Basic credentials from another site is refused.
+Basic credentials never open the dashboard's HTML pages.
+
+Wrong passwords are throttled per client address (exponential waits, no password
+checked while waiting) and per account (locked after `auth.max_failures` in a row for
+`auth.lockout_minutes`); both are audited.
+"""
 
 from __future__ import annotations
 
 import functools
 from collections.abc import Callable
+from datetime import timedelta
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -13,6 +28,7 @@ from flask import (
     Blueprint,
     abort,
     flash,
+    g,
     redirect,
     render_template,
     request,
@@ -31,18 +47,34 @@ from flask_wtf import FlaskForm
 from wtforms import PasswordField, StringField
 from wtforms.validators import DataRequired, Length
 
-from assistant.access.users import Account, audit, authenticate, load_account, user_count
+from assistant.access.sessions import SessionLimits, end_session, session_user, start_session
+from assistant.access.users import (
+    Account,
+    Lockout,
+    LoginOutcome,
+    LoginResult,
+    authenticate,
+    user_count,
+)
+from assistant.db import Role
 from web.context import context
 
 blueprint = Blueprint("auth", __name__)
 
+#: Paths where machines authenticate per request (header credentials, no cookie).
+MACHINE_PATHS = ("/api/", "/metrics", "/dicomweb/")
+
 
 class LoginUser(UserMixin):
-    """The logged-in account as Flask-Login sees it."""
+    """The user of this request as Flask-Login sees it. For a browser `get_id()` is the
+    session's token, so Flask-Login's cookie names the session, not the user."""
 
-    def __init__(self, account: Account) -> None:
+    def __init__(self, account: Account, token: str = "") -> None:
         self.account = account
-        self.id = str(account.id)
+        self.token = token
+
+    def get_id(self) -> str:
+        return self.token
 
     @property
     def username(self) -> str:
@@ -51,6 +83,10 @@ class LoginUser(UserMixin):
     @property
     def is_admin(self) -> bool:
         return self.account.is_admin
+
+    @property
+    def may_upload(self) -> bool:
+        return self.account.may_upload
 
 
 class LoginForm(FlaskForm):
@@ -62,17 +98,79 @@ def remote_addr() -> str:
     return request.remote_addr or ""
 
 
-def record(action: str, target: str = "", detail: str = "") -> None:
+def machine_request() -> bool:
+    """Credentials in a header, on a path machines use: authenticated per request."""
+    credentials = request.authorization
+    return (
+        credentials is not None
+        and credentials.type in ("basic", "bearer")
+        and request.path.startswith(MACHINE_PATHS)
+    )
+
+
+def cross_site() -> bool:
+    """A browser's request from another site (Fetch Metadata, else Origin): what a page
+    elsewhere makes a browser send with credentials it cached for us."""
+    site = request.headers.get("Sec-Fetch-Site")
+    if site is not None:
+        return site not in ("same-origin", "none")
+    origin = request.headers.get("Origin") or ""
+    return bool(origin) and origin.rstrip("/") != request.host_url.rstrip("/")
+
+
+def record(action: str, target: str = "", detail: str = "", *, coalesce: bool = False) -> None:
     """An audit row for the current user and request."""
     username = current_user.username if current_user.is_authenticated else ""
-    audit(
-        context().sessions,
+    context().audit.record(
         action,
         username=username,
         target=target,
         remote_addr=remote_addr(),
         detail=detail,
+        coalesce=coalesce,
     )
+
+
+def _lockout() -> Lockout:
+    settings = context().settings.auth
+    return Lockout(settings.max_failures, settings.lockout_minutes)
+
+
+def check_password(username: str, password: str, how: str) -> LoginResult | None:
+    """Throttle, check, and audit one password; None while this address must wait (then
+    g.retry_after holds the seconds)."""
+    ctx, address = context(), remote_addr()
+    wait = ctx.throttle.wait_seconds(address)
+    if wait > 0:
+        g.retry_after = int(wait) + 1
+        ctx.audit.record(
+            "login_throttled",
+            username=username[:64],
+            remote_addr=address,
+            detail=how,
+            coalesce=True,
+        )
+        return None
+    result = authenticate(ctx.db, username, password, _lockout(), ctx.verified)
+    if result.outcome is LoginOutcome.OK:
+        ctx.throttle.succeeded(address)
+        return result
+    ctx.throttle.failed(address)
+    ctx.audit.record(
+        "login_failed",
+        username=username[:64],
+        remote_addr=address,
+        detail=f"{how}: {result.outcome.value}",
+        coalesce=True,
+    )
+    if result.locked_now_until is not None:
+        ctx.audit.record(
+            "account_locked",
+            username=username[:64],
+            remote_addr=address,
+            detail=f"until {result.locked_now_until:%Y-%m-%d %H:%M} UTC",
+        )
+    return result
 
 
 def init_login(app: Any) -> LoginManager:
@@ -82,35 +180,41 @@ def init_login(app: Any) -> LoginManager:
     manager.session_protection = "strong"
 
     @manager.user_loader
-    def _load(user_id: str) -> LoginUser | None:
-        try:
-            account = load_account(context().sessions, int(user_id))
-        except ValueError:
+    def _from_session(token: str) -> LoginUser | None:
+        if machine_request():  # a machine's credentials are its own: ignore any cookie
             return None
-        return LoginUser(account) if account else None
+        settings = context().settings.web
+        limits = SessionLimits(
+            idle=timedelta(minutes=settings.session_idle_minutes),
+            absolute=timedelta(hours=settings.session_hours),
+        )
+        user = session_user(context().db, token, limits)
+        if user is None:
+            return None
+        return LoginUser(Account(user.user_id, user.username, user.role), token)
 
     @manager.request_loader
-    def _basic(req: Any) -> LoginUser | None:
+    def _from_header(req: Any) -> LoginUser | None:
         credentials = req.authorization
-        if credentials is None or credentials.type != "basic":
+        if not machine_request() or credentials is None or credentials.type != "basic":
             return None
-        account = authenticate(
-            context().sessions, credentials.username or "", credentials.password or ""
+        result = check_password(
+            credentials.username or "", credentials.password or "", "basic auth"
         )
-        if account is None:
-            audit(
-                context().sessions,
-                "login_failed",
-                username=(credentials.username or "")[:64],
-                remote_addr=req.remote_addr or "",
-                detail="basic auth",
-            )
+        if result is None or result.account is None:
             return None
-        return LoginUser(account)
+        return LoginUser(result.account)
 
     @manager.unauthorized_handler
     def _unauthorized() -> Any:
-        if request.path.startswith("/api/") or request.path == "/metrics":
+        if request.path.startswith(MACHINE_PATHS):
+            retry_after = g.get("retry_after")
+            if retry_after:
+                return (
+                    {"error": f"too many failed logins from here: try again in {retry_after} s"},
+                    429,
+                    {"Retry-After": str(retry_after)},
+                )
             return (
                 {"error": "authentication required"},
                 401,
@@ -122,7 +226,7 @@ def init_login(app: Any) -> LoginManager:
 
 
 def admin_required(view: Callable[..., Any]) -> Callable[..., Any]:
-    """Only admins; viewers get 403."""
+    """Only admins; others get 403."""
 
     @functools.wraps(view)
     @login_required
@@ -135,9 +239,12 @@ def admin_required(view: Callable[..., Any]) -> Callable[..., Any]:
 
 
 def _safe_next(target: str | None) -> str:
-    """Only a path on this site: never an absolute or scheme-relative URL (open redirect)."""
+    """Only a path on this site: never an absolute or scheme-relative URL (open
+    redirect); 400 for one with control characters (a header could be split)."""
     if not target:
         return url_for("dashboard.worklist")
+    if any(ord(c) < 0x20 or ord(c) == 0x7F for c in target):
+        abort(400)
     parts = urlsplit(target)
     if (
         parts.scheme
@@ -153,23 +260,34 @@ def _safe_next(target: str | None) -> str:
 @blueprint.route("/login", methods=["GET", "POST"])
 def login() -> Any:
     form = LoginForm()
-    no_users = user_count(context().sessions) == 0
+    no_users = user_count(context().db) == 0
+    next_page = _safe_next(request.args.get("next"))
     if form.validate_on_submit():
-        account = authenticate(
-            context().sessions, form.username.data or "", form.password.data or ""
-        )
-        if account is None:
-            audit(
-                context().sessions,
-                "login_failed",
-                username=(form.username.data or "")[:64],
-                remote_addr=remote_addr(),
+        result = check_password(form.username.data or "", form.password.data or "", "form")
+        if result is None:
+            flash(
+                f"Too many failed logins from this address: try again in {g.retry_after} s.",
+                "error",
             )
-            flash("Wrong user name or password.", "error")
+            page = render_template("login.html", form=form, no_users=no_users)
+            return page, 429, {"Retry-After": str(g.retry_after)}
+        if result.account is None:
+            lockout = _lockout()
+            flash(
+                "Wrong user name or password (after "
+                f"{lockout.max_failures} in a row an account is locked for "
+                f"{lockout.minutes:g} minutes).",
+                "error",
+            )
             return render_template("login.html", form=form, no_users=no_users), 401
-        next_page = _safe_next(request.args.get("next"))
         session.clear()  # a fresh session at login: nothing carried over (session fixation)
-        login_user(LoginUser(account))
+        token = start_session(
+            context().db,
+            result.account.id,
+            remote_addr(),
+            request.headers.get("User-Agent", ""),
+        )
+        login_user(LoginUser(result.account, token))
         session.permanent = True
         record("login")
         return redirect(next_page)
@@ -180,7 +298,12 @@ def login() -> Any:
 @login_required
 def logout() -> Any:
     record("logout")
+    if current_user.token:
+        end_session(context().db, current_user.token)  # the cookie is worthless from now on
     logout_user()
     session.clear()
     flash("Logged out.", "info")
     return redirect(url_for("auth.login"))
+
+
+__all__ = ["Role", "admin_required", "blueprint", "init_login", "machine_request", "record"]

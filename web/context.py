@@ -1,4 +1,5 @@
-"""What every request needs (settings, database sessions), kept on the app, not in globals."""
+"""What every request needs (settings, the database, the audit trail, the login
+throttle), kept on the app, not in globals."""
 
 from __future__ import annotations
 
@@ -10,6 +11,9 @@ from pathlib import Path
 from flask import current_app
 from sqlalchemy.orm import Session, sessionmaker
 
+from assistant.access.audit import AuditTrail
+from assistant.access.throttle import AddressThrottle
+from assistant.access.users import VerifiedCredentials
 from assistant.db import Database
 from assistant.settings import Settings
 
@@ -18,6 +22,11 @@ from assistant.settings import Settings
 class WebContext:
     settings: Settings
     db: Database
+    audit: AuditTrail
+    #: Failed logins per client address (this process).
+    throttle: AddressThrottle
+    #: Basic credentials that matched in the last minute (no scrypt for each request).
+    verified: VerifiedCredentials
 
     @property
     def sessions(self) -> sessionmaker[Session]:

@@ -41,6 +41,8 @@ def worklist() -> Any:
     flt = study_filter(request.args)
     with context().sessions() as session:
         page = list_studies(session, flt, page_number(request.args), PER_PAGE)
+    # The worklist shows names and IDs (and refreshes itself): one row a minute per user.
+    record("study_list", detail=f"worklist; {len(page.studies)} of {page.total}", coalesce=True)
     template = "_worklist_rows.html" if request.args.get("partial") else "worklist.html"
     return render_template(
         template,
@@ -86,6 +88,7 @@ def lesion_image(study_uid: str, job_id: int, index: int) -> Any:
     if job is None or not 0 <= index < len(job.lesions):
         abort(404)
     lesion = job.lesions[index]
+    record("image_view", target=study_uid, detail=f"key image, job {job_id}", coalesce=True)
     with context().sessions() as session:
         path = session.scalar(
             select(Instance.path)

@@ -20,7 +20,6 @@ from flask_login import current_user
 from pydicom import Dataset, dcmread
 from pydicom.sequence import Sequence as DicomSequence
 
-from assistant.access.users import audit
 from assistant.intake.stow import PartOutcome, StowIntake
 from web import holdings
 from web.context import context, stored_file
@@ -128,6 +127,9 @@ def _response(outcomes: list[PartOutcome], study_url: str | None) -> Response:
 def store_instances(study_uid: str | None = None) -> Response:
     if not authorised():
         return _unauthorised()
+    if current_user.is_authenticated and not current_user.may_upload:
+        _audit_stow([], study_uid, refused="role viewer may not upload")
+        return _error(403, "uploading needs the uploader or admin role")
     boundary = _boundary()
     if isinstance(boundary, Response):
         return boundary
@@ -151,11 +153,29 @@ def store_instances(study_uid: str | None = None) -> Response:
             with mmap.mmap(spool.fileno(), 0, access=mmap.ACCESS_READ) as mapped:
                 result = _store(mapped, boundary, study_uid)
     if isinstance(result, Response):
+        _audit_stow([], study_uid, refused=f"HTTP {result.status_code}")
         return result
+    _audit_stow(result, study_uid)
     study_url = (
         f"{request.url_root.rstrip('/')}/dicomweb/studies/{study_uid}" if study_uid else None
     )
     return _response(result, study_url)
+
+
+def _audit_stow(outcomes: list[PartOutcome], study_uid: str | None, refused: str = "") -> None:
+    """Every STOW-RS request: who, from where, how many instances, which studies."""
+    stored = [o for o in outcomes if o.stored]
+    studies = sorted({o.study_instance_uid for o in stored} | ({study_uid} if study_uid else set()))
+    detail = refused or f"{len(stored)} stored, {len(outcomes) - len(stored)} failed"
+    if len(studies) > 1:
+        detail += f"; studies {', '.join(studies[:20])}"
+    context().audit.record(
+        "stow",
+        username=_who(),
+        target=studies[0] if len(studies) == 1 else "",
+        remote_addr=request.remote_addr or "",
+        detail=detail,
+    )
 
 
 def _store(
@@ -286,7 +306,21 @@ def _matching_studies() -> list[HeldStudy]:
 def search_studies() -> Response:
     if not _may_read():
         return _unauthorised()
-    return _dicom_json([_study_json(s) for s in _page(_matching_studies())])
+    found = _page(_matching_studies())
+    _audit_query("", len(found))
+    return _dicom_json([_study_json(s) for s in found])
+
+
+def _audit_query(study_uid: str, matches: int) -> None:
+    """A QIDO-RS query (ATNA Query): who asked what, from where, how much came back."""
+    context().audit.record(
+        "dicomweb_query",
+        username=_who(),
+        target=study_uid,
+        remote_addr=request.remote_addr or "",
+        detail=f"{request.path}?{request.query_string.decode('latin-1')[:300]}; {matches} match(es)",
+        coalesce=True,
+    )
 
 
 def _series_list(study_uid: str | None) -> list[HeldSeries]:
@@ -308,7 +342,9 @@ def _series_list(study_uid: str | None) -> list[HeldSeries]:
 def search_series(study_uid: str | None = None) -> Response:
     if not _may_read():
         return _unauthorised()
-    return _dicom_json([_series_json(s) for s in _page(_series_list(study_uid))])
+    found = _page(_series_list(study_uid))
+    _audit_query(study_uid or "", len(found))
+    return _dicom_json([_series_json(s) for s in found])
 
 
 def _instances(
@@ -330,7 +366,9 @@ def _instances(
 def search_instances(study_uid: str, series_uid: str | None = None) -> Response:
     if not _may_read():
         return _unauthorised()
-    return _dicom_json([_instance_json(i) for i in _page(_instances(study_uid, series_uid))])
+    found = _page(_instances(study_uid, series_uid))
+    _audit_query(study_uid, len(found))
+    return _dicom_json([_instance_json(i) for i in found])
 
 
 def _paths(study_uid: str, series_uid: str | None, sop_uid: str | None) -> list[Path]:
@@ -347,13 +385,13 @@ def _audited_paths(
     paths = _paths(study_uid, series_uid, sop_uid)
     if not paths:
         return _error(404, "no such study, series or instance here")
-    audit(
-        context().sessions,
+    context().audit.record(
         action,
         username=_who(),
         target=study_uid,
         remote_addr=request.remote_addr or "",
         detail=f"{len(paths)} instance(s)",
+        coalesce=True,  # a viewer fetches many frames and instances a study
     )
     return paths
 
@@ -421,9 +459,9 @@ def retrieve_frames(study_uid: str, series_uid: str, sop_uid: str, frame_list: s
         numbers = [int(n) for n in frame_list.split(",")]
     except ValueError:
         return _error(400, "frame numbers are integers from 1, separated by commas")
-    paths = _paths(study_uid, series_uid, sop_uid)
-    if not paths:
-        return _error(404, "no such instance here")
+    paths = _audited_paths("dicomweb_frames", study_uid, series_uid, sop_uid)
+    if isinstance(paths, Response):
+        return paths
     dataset = dcmread(paths[0])
     if "PixelData" not in dataset:
         return _error(404, "this instance has no pixel data")

@@ -6,6 +6,7 @@ viewer`); without it the node runs as before and /viewer says how to enable it.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from flask import Blueprint, abort, render_template, send_from_directory
@@ -37,17 +38,46 @@ def study_viewer_url(study_uid: str) -> str:
     return f"{MOUNT}/viewer?StudyInstanceUIDs={study_uid}"
 
 
+def _is_inside(path: str) -> bool:
+    """Whether `path` (as routed: percent-escapes decoded) names something under the
+    viewer's folder by its text alone: relative, no `.` or `..` part, no backslash or NUL.
+    Decided before any file is looked at, so that paths leading elsewhere answer alike
+    whether or not their target exists."""
+    if not path:
+        return True
+    if path.startswith("/") or "\\" in path or "\x00" in path:
+        return False
+    return not any(part in (".", "..") for part in path.split("/"))
+
+
+def installed_file(root: Path, path: str) -> str | None:
+    """`path` when it names a file of the installed viewer (a symbolic link leading out
+    of it does not count); None otherwise."""
+    if not path or not _is_inside(path):
+        return None
+    top = root.resolve()
+    try:
+        target = (top / path).resolve()
+        if not target.is_relative_to(top) or not target.is_file():
+            return None
+    except (OSError, RuntimeError):  # a name too long, a loop of links: no file of ours
+        return None
+    return target.relative_to(top).as_posix()
+
+
 @blueprint.route(f"{MOUNT}/", defaults={"path": ""})
-@blueprint.route(f"{MOUNT}/<path:path>")
+# Slashes are not merged: `/viewer//etc/passwd` is an absolute path, refused as such, not
+# a redirect to `/viewer/etc/passwd` that would name the file.
+@blueprint.route(f"{MOUNT}/<path:path>", merge_slashes=False)
 @login_required
 def viewer(path: str) -> Any:
     if not viewer_installed():
         return render_template("viewer_missing.html"), 404
     root = viewer_dir(context().settings.storage.data_dir)
-    name = path if path and (root / path).is_file() else None
+    name = installed_file(root, path)
     if name is None:
-        if "." in path.rsplit("/", 1)[-1]:
-            abort(404)  # a missing file, not one of OHIF's own routes
+        if not _is_inside(path) or "." in path.rsplit("/", 1)[-1]:
+            abort(404)  # outside the viewer, or a missing file, not one of OHIF's routes
         name = "index.html"  # OHIF routes its own paths in the page
     response = send_from_directory(root, name)
     response.headers["Content-Security-Policy"] = VIEWER_CSP

@@ -19,6 +19,7 @@ from assistant.db.models import (
     SeriesState,
     Study,
     User,
+    WebSession,
     input_digest,
 )
 from assistant.db.session import (
@@ -49,6 +50,7 @@ __all__ = [
     "SeriesState",
     "Study",
     "User",
+    "WebSession",
     "input_digest",
     "make_engine",
     "make_session_factory",

@@ -258,7 +258,11 @@ class Delivery(Base):
 
 
 class Role(enum.StrEnum):
+    """What a user may do: read (viewer); also send instances by STOW-RS (uploader);
+    everything, users included (admin)."""
+
     VIEWER = "viewer"
+    UPLOADER = "uploader"
     ADMIN = "admin"
 
 
@@ -274,6 +278,29 @@ class User(Base):
     active: Mapped[bool] = mapped_column(Boolean, default=True)
     created_at: Mapped[datetime] = mapped_column(DateTime)
     last_login_at: Mapped[datetime | None] = mapped_column(DateTime)
+    #: Wrong passwords since the last right one; at auth.max_failures the account is
+    #: locked until `locked_until`.
+    failed_logins: Mapped[int] = mapped_column(Integer, default=0)
+    locked_until: Mapped[datetime | None] = mapped_column(DateTime)
+    #: Sessions begun before this are no longer valid.
+    password_changed_at: Mapped[datetime | None] = mapped_column(DateTime)
+
+
+class WebSession(Base):
+    """A browser's login, server side: the cookie holds only a random id whose sha256 is
+    the key here, so logout, a password change or an admin can end it for good."""
+
+    __tablename__ = "web_session"
+
+    id_sha256: Mapped[str] = mapped_column(String(64), primary_key=True)
+    user_id: Mapped[int] = mapped_column(
+        ForeignKey("user_account.id", ondelete="CASCADE"), index=True
+    )
+    created_at: Mapped[datetime] = mapped_column(DateTime)
+    last_seen_at: Mapped[datetime] = mapped_column(DateTime)
+    revoked_at: Mapped[datetime | None] = mapped_column(DateTime)
+    remote_addr: Mapped[str] = mapped_column(String(64), default="")
+    user_agent: Mapped[str] = mapped_column(String(256), default="")
 
 
 class AuditEvent(Base):

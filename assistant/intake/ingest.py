@@ -102,6 +102,9 @@ class Ingest:
     # -- InstanceSink --------------------------------------------------------------------
 
     def store(self, instance: ReceivedInstance) -> None:
+        # Before a byte is written: an instance of another patient must not even replace a
+        # file of this study (a re-sent SOP Instance UID lands on the same path).
+        self._check_patient(instance)
         try:
             stored = self._store.write(
                 instance.study_instance_uid,
@@ -125,6 +128,14 @@ class Ingest:
                 LOGGER.error("database unavailable while recording an instance: %s", exc.orig)
                 raise StoreRefused(Status.OUT_OF_RESOURCES, "database unavailable") from exc
 
+    def _check_patient(self, instance: ReceivedInstance) -> None:
+        header = instance.header
+        patient = (_text(header, "PatientID", 64), _text(header, "IssuerOfPatientID", 64))
+        with self._write_lock, self._engine.connect() as connection:
+            study = connection.execute(_STUDY_PATIENT, {"uid": instance.study_instance_uid}).first()
+        if study is not None:
+            _same_patient(patient, (study.patient_id, study.issuer_of_patient_id))
+
     def record_unrecorded_files(self) -> int:
         """Record instance files that are on disk but not in the database; return how many.
 
@@ -144,7 +155,11 @@ class Ingest:
             except Exception:  # leave it for a person; never delete received data
                 LOGGER.exception("cannot read back %s; left in place", relative)
                 continue
-            self._record(instance, relative, path.stat().st_size)
+            try:
+                self._record(instance, relative, path.stat().st_size)
+            except StoreRefused as refusal:  # e.g. another patient's than its study's
+                LOGGER.error("%s not recorded: %s; left in place", relative, refusal.reason)
+                continue
             recorded += 1
         return recorded
 
@@ -200,15 +215,22 @@ class Ingest:
     def _series(
         self, connection: Connection, instance: ReceivedInstance, now: datetime
     ) -> _SeriesKey:
+        header = instance.header
+        patient = (_text(header, "PatientID", 64), _text(header, "IssuerOfPatientID", 64))
         row = connection.execute(_FIND_SERIES, {"uid": instance.series_instance_uid}).first()
         if row is not None:
+            _same_patient(patient, (row.patient_id, row.issuer_of_patient_id))
             return _SeriesKey(row.id, row.state)
-        header = instance.header
-        study_pk = connection.scalar(
-            select(Study.id).where(Study.study_instance_uid == instance.study_instance_uid)
-        )
-        if study_pk is None:
+        study = connection.execute(
+            select(Study.id, Patient.patient_id, Patient.issuer_of_patient_id)
+            .join(Patient, Patient.id == Study.patient_pk)
+            .where(Study.study_instance_uid == instance.study_instance_uid)
+        ).first()
+        if study is None:
             study_pk = self._create_study(connection, instance, now)
+        else:
+            _same_patient(patient, (study.patient_id, study.issuer_of_patient_id))
+            study_pk = study.id
         # INSERT ... RETURNING yields exactly one row: scalar_one(), not the Optional scalar().
         series_pk = connection.execute(
             insert(Series)
@@ -273,8 +295,28 @@ class Ingest:
         )
 
 
+def _same_patient(instance: tuple[str, str], study: tuple[str, str]) -> None:
+    """Refuse an instance whose patient (Patient ID and its issuer) is not its study's:
+    two patients' images are never merged into one study, silently or otherwise."""
+    if instance != study:
+        raise StoreRefused(
+            Status.PATIENT_MISMATCH,
+            "Patient ID or its issuer differs from the study's already stored",
+        )
+
+
 # Statements of the per-instance path, built once.
-_FIND_SERIES = select(Series.id, Series.state).where(Series.series_instance_uid == bindparam("uid"))
+_STUDY_PATIENT = (
+    select(Patient.patient_id, Patient.issuer_of_patient_id)
+    .join(Study, Study.patient_pk == Patient.id)
+    .where(Study.study_instance_uid == bindparam("uid"))
+)
+_FIND_SERIES = (
+    select(Series.id, Series.state, Patient.patient_id, Patient.issuer_of_patient_id)
+    .join(Study, Study.id == Series.study_pk)
+    .join(Patient, Patient.id == Study.patient_pk)
+    .where(Series.series_instance_uid == bindparam("uid"))
+)
 _INSTANCE_EXISTS = select(Instance.id).where(Instance.sop_instance_uid == bindparam("uid"))
 _INSERT_INSTANCE = insert(Instance)
 _TOUCH_SERIES = (

@@ -71,8 +71,8 @@ def test_fetch_from_the_dashboard(pacs_with_a_study, tmp_path: Path) -> None:  #
     node, _orthanc, source, config = pacs_with_a_study
     settings = dataclasses.replace(load_settings(str(config)), storage=node.settings.storage)
     sessions = node.db.sessions
-    add_user(sessions, "admin", "an admin password", "admin")
-    add_user(sessions, "viewer", "a viewer password", "viewer")
+    add_user(node.db, "admin", "a passphrase for the operator", "admin")
+    add_user(node.db, "viewer", "a passphrase for the reader", "viewer")
     app = create_app(settings, node.db)
 
     def logged_in(name: str, password: str):  # type: ignore[no-untyped-def]
@@ -80,9 +80,9 @@ def test_fetch_from_the_dashboard(pacs_with_a_study, tmp_path: Path) -> None:  #
         login(client, (name, password))
         return client, csrf_token(client, "/")  # the session starts afresh at login
 
-    viewer, token = logged_in("viewer", "a viewer password")
+    viewer, token = logged_in("viewer", "a passphrase for the reader")
     assert viewer.get("/admin/fetch").status_code == 403
-    admin, token = logged_in("admin", "an admin password")
+    admin, token = logged_in("admin", "a passphrase for the operator")
     assert "pacs" in admin.get("/admin/fetch").get_data(as_text=True)
     response = admin.post(
         "/admin/fetch",

@@ -39,7 +39,7 @@ def test_no_phi_or_secrets_in_the_log(
 
         wait_until(done, timeout=120)
         password = "a very secret password"
-        add_user(sessions, "reader", password, "viewer")
+        add_user(node.db, "reader", password, "viewer")
         app = create_app(node.settings, node.db)
         client = app.test_client()
         failed = client.post(

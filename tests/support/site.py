@@ -77,6 +77,5 @@ def running_node(settings: Settings) -> Iterator[Receiver]:
 
 
 def add_test_users(receiver: Receiver) -> None:
-    sessions = receiver.db.sessions
-    add_user(sessions, ADMIN[0], ADMIN[1], "admin")
-    add_user(sessions, VIEWER[0], VIEWER[1], "viewer")
+    add_user(receiver.db, ADMIN[0], ADMIN[1], "admin")
+    add_user(receiver.db, VIEWER[0], VIEWER[1], "viewer")

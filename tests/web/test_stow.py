@@ -78,7 +78,7 @@ def node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Node]:
     receiver = build_receiver(settings)
     worker = build_worker(settings, receiver.db)
     web = build_web(settings, receiver.db, receiver.ingest)
-    add_user(receiver.db.sessions, USER[0], USER[1], "viewer")
+    add_user(receiver.db, USER[0], USER[1], "uploader")
     receiver.start()
     worker.start()
     web.start()

@@ -40,7 +40,7 @@ def test_user_add_refuses_weak_passwords_and_duplicates(
     data_dir: Path, monkeypatch: pytest.MonkeyPatch, capsys
 ) -> None:
     assert add(monkeypatch, "bob", "--role", "viewer", password="short") == 1
-    assert "at least 10 characters" in capsys.readouterr().err
+    assert "at least 12 characters" in capsys.readouterr().err
     assert add(monkeypatch, "bob", "--role", "viewer", password="long enough pass") == 0
     assert add(monkeypatch, "bob", "--role", "admin", password="another long one") == 1
     assert "exists already" in capsys.readouterr().err

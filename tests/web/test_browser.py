@@ -64,3 +64,75 @@ def test_radiologist_reads_a_study(site: Site, server: WebServer, browser) -> No
     assert "/login" in page.url
     assert errors == []
     context.close()
+
+
+def test_a_page_elsewhere_cannot_act_with_cached_basic_credentials(
+    site: Site, server: WebServer, browser, tmp_path
+) -> None:  # type: ignore[no-untyped-def]
+    """Chromium keeps HTTP Basic credentials once a user typed them (here: for the API)
+    and sends them with later requests to the node, whoever's page makes them. A page on
+    another origin auto-submits a feedback form to the dashboard, a text/plain "JSON"
+    post to the API, and a delivery retry: none of them does anything."""
+    import base64
+    import http.server
+    import threading
+
+    from sqlalchemy import func, select
+
+    from assistant.db import AuditEvent, Feedback
+    from tests.support.site import ADMIN
+
+    def counts() -> tuple[int, int]:
+        with site.receiver.db.sessions() as session:
+            feedback = session.scalar(select(func.count(Feedback.id))) or 0
+            retries = session.scalar(
+                select(func.count(AuditEvent.id)).where(AuditEvent.action == "delivery_retry")
+            )
+            return int(feedback), int(retries or 0)
+
+    target = server.url.rstrip("/")
+    attack = f"""<!doctype html><html><body>
+<iframe name="a"></iframe><iframe name="b"></iframe><iframe name="c"></iframe>
+<form id="f1" method="post" target="a"
+      action="{target}/studies/{site.study_uid}/jobs/{site.job_id}/feedback">
+  <input name="finding" value="study"><input name="verdict" value="reject">
+  <input name="comment" value="forged"></form>
+<form id="f2" method="post" target="b" enctype="text/plain"
+      action="{target}/api/v1/studies/{site.study_uid}/feedback">
+  <input name='{{"job_id": {site.job_id}, "finding": "study", "verdict": "reject", "x": "'
+         value='"}}'></form>
+<form id="f3" method="post" target="c" action="{target}/deliveries/{site.delivery_ids[0]}/retry"></form>
+<script>for (const f of ["f1", "f2", "f3"]) document.getElementById(f).submit();
+setTimeout(() => document.title = "sent", 1500);</script>
+</body></html>"""
+    (tmp_path / "index.html").write_text(attack)
+
+    class Quiet(http.server.SimpleHTTPRequestHandler):
+        def __init__(self, *args, **kwargs) -> None:  # type: ignore[no-untyped-def]
+            super().__init__(*args, directory=str(tmp_path), **kwargs)
+
+        def log_message(self, *args) -> None:  # type: ignore[no-untyped-def]
+            pass
+
+    elsewhere = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Quiet)
+    threading.Thread(target=elsewhere.serve_forever, daemon=True).start()
+    # What a browser does once a user typed Basic credentials for the node: it sends them
+    # with later requests to it, whichever page makes them (as an extra header here).
+    credentials = base64.b64encode(f"{ADMIN[0]}:{ADMIN[1]}".encode()).decode()
+    context = browser.new_context(extra_http_headers={"Authorization": f"Basic {credentials}"})
+    try:
+        page = context.new_page()
+        assert page.goto(f"{target}/api/v1/studies").status == 200  # credentials cached
+        page.goto(f"{target}/login")
+        page.fill("input[name=username]", ADMIN[0])  # and a dashboard session beside them
+        page.fill("input[name=password]", ADMIN[1])
+        page.click("#login")
+        page.wait_for_load_state()
+        assert page.url.rstrip("/") == target, (page.url, page.content()[:3000])
+        before = counts()
+        page.goto(f"http://127.0.0.1:{elsewhere.server_address[1]}/index.html")
+        page.wait_for_function("document.title === 'sent'", timeout=15000)
+        assert counts() == before
+    finally:
+        context.close()
+        elsewhere.shutdown()

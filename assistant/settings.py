@@ -106,6 +106,10 @@ class WebSettings:
     session_idle_minutes: int = 60
     #: Worker threads of the waitress server.
     threads: int = 8
+    #: The address of the one reverse proxy in front (e.g. "127.0.0.1" for nginx on the
+    #: same machine): its X-Forwarded-For/-Proto/-Host/-Port are then believed, so the
+    #: audit trail and the login throttle see each client's own address. Empty: none.
+    trusted_proxy: str = ""
 
     def __post_init__(self) -> None:
         _check_port("web.port", self.port, allow_any=True)  # 0: any free port
@@ -115,6 +119,13 @@ class WebSettings:
             raise SettingsError("web.session_idle_minutes must be at least 1")
         if self.threads < 1:
             raise SettingsError("web.threads must be at least 1")
+        if self.trusted_proxy:
+            try:
+                ipaddress.ip_address(self.trusted_proxy)
+            except ValueError:
+                raise SettingsError(
+                    f"web.trusted_proxy: {self.trusted_proxy!r} is not an IP address"
+                ) from None
 
 
 @dataclass(frozen=True)

@@ -50,15 +50,29 @@ _PDU_NAMES = {
 }
 
 
+#: The slowest a PDU body may arrive (bytes/s) on top of the network timeout: a peer
+#: that trickles a byte now and then cannot hold its association for ever.
+MIN_BYTES_PER_SECOND = 64 * 1024
+#: P-DATA-TF bound when node.max_pdu_size is 0 ("unlimited" in the A-ASSOCIATE-AC).
+HARD_MAX_PDU = 256 * 1024 * 1024
+#: An A-ABORT PDU, source: service-provider, reason: invalid PDU parameter value.
+_A_ABORT_INVALID_PDU = bytes([0x07, 0, 0, 0, 0, 4, 0, 0, 2, 6])
+
+
 def _recv_exactly(sock: socket.socket, count: int, timeout: float) -> bytes:
     """`count` bytes, or fewer if the peer closed, stalled for `timeout` seconds between
-    arrivals, or the socket failed. Reads in chunks: memory grows with what arrives,
+    arrivals, took longer in all than `timeout` plus the time MIN_BYTES_PER_SECOND
+    allows, or the socket failed. Reads in chunks: memory grows with what arrives,
     never with what a length field claims."""
     chunks: list[bytes] = []
     received = 0
-    sock.settimeout(timeout)
+    deadline = time.monotonic() + timeout + count / MIN_BYTES_PER_SECOND
     try:
         while received < count:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                break
+            sock.settimeout(min(timeout, left))
             chunk = sock.recv(min(count - received, 1 << 20))
             if not chunk:
                 break
@@ -70,6 +84,18 @@ def _recv_exactly(sock: socket.socket, count: int, timeout: float) -> bytes:
         with contextlib.suppress(OSError):
             sock.settimeout(None)
     return b"".join(chunks)
+
+
+def _refuse(dul: Any, raw: socket.socket, reason: str, refused: Callable[[Any, str], None]) -> None:
+    """Answer A-ABORT (best effort, never blocking long) and close the transport: what
+    is left of the PDU in the socket is never parsed."""
+    refused(dul.assoc, reason)
+    with contextlib.suppress(OSError):
+        raw.settimeout(1.0)
+        raw.sendall(_A_ABORT_INVALID_PDU)
+    with contextlib.suppress(OSError):
+        raw.shutdown(socket.SHUT_RDWR)
+    dul.event_queue.put("Evt17")
 
 
 def _bounded_read_pdu_data(
@@ -84,33 +110,37 @@ def _bounded_read_pdu_data(
     pdu_type, _, length = struct.unpack(">BBL", header)
     name = _PDU_NAMES.get(pdu_type)
     if name is None:
-        refused(dul.assoc, f"unknown PDU type 0x{pdu_type:02X}")
-        dul.event_queue.put("Evt19")  # invalid PDU: the state machine aborts
+        _refuse(dul, raw, f"unknown PDU type 0x{pdu_type:02X}", refused)
         return
-    limit = max_pdu_size if pdu_type == _P_DATA_TF else MAX_CONTROL_PDU
-    if limit and length > limit:
-        refused(dul.assoc, f"{name} of {length} bytes, over the {limit} we accept")
-        dul.event_queue.put("Evt19")
+    limit = (max_pdu_size or HARD_MAX_PDU) if pdu_type == _P_DATA_TF else MAX_CONTROL_PDU
+    if length > limit:
+        _refuse(dul, raw, f"{name} of {length} bytes, over the {limit} we accept", refused)
         return
     body = _recv_exactly(raw, length, timeout)
     if len(body) != length:
         LOGGER.warning(
-            "%s: %s cut short (%d of %d bytes) or stalled; closing",
+            "%s: %s cut short (%d of %d bytes) or too slow; closing",
             _peer(dul.assoc),
             name,
             len(body),
             length,
         )
+        with contextlib.suppress(OSError):
+            raw.shutdown(socket.SHUT_RDWR)
         dul.event_queue.put("Evt17")
         return
     try:
         pdu, event = dul._decode_pdu(bytearray(header + body))
     except Exception:  # pynetdicom's decoder on malformed bytes: an invalid PDU
-        LOGGER.warning("%s: a %s that does not decode; aborting", _peer(dul.assoc), name)
-        dul.event_queue.put("Evt19")
+        _refuse(dul, raw, f"a {name} that does not decode", refused)
         return
     dul.event_queue.put(event)
     dul._recv_pdu.put(pdu)
+
+
+def _shutdown_quietly(sock: socket.socket) -> None:
+    with contextlib.suppress(OSError):
+        sock.shutdown(socket.SHUT_RDWR)
 
 
 def _peer(assoc: Any) -> str:
@@ -157,7 +187,11 @@ class ConnectionGuard:
             self._pending.pop(id(assoc), None)
 
     def refused(self, assoc: Any, reason: str) -> None:
-        LOGGER.warning("%s: association aborted: %s", _peer(assoc), reason)
+        requestor = assoc.requestor
+        titles = ""
+        if assoc.is_established:
+            titles = f" (calling {str(requestor.ae_title).strip()[:16]!r})"
+        LOGGER.warning("%s: association aborted%s: %s", _peer(assoc), titles, reason)
 
     # -- the ARTIM watchdog ----------------------------------------------------------------
 
@@ -274,14 +308,21 @@ class GuardedAssociationServer(ThreadedAssociationServer):
         address = str(client_address[0])
         try:
             if self.ssl_context is not None:
+                # A deadline for the whole handshake, not per read: a ClientHello
+                # trickled in a byte at a time must not hold the thread and the slot.
+                raw = request
+                deadline = threading.Timer(self.handshake_seconds, lambda: _shutdown_quietly(raw))
+                deadline.start()
                 request.settimeout(self.handshake_seconds)
                 try:
                     request = self.ssl_context.wrap_socket(request, server_side=True)
                     request.settimeout(None)
                 except (OSError, ssl.SSLError) as exc:
                     LOGGER.warning("%s: TLS handshake failed: %s", address, exc)
-                    request.close()
+                    raw.close()
                     return
+                finally:
+                    deadline.cancel()
             super().finish_request(request, client_address)
             assoc = next(
                 (

@@ -278,8 +278,10 @@ class StorageSCP:
             reason = "calling AE title not in node.allowed_callers"
         elif self._ae.require_called_aet and called != self._ae.ae_title.strip():
             reason = f"called AE title is not {self._ae.ae_title.strip()}"
-        else:
+        elif len(self._ae.active_associations) > self._ae.maximum_associations:
             reason = "too many associations at once (node.max_associations)"
+        else:
+            reason = "refused in negotiation (e.g. a user identity it could not verify)"
         LOGGER.warning(
             "association from %s:%s rejected (calling %r, called %r): %s",
             requestor.address,

@@ -118,7 +118,12 @@ def studies() -> Any:
         page = list_studies(
             session, study_filter(request.args), page_number(request.args), per_page
         )
-    record("study_list", detail=f"api; {len(page.studies)} of {page.total}", coalesce=True)
+    searched = request.query_string.decode("latin-1")[:300]  # what was searched for
+    record(
+        "study_list",
+        detail=f"api; {searched or 'all'}; {len(page.studies)} of {page.total}",
+        coalesce=True,
+    )
     return jsonify(
         {
             "total": page.total,

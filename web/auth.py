@@ -143,17 +143,13 @@ def check_password(username: str, password: str, how: str) -> LoginResult | None
     wait = ctx.throttle.wait_seconds(address)
     if wait > 0:
         g.retry_after = int(wait) + 1
-        ctx.audit.record(
-            "login_throttled",
-            username=username[:64],
-            remote_addr=address,
-            detail=how,
-            coalesce=True,
-        )
+        # By address alone: an attacker's random names must not make a row each.
+        ctx.audit.record("login_throttled", remote_addr=address, detail=how, coalesce=True)
         return None
     result = authenticate(ctx.db, username, password, _lockout(), ctx.verified)
     if result.outcome is LoginOutcome.OK:
-        ctx.throttle.succeeded(address)
+        # Failures from this address are not forgiven by a success: one account of its
+        # own would otherwise let an attacker spray guesses at the others.
         return result
     ctx.throttle.failed(address)
     ctx.audit.record(
@@ -188,7 +184,8 @@ def init_login(app: Any) -> LoginManager:
             idle=timedelta(minutes=settings.session_idle_minutes),
             absolute=timedelta(hours=settings.session_hours),
         )
-        user = session_user(context().db, token, limits)
+        # The worklist's own refresh every 10 s is not a person using the session.
+        user = session_user(context().db, token, limits, touch=not request.args.get("partial"))
         if user is None:
             return None
         return LoginUser(Account(user.user_id, user.username, user.role), token)

@@ -42,7 +42,12 @@ def worklist() -> Any:
     with context().sessions() as session:
         page = list_studies(session, flt, page_number(request.args), PER_PAGE)
     # The worklist shows names and IDs (and refreshes itself): one row a minute per user.
-    record("study_list", detail=f"worklist; {len(page.studies)} of {page.total}", coalesce=True)
+    searched = request.query_string.decode("latin-1")[:300]  # what was searched for
+    record(
+        "study_list",
+        detail=f"worklist; {searched or 'all'}; {len(page.studies)} of {page.total}",
+        coalesce=True,
+    )
     template = "_worklist_rows.html" if request.args.get("partial") else "worklist.html"
     return render_template(
         template,

@@ -46,9 +46,19 @@ def authorised() -> bool:
     if credentials is None:
         return False
     if credentials.type == "bearer":
-        return bool(token) and hmac.compare_digest(
-            (credentials.token or "").encode(), token.encode()
+        ctx, address = context(), request.remote_addr or ""
+        if ctx.throttle.wait_seconds(address) > 0:  # guessing from here: not even checked
+            ctx.audit.record(
+                "login_throttled", remote_addr=address, detail="dicomweb token", coalesce=True
+            )
+            return False
+        if bool(token) and hmac.compare_digest((credentials.token or "").encode(), token.encode()):
+            return True
+        ctx.throttle.failed(address)
+        ctx.audit.record(
+            "login_failed", remote_addr=address, detail="dicomweb token", coalesce=True
         )
+        return False
     return credentials.type == "basic" and bool(current_user.is_authenticated)
 
 

@@ -13,6 +13,7 @@ next bound. A line or trailer past its bound is a 400 with `Connection: close`.
 
 from __future__ import annotations
 
+import copy
 from typing import Any
 
 from waitress.channel import HTTPChannel
@@ -84,13 +85,26 @@ class BoundedChunkedReceiver(ChunkedReceiver):
         self.trailer = b""
 
 
+#: The one route that takes large bodies (STOW-RS: POST /dicomweb/studies[/{study}]).
+STOW_PATH = "/dicomweb/studies"
+#: The largest body any other route is sent before waitress refuses it (413).
+OTHER_BODY_LIMIT = 2 << 20
+
+
 class BoundedRequestParser(HTTPRequestParser):
     """waitress's request parser with `BoundedChunkedReceiver` for chunked bodies."""
 
     body_rcv: Any  # waitress's: None, a FixedStreamReceiver or a ChunkedReceiver
+    adj: Any  # waitress's Adjustments (its limits), per request here
 
     def parse_header(self, header_plus: bytes) -> None:
         super().parse_header(header_plus)
+        if not (self.command == "POST" and self.path.startswith(STOW_PATH)):
+            # Only STOW-RS takes a large body: every other route is refused past
+            # OTHER_BODY_LIMIT before waitress spools it to disk (the app's own limit,
+            # MAX_CONTENT_LENGTH, is 1 MiB; the slack lets the app answer its 413).
+            self.adj = copy.copy(self.adj)
+            self.adj.max_request_body_size = min(self.adj.max_request_body_size, OTHER_BODY_LIMIT)
         if self.chunked and type(self.body_rcv) is ChunkedReceiver:
             # Nothing of the body has been received yet: swap in the bounded receiver
             # on waitress's own buffer.

@@ -4,7 +4,7 @@ for: logins, study views, queries, retrievals, uploads, changes).
 Rows are written in batches by a background thread once `start()` has run, so that a
 busy viewer (hundreds of frame retrievals a study) or a flood of wrong passwords costs
 one short transaction a second, not one per request; events of one kind, user, address
-and target within `coalesce_seconds` become one row that counts them. Before `start()`
+target and detail within `coalesce_seconds` become one row that counts them. Before `start()`
 (command-line tools, tests) each event is written at once. At most the last second of
 events (or one coalescing window) is lost if the process is killed.
 """
@@ -22,6 +22,10 @@ LOGGER = logging.getLogger(__name__)
 
 #: Seconds between batch writes.
 FLUSH_SECONDS = 1.0
+#: Rows a transaction writes at most.
+BATCH_ROWS = 500
+#: Distinct coalescing events held at most before they are written as they are.
+MAX_PENDING = 5_000
 
 
 @dataclass
@@ -44,7 +48,7 @@ class AuditTrail:
         self._coalesce_seconds = coalesce_seconds
         self._lock = threading.Lock()
         self._queue: list[_Pending] = []
-        self._coalescing: dict[tuple[str, str, str, str], _Pending] = {}
+        self._coalescing: dict[tuple[str, str, str, str, str], _Pending] = {}
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -58,20 +62,23 @@ class AuditTrail:
         detail: str = "",
         coalesce: bool = False,
     ) -> None:
-        """One event. `coalesce`: count repeats (same action, user, address, target)
-        within the coalescing window into one row instead of a row each."""
+        """One event. `coalesce`: count repeats (same action, user, address, target and
+        detail) within the coalescing window into one row instead of a row each."""
         event = _Pending(action, username[:64], target[:128], remote_addr[:64], detail)
         if self._thread is None:  # not started: write now
             self._write([event])
             return
         with self._lock:
             if coalesce:
-                key = (event.action, event.username, event.remote_addr, event.target)
+                key = (event.action, event.username, event.remote_addr, event.target, detail)
                 pending = self._coalescing.get(key)
                 if pending is not None:
                     pending.count += 1
                     return
                 self._coalescing[key] = event
+                if len(self._coalescing) > MAX_PENDING:  # many distinct events: write now
+                    self._queue.extend(self._coalescing.values())
+                    self._coalescing.clear()
             else:
                 self._queue.append(event)
 
@@ -114,6 +121,11 @@ class AuditTrail:
                 LOGGER.exception("writing audit rows failed; trying again")
 
     def _write(self, events: list[_Pending]) -> None:
+        # In short transactions: a backlog never holds the write lock for long.
+        for start in range(0, len(events), BATCH_ROWS):
+            self._write_batch(events[start : start + BATCH_ROWS])
+
+    def _write_batch(self, events: list[_Pending]) -> None:
         with self._db.writing() as session:
             for event in events:
                 detail = event.detail

@@ -54,9 +54,12 @@ def start_session(db: Database, user_id: int, remote_addr: str, user_agent: str)
     return token
 
 
-def session_user(db: Database, token: str, limits: SessionLimits) -> SessionUser | None:
+def session_user(
+    db: Database, token: str, limits: SessionLimits, *, touch: bool = True
+) -> SessionUser | None:
     """The user of a live session, or None (unknown, ended, idle or too old, user
-    disabled, password changed since)."""
+    disabled, password changed since). `touch=False` for what a page does by itself (the
+    worklist's refresh): it does not count as use, so an unattended screen still ends."""
     if not token:
         return None
     now = utcnow()
@@ -83,7 +86,7 @@ def session_user(db: Database, token: str, limits: SessionLimits) -> SessionUser
     if now - row.last_seen_at > limits.idle or now - row.created_at > limits.absolute:
         end_session(db, token)
         return None
-    if now - row.last_seen_at > TOUCH_EVERY:
+    if touch and now - row.last_seen_at > TOUCH_EVERY:
         with db.writing() as session:
             session.execute(
                 update(WebSession).where(WebSession.id_sha256 == key).values(last_seen_at=now)

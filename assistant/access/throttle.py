@@ -54,7 +54,3 @@ class AddressThrottle:
             wait = min(float(2 ** min(over, 30)), self._window) if over > 0 else 0.0
             entry.next_allowed = now + wait
             return wait
-
-    def succeeded(self, address: str) -> None:
-        with self._lock:
-            self._addresses.pop(address, None)

@@ -192,7 +192,8 @@ def authenticate(
         password_matches(_DUMMY_HASH, password)
         return LoginResult(LoginOutcome.WRONG if row is None else LoginOutcome.DISABLED)
     if row.locked_until is not None and row.locked_until > now:
-        return LoginResult(LoginOutcome.LOCKED)  # no hash: a locked account costs nothing
+        password_matches(_DUMMY_HASH, password)  # as long as any answer: no name leaks
+        return LoginResult(LoginOutcome.LOCKED)
     if verified is not None and verified.matches(username, password, row.password_hash):
         ok = True
     else:
@@ -271,6 +272,16 @@ def set_active(db: Database, username: str, active: bool) -> None:
         session.execute(update(User).where(User.id == user_id).values(**values))
         if not active:
             end_user_sessions(session, user_id, now)
+
+
+def set_role(db: Database, username: str, role: str) -> None:
+    """Give a user another role; its sessions end (they were granted under the old one)."""
+    role_value = _role(role)
+    now = utcnow()
+    with db.writing() as session:
+        user_id = _user_id(session, username)
+        session.execute(update(User).where(User.id == user_id).values(role=role_value))
+        end_user_sessions(session, user_id, now)
 
 
 def reset_password(db: Database, username: str, password: str) -> None:

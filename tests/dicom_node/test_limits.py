@@ -155,3 +155,27 @@ def test_a_rejected_caller_is_logged_with_its_title(start_node, caplog) -> None:
     wait_until(lambda: "rejected" in caplog.text, timeout=5)
     assert "calling 'ECHOSCU'" in caplog.text
     assert "calling AE title not in node.allowed_callers" in caplog.text
+
+
+def test_a_pdu_trickled_in_cannot_hold_its_association(start_node, caplog) -> None:  # type: ignore[no-untyped-def]
+    """A byte now and then never trips a timeout between reads; the PDU's own deadline
+    (network timeout + its size at 64 KiB/s) closes the association."""
+    node = _node(start_node, max_pdu_size=65536, network_timeout_seconds=2)
+    ae = AE(ae_title="TRICKLER")
+    ae.add_requested_context(Verification)
+    assoc = ae.associate("127.0.0.1", node.scp.port, ae_title=NODE_AE)
+    assert assoc.is_established
+    raw = assoc.dul.socket.socket
+    started = time.monotonic()
+    raw.sendall(struct.pack(">BBL", 0x04, 0, 65536))
+    try:
+        for _ in range(30):  # a byte every second: 30 s if nothing stops it
+            raw.sendall(b"\0")
+            time.sleep(1.0)
+            if not assoc.is_established:
+                break
+    except OSError:
+        pass
+    wait_until(lambda: not assoc.is_established, timeout=10)
+    assert time.monotonic() - started < 8  # 2 s + 1 s for 64 KiB, and a sweep
+    assert "P-DATA-TF cut short" in caplog.text

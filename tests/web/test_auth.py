@@ -287,12 +287,24 @@ def test_user_commands_list_disable_enable_reset_delete_are_audited(
     monkeypatch.setattr("sys.stdin", io.StringIO("a brand new passphrase\n"))
     assert main(["user", "reset-password", "vic", "--password-stdin"]) == 0
     login(site.client(), ("vic", "a brand new passphrase"))
+    assert main(["user", "set-role", "vic", "--role", "uploader"]) == 0
+    assert main(["user", "list"]) == 0
+    assert "uploader" in [
+        line.split()[1] for line in capsys.readouterr().out.splitlines() if line.startswith("vic ")
+    ]
     assert main(["user", "delete", "ugo"]) == 0
     assert main(["user", "delete", "ugo"]) == 1
     assert "no user 'ugo'" in capsys.readouterr().err
     actions = [e.action for e in site.audit("user_disable") + site.audit("user_enable")]
     actions += [e.action for e in site.audit("user_reset_password") + site.audit("user_delete")]
-    assert sorted(actions) == ["user_delete", "user_disable", "user_enable", "user_reset_password"]
+    actions += [e.action for e in site.audit("user_set_role")]
+    assert sorted(actions) == [
+        "user_delete",
+        "user_disable",
+        "user_enable",
+        "user_reset_password",
+        "user_set_role",
+    ]
 
 
 def test_the_admins_users_page(site: App) -> None:
@@ -312,3 +324,28 @@ def test_the_admins_users_page(site: App) -> None:
     viewer = site.client()
     login(viewer, UPLOADER)
     assert viewer.get("/admin/users").status_code == 403
+
+
+def test_the_worklists_own_refresh_does_not_keep_a_session_alive(site: App) -> None:
+    browser = site.client()
+    login(browser, VIEWER)
+    stale = utcnow() - timedelta(minutes=29)
+    with site.db.writing() as session:
+        session.execute(update(WebSession).values(last_seen_at=stale))
+    assert browser.get("/?partial=1").status_code == 200  # still within the idle time
+    with site.db.sessions() as session:
+        assert session.scalars(select(WebSession.last_seen_at)).one() == stale  # not use
+    assert browser.get("/").status_code == 200  # a person's request is
+    with site.db.sessions() as session:
+        assert session.scalars(select(WebSession.last_seen_at)).one() > stale
+
+
+def test_a_qido_search_and_an_api_list_leave_audit_rows(site: App) -> None:
+    client = site.client()
+    answer = client.get("/dicomweb/studies?PatientID=DEMO*", headers=basic(VIEWER))
+    assert answer.status_code == 200
+    [query] = site.audit("dicomweb_query")
+    assert query.username == VIEWER[0] and "PatientID=DEMO*" in query.detail
+    assert client.get("/api/v1/studies?q=A123", headers=basic(VIEWER)).status_code == 200
+    [listing] = site.audit("study_list")
+    assert "q=A123" in listing.detail

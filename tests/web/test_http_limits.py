@@ -266,3 +266,15 @@ def test_forwarded_addresses_are_believed_only_from_the_trusted_proxy(
         [row] = session.scalars(select(AuditEvent).where(AuditEvent.action == "login_failed"))
     db.dispose()
     assert row.remote_addr == seen
+
+
+def test_only_stow_rs_may_send_a_large_body(server: WebServer) -> None:
+    """A POST of 64 MiB to /login is refused on its Content-Length, before any of it is
+    spooled to disk; STOW-RS keeps the large limit (checked by tests/web/test_stow.py)."""
+    with socket.create_connection(("127.0.0.1", server.port), timeout=10) as sock:
+        sock.sendall(
+            b"POST /login HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-www-form-urlencoded"
+            b"\r\nContent-Length: 67108864\r\n\r\n"
+        )
+        answer = read_response(sock, timeout=5)
+    assert answer is not None and answer[0] == 413

@@ -319,3 +319,23 @@ def test_a_bug_of_ours_is_a_processing_failure_not_the_senders_fault(
     assert outcome.reason == "internal error: AttributeError"
     assert outcome.sop_instance_uid == str(dcmread(path).SOPInstanceUID)
     assert any(r.exc_info and r.exc_info[0] is AttributeError for r in caplog.records)
+
+
+def test_another_patients_instance_in_a_stored_study_is_a_409(node: Node, tmp_path: Path) -> None:
+    """Never merged silently: the part fails with 0xC010 and the reason."""
+    from pydicom.uid import generate_uid
+
+    first, second = write_demo_series(tmp_path, count=2, seed=508)
+    status, _ = post(node, multipart(("application/dicom", first.read_bytes())), RELATED)
+    assert status == 200
+    other = dcmread(second)
+    other.PatientID = "SOMEONE-ELSE"
+    other.SOPInstanceUID = other.file_meta.MediaStorageSOPInstanceUID = generate_uid()
+    moved = tmp_path / "other.dcm"
+    other.save_as(moved)
+    before = node.instance_count()
+    status, text = post(node, multipart(("application/dicom", moved.read_bytes())), RELATED)
+    assert status == 409
+    [failed] = json.loads(text)["00081198"]["Value"]
+    assert failed["00081197"]["Value"] == [0xC010]
+    assert node.instance_count() == before

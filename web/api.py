@@ -63,6 +63,7 @@ def findings_json(job: JobDetail) -> dict[str, Any]:
         "positive": job.positive,
         "probability": job.probability,
         "summary": job.summary,
+        "notes": list(job.findings.notes) if job.findings else [],
         "lesions": [lesion.to_dict() for lesion in job.lesions],
         "slices": job.findings.to_dict()["slices"] if job.findings else [],
         "results": [

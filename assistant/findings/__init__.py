@@ -171,6 +171,9 @@ class Findings:
     flagged_instance_uids: list[str]
     model: ModelIdentity
     lesions: list[Lesion] = field(default_factory=list)
+    #: What a reader should know about how the series was read (images left out, and
+    #: why), one sentence each; shown with the verdict in every result.
+    notes: list[str] = field(default_factory=list)
     #: Per slice, the lesion label of each pixel (0: none) at the mask head's size;
     #: None for a negative study or a model without a mask head. Not in to_dict().
     lesion_labels: np.ndarray | None = field(default=None, repr=False, compare=False)
@@ -209,7 +212,7 @@ class Findings:
         )
         if self.positive and not self.lesions:
             head += "; no lesion could be outlined"
-        return "\n".join([head, *(lesion.summary() for lesion in self.lesions)])
+        return "\n".join([head, *self.notes, *(lesion.summary() for lesion in self.lesions)])
 
     def to_dict(self) -> dict[str, Any]:
         """The versioned JSON record (what the job keeps and `predict --json` prints)."""
@@ -225,6 +228,7 @@ class Findings:
             ],
             "flagged_instance_uids": list(self.flagged_instance_uids),
             "lesions": [lesion.to_dict() for lesion in self.lesions],
+            "notes": list(self.notes),
             # "name version", as every record before version 1 had it; the whole identity
             # (with the weights' sha256) beside it.
             "model": str(self.model),
@@ -252,6 +256,7 @@ class Findings:
                 ],
                 flagged_instance_uids=[str(u) for u in data["flagged_instance_uids"]],
                 lesions=[Lesion.from_dict(lesion) for lesion in data.get("lesions", [])],
+                notes=[str(note) for note in data.get("notes", [])],
                 model=ModelIdentity.from_record(data.get("model_identity") or data["model"]),
             )
         except (KeyError, TypeError, ValueError) as error:

@@ -109,3 +109,35 @@ def test_radassist_worker_exits_1_when_the_warm_up_fails(
     monkeypatch.setattr(Analysis, "warm_up", broken)
     assert main(["worker"]) == 1
     assert "fail on a synthetic series (boom)" in capsys.readouterr().err
+
+
+def test_a_series_sent_with_its_localizer_is_analysed_and_says_what_was_left_out(
+    start_node, tmp_path: Path
+) -> None:  # type: ignore[no-untyped-def]
+    """Before, one scout in the series skipped it whole ("different orientations")."""
+    import json
+
+    from pydicom import dcmread
+    from pydicom.uid import generate_uid
+
+    node = start_node(quiet_seconds=0.5)
+    files = dicom_files(shared_ct("ge_head_tilted"))
+    scout = dcmread(files[0])
+    scout.SOPInstanceUID = scout.file_meta.MediaStorageSOPInstanceUID = generate_uid()
+    scout.ImageType = ["ORIGINAL", "PRIMARY", "LOCALIZER"]
+    scout.ImageOrientationPatient = [0, 1, 0, 0, 0, -1]
+    scout.save_as(tmp_path / "scout.dcm")
+    assert storescu(node.scp.port, [tmp_path / "scout.dcm", *files]).returncode == 0
+    wait_until(lambda: _has_job(node), timeout=20)
+    worker = build_worker(node.settings, node.db)  # not started: run by hand
+    worker.analysis.run(_job(node).id)
+    job = _job(node)
+    assert job.state is JobState.DONE, job.reason
+    note = "Read 28 of 29 images; left out localizer (scout): 1"
+    assert note in job.summary.splitlines()
+    assert json.loads(job.findings_json)["notes"] == [note]
+    with node.db.sessions() as session:
+        sr_path = session.scalar(select(ResultObject.path).where(ResultObject.kind == "sr"))
+    sr = dcmread(node.settings.storage.data_dir / sr_path)
+    texts = [i.TextValue for i in sr.ContentSequence[-1].ContentSequence if i.ValueType == "TEXT"]
+    assert note in texts

@@ -153,11 +153,22 @@ def _files(source: Path | Iterable[Path]) -> list[Path]:
     return sorted(Path(p) for p in source)
 
 
+def _image_type(header: Dataset) -> list[str]:
+    value = header.get("ImageType") or []
+    values = [value] if isinstance(value, str) else list(value)
+    return [str(v).strip().upper() for v in values]
+
+
 def _skip_reason(header) -> str | None:  # type: ignore[no-untyped-def]
     if "PixelData" not in header and "Rows" not in header:
         return "not an image (no pixel data)"
     if str(header.get("SOPClassUID", "")) != CT_IMAGE_STORAGE:
         return f"not a CT image ({header.get('SOPClassUID', 'no SOP class')})"
+    image_type = _image_type(header)
+    if "LOCALIZER" in image_type:
+        return "localizer (scout)"
+    if "SCREEN SAVE" in image_type or "DOSE" in image_type:
+        return "screen capture (dose report)"
     if int(header.get("NumberOfFrames", 1) or 1) > 1:
         return "multi-frame images are not supported"
     if str(header.get("PhotometricInterpretation", "")) not in {"MONOCHROME1", "MONOCHROME2"}:
@@ -179,6 +190,45 @@ def _pixel_spacing(header: Dataset) -> list[float]:
     return spacing
 
 
+def _stack_key(header: Dataset) -> tuple[tuple[float, ...], tuple[int, int], tuple[str, ...]]:
+    """What the slices of one stack share: orientation (rounded within tolerance),
+    matrix, pixel spacing (as written)."""
+    orientation = tuple(round(float(v), 3) for v in header.ImageOrientationPatient)
+    spacing = tuple(str(v) for v in (header.get("PixelSpacing") or ()))
+    return orientation, (int(header.Rows), int(header.Columns)), spacing
+
+
+def _main_stack(
+    headers: list[tuple[Path, Dataset]], skipped: list[tuple[Path, str]]
+) -> list[tuple[Path, Dataset]]:
+    """The largest set of slices that form one stack; the others join `skipped` with
+    what sets them apart. Of stacks as large, the one holding the lowest Instance Number.
+
+    One stray image (a reformat, a slice of another matrix) must not cost the series."""
+    groups: dict[tuple[tuple[float, ...], tuple[int, int], tuple[str, ...]], list] = {}
+    for path, header in headers:
+        groups.setdefault(_stack_key(header), []).append((path, header))
+
+    def lowest_number(group: list[tuple[Path, Dataset]]) -> int:
+        numbers = [int(h.get("InstanceNumber") or 0) for _, h in group]
+        return min(numbers) if numbers else 0
+
+    main_key = max(groups, key=lambda k: (len(groups[k]), -lowest_number(groups[k])))
+    for key, group in groups.items():
+        if key == main_key:
+            continue
+        differs = [
+            what
+            for what, ours, theirs in zip(
+                ("orientation", "matrix size", "pixel spacing"), main_key, key, strict=True
+            )
+            if ours != theirs
+        ]
+        reason = f"not in the main stack (another {' and '.join(differs)})"
+        skipped.extend((path, reason) for path, _ in group)
+    return groups[main_key]
+
+
 def read_series(source: Path | Sequence[Path]) -> SeriesGeometry:
     """Read the headers of a series folder (or files) and order its CT slices.
 
@@ -186,7 +236,7 @@ def read_series(source: Path | Sequence[Path]) -> SeriesGeometry:
     more than one series, orientation or matrix size, or when two share a position.
     """
     skipped: list[tuple[Path, str]] = []
-    headers = []
+    headers: list[tuple[Path, Dataset]] = []
     for path in _files(source):
         try:
             header = dcmread(path, defer_size=_DEFER_BYTES)
@@ -202,30 +252,26 @@ def read_series(source: Path | Sequence[Path]) -> SeriesGeometry:
         reasons = sorted({reason for _, reason in skipped}) or ["no files"]
         raise UnreadableSeries(f"no CT image slices to read: {'; '.join(reasons)}")
 
-    first = headers[0][1]
     series_uids = {str(h.SeriesInstanceUID) for _, h in headers}
     if len(series_uids) > 1:
         raise UnreadableSeries(f"files from {len(series_uids)} series mixed together")
+    headers = _main_stack(headers, skipped)
+    first = headers[0][1]
     orientation = np.array([float(v) for v in first.ImageOrientationPatient])
     shape = (int(first.Rows), int(first.Columns))
     normal = np.array(slice_normal(orientation.tolist()))
     infos, positions_3d = [], []
-    for path, header in headers:
-        iop = np.array([float(v) for v in header.ImageOrientationPatient])
-        if np.abs(iop - orientation).max() > _ORIENTATION_TOLERANCE:
-            raise UnreadableSeries("slices have different orientations (not one stack)")
-        if (int(header.Rows), int(header.Columns)) != shape:
-            raise UnreadableSeries("slices have different matrix sizes")
-        ipp = np.array([float(v) for v in header.ImagePositionPatient])
-        number = header.get("InstanceNumber")
+    for path, slice_header in headers:
+        ipp = np.array([float(v) for v in slice_header.ImagePositionPatient])
+        number = slice_header.get("InstanceNumber")
         infos.append(
             SliceInfo(
                 path=path,
-                sop_instance_uid=str(header.SOPInstanceUID),
+                sop_instance_uid=str(slice_header.SOPInstanceUID),
                 instance_number=int(number) if number not in (None, "") else None,
                 position=float(np.dot(normal, ipp)),
-                pixels=native_pixels(header),
-                header=header,
+                pixels=native_pixels(slice_header),
+                header=slice_header,
             )
         )
         positions_3d.append(ipp)

@@ -8,6 +8,7 @@ memory at full size. The GRU then reads the per-slice features as one sequence.
 from __future__ import annotations
 
 import math
+from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from pathlib import Path
@@ -124,8 +125,20 @@ def predict_series(
         flagged_instance_uids=flagged if positive else [],
         lesions=lesions,
         model=ModelIdentity(card.name, card.version, card.weights_sha256),
+        notes=reading_notes(series),
         lesion_labels=labels if lesions else None,
     )
+
+
+def reading_notes(series: SeriesGeometry) -> list[str]:
+    """What was left out of the series' files, and why, in one sentence (none when all
+    were read)."""
+    if not series.skipped:
+        return []
+    counts = Counter(reason for _, reason in series.skipped)
+    total = len(series.slices) + len(series.skipped)
+    left_out = "; ".join(f"{reason}: {count}" for reason, count in sorted(counts.items()))
+    return [f"Read {len(series.slices)} of {total} images; left out {left_out}"]
 
 
 def _shown(x: torch.Tensor, mask_size: int) -> torch.Tensor:

@@ -88,6 +88,10 @@ def _study_evaluations(prediction: Findings, context: WriterContext) -> hd.sr.Co
                 value=prediction.summary().splitlines()[0],
                 relationship_type=contains,
             ),
+            *(
+                hd.sr.TextContentItem(name=concepts.COMMENT, value=note, relationship_type=contains)
+                for note in prediction.notes
+            ),
             hd.sr.TextContentItem(
                 name=concepts.COMMENT, value=context.use_statement(), relationship_type=contains
             ),

@@ -121,3 +121,64 @@ def test_a_series_without_pixel_spacing_is_refused_not_measured_as_1_mm(tmp_path
         dataset.save_as(path)
     with pytest.raises(UnreadableSeries, match="no valid Pixel Spacing"):
         read_series(tmp_path)
+
+
+def _ge_head_with(tmp_path: Path, *changes: dict[str, object]) -> Path:
+    """The GE head's 28 slices in a folder, plus one extra image per `changes` (a copy of
+    the first slice with a new SOP Instance UID and those attributes)."""
+    from pydicom.uid import generate_uid
+
+    folder = tmp_path / "series"
+    folder.mkdir()
+    files = dicom_files(shared_ct("ge_head_tilted"))
+    for path in files:
+        shutil.copy(path, folder / path.name)
+    for n, attributes in enumerate(changes):
+        extra = dcmread(files[0])
+        extra.SOPInstanceUID = extra.file_meta.MediaStorageSOPInstanceUID = generate_uid()
+        for keyword, value in attributes.items():
+            setattr(extra, keyword, value)
+        extra.save_as(folder / f"extra{n}.dcm")
+    return folder
+
+
+LOCALIZER = {
+    "ImageType": ["ORIGINAL", "PRIMARY", "LOCALIZER"],
+    "ImageOrientationPatient": [0, 1, 0, 0, 0, -1],
+    "InstanceNumber": 1,
+}
+
+
+def test_a_localizer_inside_the_series_is_left_out_not_the_series(tmp_path: Path) -> None:
+    series = read_series(_ge_head_with(tmp_path, LOCALIZER))
+    assert len(series.slices) == 28
+    assert [(p.name, reason) for p, reason in series.skipped] == [
+        ("extra0.dcm", "localizer (scout)")
+    ]
+
+
+def test_two_localizers_and_a_stray_reformat_leave_the_main_stack(tmp_path: Path) -> None:
+    reformat = {
+        "ImageOrientationPatient": [1, 0, 0, 0, 0, -1],
+        "ImageType": ["DERIVED", "SECONDARY"],
+    }
+    series = read_series(_ge_head_with(tmp_path, LOCALIZER, LOCALIZER, reformat))
+    assert len(series.slices) == 28
+    reasons = sorted(reason for _, reason in series.skipped)
+    assert reasons == [
+        "localizer (scout)",
+        "localizer (scout)",
+        "not in the main stack (another orientation)",
+    ]
+    ordered = read_series(shared_ct("ge_head_tilted"))
+    assert [s.sop_instance_uid for s in series.slices] == [
+        s.sop_instance_uid for s in ordered.slices
+    ]
+
+
+def test_an_image_of_another_matrix_is_left_out(tmp_path: Path) -> None:
+    series = read_series(_ge_head_with(tmp_path, {"Rows": 256, "Columns": 256}))
+    assert len(series.slices) == 28
+    assert [reason for _, reason in series.skipped] == [
+        "not in the main stack (another matrix size)"
+    ]

@@ -119,3 +119,29 @@ def test_the_demo_head_shows_its_lesion(bundled, tmp_path: Path) -> None:
     assert prediction.positive, prediction.study_probability
     key = prediction.lesions[0]
     assert key.longest_diameter_mm > 15 and 60 < key.mean_hu < 100
+
+
+def test_a_series_with_a_localizer_is_read_without_it_and_says_so(bundled, tmp_path: Path) -> None:
+    import shutil
+
+    from pydicom import dcmread
+    from pydicom.uid import generate_uid
+
+    from tests.support.ct import dicom_files
+
+    folder = tmp_path / "series"
+    folder.mkdir()
+    files = dicom_files(shared_ct("ge_head_tilted"))
+    for path in files:
+        shutil.copy(path, folder / path.name)
+    scout = dcmread(files[0])
+    scout.SOPInstanceUID = scout.file_meta.MediaStorageSOPInstanceUID = generate_uid()
+    scout.ImageType = ["ORIGINAL", "PRIMARY", "LOCALIZER"]
+    scout.ImageOrientationPatient = [0, 1, 0, 0, 0, -1]
+    scout.save_as(folder / "scout.dcm")
+    findings = predict_series(bundled, folder)
+    clean = predict_series(bundled, shared_ct("ge_head_tilted"))
+    assert len(findings.slices) == 28
+    assert findings.notes == ["Read 28 of 29 images; left out localizer (scout): 1"]
+    assert findings.study_probability == pytest.approx(clean.study_probability, abs=1e-6)
+    assert findings.summary().splitlines()[1] == findings.notes[0]

@@ -194,3 +194,20 @@ def test_clinical_use_statement_follows_the_model_card(source) -> None:
     sr = build_sr(_negative(uids), headers, cleared)
     assert "NOT FOR CLINICAL USE" not in sr.SeriesDescription
     assert concepts.FINDING.value == "1386000"
+
+
+def test_what_the_reading_left_out_is_said_in_the_sr(source, tmp_path: Path) -> None:
+    from dataclasses import replace
+
+    uids, headers = source
+    note = "Read 28 of 29 images; left out localizer (scout): 1"
+    prediction = replace(_negative(uids), notes=[note])
+    assert prediction.summary().splitlines()[1] == note
+    path = _save(build_sr(prediction, headers, _context(uids, headers)), tmp_path / "sr.dcm")
+    assert dciodvfy_errors(path) == []
+    comments = [
+        item.TextValue
+        for item in dcmread(path).ContentSequence[-1].ContentSequence
+        if item.ValueType == "TEXT"
+    ]
+    assert note in comments

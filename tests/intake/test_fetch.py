@@ -70,7 +70,6 @@ def test_fetch_from_the_dashboard(pacs_with_a_study, tmp_path: Path) -> None:  #
 
     node, _orthanc, source, config = pacs_with_a_study
     settings = dataclasses.replace(load_settings(str(config)), storage=node.settings.storage)
-    sessions = node.db.sessions
     add_user(node.db, "admin", "a passphrase for the operator", "admin")
     add_user(node.db, "viewer", "a passphrase for the reader", "viewer")
     app = create_app(settings, node.db)

@@ -58,6 +58,8 @@ def findings_json(job: JobDetail) -> dict[str, Any]:
     return {
         "job_id": job.id,
         "series_instance_uid": job.series_instance_uid,
+        "series_number": job.series_number,
+        "series_description": job.series_description,
         "model": job.model,
         "state": job.state,
         "positive": job.positive,

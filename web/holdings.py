@@ -10,8 +10,8 @@ from dataclasses import dataclass
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from assistant.analysis.writers import MODALITIES, SERIES_NUMBERS
-from assistant.db import Instance, Patient, ResultKind, ResultObject, Series, Study
+from assistant.analysis.writers import MODALITIES, result_series_number
+from assistant.db import Instance, Job, Patient, ResultKind, ResultObject, Series, Study
 
 
 @dataclass(frozen=True)
@@ -115,21 +115,25 @@ def series_of(session: Session, study_uid: str | None = None) -> dict[str, list[
                 series.instance_count,
             )
         )
-    results = select(ResultObject)
+    results = (
+        select(ResultObject, Series.series_number)
+        .join(Job, Job.id == ResultObject.job_pk)
+        .join(Series, Series.id == Job.series_pk)
+    )
     if study_uid:
         results = results.where(ResultObject.study_instance_uid == study_uid)
-    counted: dict[tuple[str, str], tuple[ResultKind, int]] = {}
-    for result in session.scalars(results):
+    counted: dict[tuple[str, str], tuple[ResultKind, int | None, int]] = {}
+    for result, source_number in session.execute(results):
         key = (result.study_instance_uid, result.series_instance_uid)
-        kind, count = counted.get(key, (result.kind, 0))
-        counted[key] = (kind, count + 1)
-    for (study, series_uid), (kind, count) in counted.items():
+        kind, number, count = counted.get(key, (result.kind, source_number, 0))
+        counted[key] = (kind, number, count + 1)
+    for (study, series_uid), (kind, source_number, count) in counted.items():
         out[study].append(
             HeldSeries(
                 study,
                 series_uid,
                 MODALITIES[kind.value],
-                SERIES_NUMBERS[kind.value],
+                result_series_number(kind.value, source_number),
                 "radassist result",
                 count,
             )

@@ -172,10 +172,13 @@ def openapi_document() -> dict[str, Any]:
                                 "properties": {
                                     "job_id": {"type": "integer"},
                                     "series_instance_uid": {"type": "string"},
+                                    "series_number": {"type": ["integer", "null"]},
+                                    "series_description": {"type": "string"},
                                     "model": {"type": "string"},
                                     "positive": {"type": ["boolean", "null"]},
                                     "probability": nullable_number,
                                     "summary": {"type": "string"},
+                                    "notes": {"type": "array", "items": {"type": "string"}},
                                     "lesions": {"type": "array", "items": {"type": "object"}},
                                     "slices": {"type": "array", "items": {"type": "object"}},
                                     "results": {"type": "array", "items": {"type": "object"}},

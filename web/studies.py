@@ -297,6 +297,9 @@ class JobDetail:
     id: int
     series_pk: int
     series_instance_uid: str
+    #: The analysed series as the modality named it.
+    series_number: int | None
+    series_description: str
     state: str
     reason: str
     model: str
@@ -334,7 +337,10 @@ def job_details(session: Session, study: StudyView) -> list[JobDetail]:
     if not ids:
         return []
     jobs = session.execute(
-        select(Job, Series.series_instance_uid).join(Series).where(Job.id.in_(ids)).order_by(Job.id)
+        select(Job, Series.series_instance_uid, Series.series_number, Series.series_description)
+        .join(Series)
+        .where(Job.id.in_(ids))
+        .order_by(Job.id)
     ).all()
     results: dict[int, list[ResultView]] = defaultdict(list)
     objects = session.scalars(
@@ -370,13 +376,15 @@ def job_details(session: Session, study: StudyView) -> list[JobDetail]:
             FeedbackView(f.id, f.lesion_index, f.verdict.value, f.comment, f.username, f.created_at)
         )
     details = []
-    for job, series_uid in jobs:
+    for job, series_uid, series_number, series_description in jobs:
         findings = read_findings(job.findings_json)
         details.append(
             JobDetail(
                 id=job.id,
                 series_pk=job.series_pk,
                 series_instance_uid=series_uid,
+                series_number=series_number,
+                series_description=series_description or "",
                 state=job.state.value,
                 reason=job.reason,
                 model=f"{job.model_name} {job.model_version}",

@@ -46,6 +46,15 @@ LOGGER = logging.getLogger(__name__)
 JOB_TIMEOUT = timedelta(hours=1)
 
 
+def _series_number(header: Dataset) -> int | None:
+    """The source's Series Number, or None when absent or not a number."""
+    try:
+        value = header.get("SeriesNumber")
+        return None if value in (None, "") else int(value)
+    except (TypeError, ValueError):
+        return None
+
+
 class WarmUpFailed(RuntimeError):
     """The model or the writers fail on a synthetic series: the worker does not start."""
 
@@ -222,11 +231,14 @@ class Analysis:
             )
             for s in series.slices
         }
+        first = next(iter(headers.values()))
         context = WriterContext(
             identity=ResultIdentity(job.series_uid, card.name, card.version, job.digest),
             weights_sha256=card.weights_sha256,
             clinical_use=card.clinical_use,
             intended_use=card.intended_use,
+            source_series_number=_series_number(first),
+            source_series_description=str(first.get("SeriesDescription", "") or ""),
         )
         objects: list[tuple[ResultKind, Dataset | None]] = [
             (ResultKind.SR, build_sr(prediction, headers, context, previous_reports)),

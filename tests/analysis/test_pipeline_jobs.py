@@ -141,3 +141,47 @@ def test_a_series_sent_with_its_localizer_is_analysed_and_says_what_was_left_out
     sr = dcmread(node.settings.storage.data_dir / sr_path)
     texts = [i.TextValue for i in sr.ContentSequence[-1].ContentSequence if i.ValueType == "TEXT"]
     assert note in texts
+
+
+def test_two_series_of_a_study_get_results_that_name_them(start_node, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """Thin and thick reconstructions in one study: two SR series, each with its own
+    number and a description naming its source series; the API says which is which."""
+    from pydicom import dcmread
+    from pydicom.uid import generate_uid
+
+    node = start_node(quiet_seconds=0.5)
+    files = dicom_files(shared_ct("ge_head_tilted"))
+    second_uid = generate_uid()
+    for path in files:
+        copy = dcmread(path)
+        copy.SeriesInstanceUID = second_uid
+        copy.SOPInstanceUID = copy.file_meta.MediaStorageSOPInstanceUID = generate_uid()
+        copy.SeriesNumber = 14
+        copy.SeriesDescription = "HEAD 5MM"
+        copy.save_as(tmp_path / path.name)
+    assert storescu(node.scp.port, files).returncode == 0
+    assert storescu(node.scp.port, sorted(tmp_path.glob("*"))).returncode == 0
+
+    def two_jobs() -> bool:
+        with node.db.sessions() as session:
+            return len(session.scalars(select(Job)).all()) == 2
+
+    wait_until(two_jobs, timeout=30)
+    worker = build_worker(node.settings, node.db)  # not started: run by hand
+    with node.db.sessions() as session:
+        job_ids = session.scalars(select(Job.id).order_by(Job.id)).all()
+    for job_id in job_ids:
+        worker.analysis.run(job_id)
+    with node.db.sessions() as session:
+        paths = session.scalars(
+            select(ResultObject.path).where(ResultObject.kind == "sr").order_by(ResultObject.id)
+        ).all()
+    reports = [dcmread(node.settings.storage.data_dir / p) for p in paths]
+    source_number = int(dcmread(files[0]).SeriesNumber)
+    assert sorted(int(r.SeriesNumber) for r in reports) == sorted(
+        [int(f"99{source_number}1"), 99141]
+    )
+    descriptions = sorted(str(r.SeriesDescription) for r in reports)
+    assert any("S14 HEAD 5MM" in d for d in descriptions)
+    assert all(d.startswith("AI report") and len(d) <= 64 for d in descriptions)
+    assert len(set(descriptions)) == 2

@@ -38,6 +38,10 @@ def test_a_study_and_its_findings(site: Site, viewer: FlaskClient) -> None:
     findings = viewer.get(f"/api/v1/studies/{site.study_uid}/findings").get_json()
     (analysis,) = findings["analyses"]
     assert analysis["job_id"] == site.job_id and analysis["positive"] is True
+    assert (analysis["series_number"], analysis["series_description"]) == (
+        2,
+        "HEAD SYNTHETIC PHANTOM",
+    )
     assert analysis["lesions"] and {"key_sop_instance_uid", "volume_ml", "outline"} <= set(
         analysis["lesions"][0]
     )

@@ -12,7 +12,7 @@ from pydicom import Dataset, FileMetaDataset
 from pydicom.sr.codedict import codes
 
 from assistant import __version__
-from assistant.analysis.writers import concepts
+from assistant.analysis.writers import concepts, result_series_number
 from assistant.analysis.writers.uids import ResultIdentity
 
 MANUFACTURER = "radassist"
@@ -26,6 +26,9 @@ class WriterContext:
     #: False unless the model card says the model is cleared for clinical use.
     clinical_use: bool = False
     intended_use: str = ""
+    #: The series analysed: its number (None when it has none) and description.
+    source_series_number: int | None = None
+    source_series_description: str = ""
 
     @property
     def model_name(self) -> str:
@@ -39,12 +42,23 @@ class WriterContext:
     def software_versions(self) -> str:
         return f"radassist {__version__}"
 
+    def series_number(self, kind: str) -> int:
+        return result_series_number(kind, self.source_series_number)
+
     def series_description(self, what: str) -> str:
-        """A series description that says what the object is, and the use warning."""
-        text = f"AI {what} {self.model_name}"
-        if not self.clinical_use:
-            text = f"{text} {NOT_FOR_CLINICAL_USE}"
-        return text[:64]
+        """What the object is, of which series, and the use warning, in 64 characters:
+        "AI report S2 HEAD SYNTHETIC PHANTOM NOT FOR CLINICAL USE". The source is cut
+        short first; the model is named when there is room (it is also the SR's
+        algorithm, and every object's Manufacturer's Model Name)."""
+        suffix = "" if self.clinical_use else f" {NOT_FOR_CLINICAL_USE}"
+        number = "" if self.source_series_number is None else f"S{self.source_series_number}"
+        source = " ".join(p for p in (number, self.source_series_description.strip()) if p)
+        head = f"AI {what}"
+        with_model = f"{head} {self.model_name} {source}".rstrip()
+        if len(with_model) + len(suffix) <= 64:
+            return with_model + suffix
+        room = 64 - len(head) - len(suffix) - 1
+        return f"{head} {source[:room]}".rstrip() + suffix
 
     def use_statement(self) -> str:
         if self.clinical_use:

@@ -7,7 +7,7 @@ from collections.abc import Mapping
 import highdicom as hd
 from pydicom import Dataset
 
-from assistant.analysis.writers import SERIES_NUMBERS, concepts
+from assistant.analysis.writers import concepts
 from assistant.analysis.writers.context import (
     MANUFACTURER,
     WriterContext,
@@ -44,7 +44,7 @@ def build_kos(
         evidence=selected,
         content=content,
         series_instance_uid=context.identity.uid("kos-series"),
-        series_number=SERIES_NUMBERS["kos"],
+        series_number=context.series_number("kos"),
         sop_instance_uid=context.identity.uid("kos"),
         instance_number=1,
         manufacturer=MANUFACTURER,

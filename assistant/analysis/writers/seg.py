@@ -8,7 +8,7 @@ import highdicom as hd
 import numpy as np
 from pydicom import Dataset
 
-from assistant.analysis.writers import SERIES_NUMBERS, concepts
+from assistant.analysis.writers import concepts
 from assistant.analysis.writers.context import (
     MANUFACTURER,
     WriterContext,
@@ -50,7 +50,7 @@ def build_seg(
         segmentation_type=hd.seg.SegmentationTypeValues.BINARY,
         segment_descriptions=[segment],
         series_instance_uid=context.identity.uid("seg-series"),
-        series_number=SERIES_NUMBERS["seg"],
+        series_number=context.series_number("seg"),
         sop_instance_uid=context.identity.uid("seg"),
         instance_number=1,
         manufacturer=MANUFACTURER,

@@ -14,7 +14,7 @@ import highdicom as hd
 import numpy as np
 from pydicom import Dataset
 
-from assistant.analysis.writers import SERIES_NUMBERS, concepts
+from assistant.analysis.writers import concepts
 from assistant.analysis.writers.context import WriterContext, quiet_person_names
 from assistant.findings import Findings, Lesion
 
@@ -153,7 +153,7 @@ def build_sr(
         evidence=list(headers.values()),
         content=root,
         series_instance_uid=context.identity.uid("sr-series"),
-        series_number=SERIES_NUMBERS["sr"],
+        series_number=context.series_number("sr"),
         sop_instance_uid=context.identity.uid("sr"),
         instance_number=1,
         manufacturer="radassist",

@@ -121,6 +121,7 @@ def evidence_header(header: Dataset) -> Dataset:
     for keyword in _COPIED_TYPE2:
         if keyword not in copy:
             setattr(copy, keyword, "")
+    _charset_for_our_objects(copy)
     if (
         copy.get("PatientIdentityRemoved") == "YES"
         and not copy.get("DeidentificationMethod")
@@ -129,6 +130,34 @@ def evidence_header(header: Dataset) -> Dataset:
         # Type 1C then; anonymisers often leave it empty (the GE head does).
         copy.DeidentificationMethod = "Not stated in the source images"
     return copy
+
+
+#: Specific Character Set values highdicom takes (it copies the source's into our objects).
+_HIGHDICOM_CHARSETS = frozenset(v.value for v in hd.enum.SpecificCharacterSetValues)
+
+
+def _charset_for_our_objects(header: Dataset) -> None:
+    """Make the source's Specific Character Set one highdicom writes (text is decoded to
+    Unicode already, so any repertoire that holds it is right):
+
+    - an empty first value means the default repertoire (PS3.3 C.12.1.1.2;
+      `\\ISO 2022 IR 87` is the usual form at Japanese sites): it is named ISO 2022 IR 6;
+    - a lone empty value means no extended repertoire: the attribute goes;
+    - a value highdicom does not know (ISO 2022 IR 149, Korean, in 0.28.2): the object is
+      written in UTF-8 (ISO_IR 192), which holds every character the source had."""
+    if "SpecificCharacterSet" not in header:
+        return
+    header.decode()  # every text value to Unicode while the source's repertoire applies
+    value = header.SpecificCharacterSet
+    values = [str(v).strip() for v in ([value] if isinstance(value, str) else list(value))]
+    if len(values) == 1 and not values[0]:
+        del header.SpecificCharacterSet
+        return
+    if len(values) > 1 and not values[0]:
+        values[0] = "ISO 2022 IR 6"
+    if not set(values) <= _HIGHDICOM_CHARSETS:
+        values = ["ISO_IR 192"]
+    header.SpecificCharacterSet = values[0] if len(values) == 1 else values
 
 
 @contextmanager

@@ -29,6 +29,8 @@ def study_json(study: StudyView, *, with_series: bool = False) -> dict[str, Any]
     data: dict[str, Any] = {
         "study_instance_uid": study.study_instance_uid,
         "patient_id": study.patient_id,
+        # As the dashboard shows it: DICOM's "^" between family and given names kept.
+        "patient_name": study.patient_name,
         "accession_number": study.accession_number,
         "study_date": study.study_date,
         "description": study.description,

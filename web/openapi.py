@@ -138,6 +138,7 @@ def openapi_document() -> dict[str, Any]:
                     "properties": {
                         "study_instance_uid": {"type": "string"},
                         "patient_id": {"type": "string"},
+                        "patient_name": {"type": "string"},
                         "accession_number": {"type": "string"},
                         "study_date": {"type": "string"},
                         "description": {"type": "string"},

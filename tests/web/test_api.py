@@ -25,6 +25,7 @@ def test_studies_with_basic_auth(site: Site, anonymous: FlaskClient) -> None:
     assert study["study_instance_uid"] == site.study_uid
     assert study["verdict"] == "positive" and study["probability"] > 0.5
     assert study["patient_id"] == "DEMO-0001"
+    assert study["patient_name"] == "PHANTOM^19"
 
 
 def test_wrong_basic_password_is_401(anonymous: FlaskClient) -> None:

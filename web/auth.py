@@ -136,34 +136,45 @@ def _lockout() -> Lockout:
     return Lockout(settings.max_failures, settings.lockout_minutes)
 
 
+def must_wait(how: str) -> bool:
+    """True (g.retry_after set, audited) while this address must wait before its next
+    credentials are even checked. Audited by address alone: an attacker's random names
+    must not make a row each."""
+    ctx, address = context(), remote_addr()
+    wait = ctx.throttle.wait_seconds(address)
+    if wait <= 0:
+        return False
+    g.retry_after = int(wait) + 1
+    ctx.audit.record("login_throttled", remote_addr=address, detail=how, coalesce=True)
+    return True
+
+
+def count_failure(how: str, username: str = "") -> None:
+    """Wrong credentials from this address: they count towards its wait, and are audited."""
+    ctx, address = context(), remote_addr()
+    ctx.throttle.failed(address)
+    ctx.audit.record(
+        "login_failed", username=username[:64], remote_addr=address, detail=how, coalesce=True
+    )
+
+
 def check_password(username: str, password: str, how: str) -> LoginResult | None:
     """Throttle, check, and audit one password; None while this address must wait (then
     g.retry_after holds the seconds)."""
-    ctx, address = context(), remote_addr()
-    wait = ctx.throttle.wait_seconds(address)
-    if wait > 0:
-        g.retry_after = int(wait) + 1
-        # By address alone: an attacker's random names must not make a row each.
-        ctx.audit.record("login_throttled", remote_addr=address, detail=how, coalesce=True)
+    if must_wait(how):
         return None
+    ctx = context()
     result = authenticate(ctx.db, username, password, _lockout(), ctx.verified)
     if result.outcome is LoginOutcome.OK:
         # Failures from this address are not forgiven by a success: one account of its
         # own would otherwise let an attacker spray guesses at the others.
         return result
-    ctx.throttle.failed(address)
-    ctx.audit.record(
-        "login_failed",
-        username=username[:64],
-        remote_addr=address,
-        detail=f"{how}: {result.outcome.value}",
-        coalesce=True,
-    )
+    count_failure(f"{how}: {result.outcome.value}", username)
     if result.locked_now_until is not None:
         ctx.audit.record(
             "account_locked",
             username=username[:64],
-            remote_addr=address,
+            remote_addr=remote_addr(),
             detail=f"until {result.locked_now_until:%Y-%m-%d %H:%M} UTC",
         )
     return result
@@ -188,7 +199,7 @@ def init_login(app: Any) -> LoginManager:
         user = session_user(context().db, token, limits, touch=not request.args.get("partial"))
         if user is None:
             return None
-        return LoginUser(Account(user.user_id, user.username, user.role), token)
+        return LoginUser(user, token)
 
     @manager.request_loader
     def _from_header(req: Any) -> LoginUser | None:

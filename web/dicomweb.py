@@ -22,6 +22,7 @@ from pydicom.sequence import Sequence as DicomSequence
 
 from assistant.intake.stow import PartOutcome, StowIntake
 from web import holdings
+from web.auth import count_failure, must_wait
 from web.context import context, stored_file
 from web.holdings import HeldInstance, HeldSeries, HeldStudy
 from web.multipart import MultipartError, split_parts
@@ -46,18 +47,11 @@ def authorised() -> bool:
     if credentials is None:
         return False
     if credentials.type == "bearer":
-        ctx, address = context(), request.remote_addr or ""
-        if ctx.throttle.wait_seconds(address) > 0:  # guessing from here: not even checked
-            ctx.audit.record(
-                "login_throttled", remote_addr=address, detail="dicomweb token", coalesce=True
-            )
+        if must_wait("dicomweb token"):  # guessing from here: not even checked
             return False
         if bool(token) and hmac.compare_digest((credentials.token or "").encode(), token.encode()):
             return True
-        ctx.throttle.failed(address)
-        ctx.audit.record(
-            "login_failed", remote_addr=address, detail="dicomweb token", coalesce=True
-        )
+        count_failure("dicomweb token")
         return False
     return credentials.type == "basic" and bool(current_user.is_authenticated)
 

@@ -12,7 +12,8 @@ from datetime import datetime, timedelta
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
-from assistant.db import Database, Role, User, WebSession, utcnow
+from assistant.access.account import Account
+from assistant.db import Database, User, WebSession, utcnow
 
 #: last_seen_at is written at most this often per session (not on every request).
 TOUCH_EVERY = timedelta(minutes=1)
@@ -22,13 +23,6 @@ TOUCH_EVERY = timedelta(minutes=1)
 class SessionLimits:
     idle: timedelta = timedelta(minutes=60)
     absolute: timedelta = timedelta(hours=12)
-
-
-@dataclass(frozen=True)
-class SessionUser:
-    user_id: int
-    username: str
-    role: Role
 
 
 def _key(token: str) -> str:
@@ -56,7 +50,7 @@ def start_session(db: Database, user_id: int, remote_addr: str, user_agent: str)
 
 def session_user(
     db: Database, token: str, limits: SessionLimits, *, touch: bool = True
-) -> SessionUser | None:
+) -> Account | None:
     """The user of a live session, or None (unknown, ended, idle or too old, user
     disabled, password changed since). `touch=False` for what a page does by itself (the
     worklist's refresh): it does not count as use, so an unattended screen still ends."""
@@ -91,7 +85,7 @@ def session_user(
             session.execute(
                 update(WebSession).where(WebSession.id_sha256 == key).values(last_seen_at=now)
             )
-    return SessionUser(row.id, row.username, row.role)
+    return Account(row.id, row.username, row.role)
 
 
 def end_session(db: Database, token: str) -> None:

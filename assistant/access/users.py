@@ -19,7 +19,9 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from sqlalchemy import delete, func, select, update
+from sqlalchemy.orm import Session
 
+from assistant.access.account import Account
 from assistant.access.passwords import (
     WeakPassword,
     check_password_policy,
@@ -37,24 +39,6 @@ _DUMMY_HASH = hash_password("not a password of anyone, ever")
 class UserError(ValueError):
     """A user that cannot be created or changed as asked (weak password, name taken or
     unknown, bad role)."""
-
-
-@dataclass(frozen=True)
-class Account:
-    """What the web layer keeps of a user: no hash, no session."""
-
-    id: int
-    username: str
-    role: Role
-
-    @property
-    def is_admin(self) -> bool:
-        return self.role is Role.ADMIN
-
-    @property
-    def may_upload(self) -> bool:
-        """STOW-RS: uploaders and admins."""
-        return self.role in (Role.UPLOADER, Role.ADMIN)
 
 
 @dataclass(frozen=True)
@@ -254,8 +238,8 @@ def list_users(db: Database) -> list[UserView]:
         ]
 
 
-def _user_id(session: object, username: str) -> int:
-    user_id = session.scalar(select(User.id).where(User.username == username))  # type: ignore[attr-defined]
+def _user_id(session: Session, username: str) -> int:
+    user_id = session.scalar(select(User.id).where(User.username == username))
     if user_id is None:
         raise UserError(f"no user {username!r}")
     return int(user_id)

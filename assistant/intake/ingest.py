@@ -98,6 +98,10 @@ class Ingest:
         self._write_lock = db.write_lock
         self._data_dir = data_dir
         self._completion = completion
+        #: Study Instance UID → (Patient ID, issuer) as committed: a study's patient never
+        #: changes (another one's instances are refused), so the check before each
+        #: C-STORE reads the database once a study, not once an instance.
+        self._study_patients: dict[str, tuple[str, str]] = {}
 
     # -- InstanceSink --------------------------------------------------------------------
 
@@ -129,12 +133,18 @@ class Ingest:
                 raise StoreRefused(Status.OUT_OF_RESOURCES, "database unavailable") from exc
 
     def _check_patient(self, instance: ReceivedInstance) -> None:
-        header = instance.header
-        patient = (_text(header, "PatientID", 64), _text(header, "IssuerOfPatientID", 64))
-        with self._write_lock, self._engine.connect() as connection:
-            study = connection.execute(_STUDY_PATIENT, {"uid": instance.study_instance_uid}).first()
-        if study is not None:
-            _same_patient(patient, (study.patient_id, study.issuer_of_patient_id))
+        uid = instance.study_instance_uid
+        known = self._study_patients.get(uid)
+        if known is None:
+            with self._write_lock, self._engine.connect() as connection:
+                study = connection.execute(_STUDY_PATIENT, {"uid": uid}).first()
+            if study is None:  # a new study: _series checks its first instances
+                return
+            known = (study.patient_id, study.issuer_of_patient_id)
+            if len(self._study_patients) >= 10_000:  # bounded; refilled as studies arrive
+                self._study_patients.clear()
+            self._study_patients[uid] = known
+        _same_patient(_patient(instance.header), known)
 
     def record_unrecorded_files(self) -> int:
         """Record instance files that are on disk but not in the database; return how many.
@@ -216,7 +226,7 @@ class Ingest:
         self, connection: Connection, instance: ReceivedInstance, now: datetime
     ) -> _SeriesKey:
         header = instance.header
-        patient = (_text(header, "PatientID", 64), _text(header, "IssuerOfPatientID", 64))
+        patient = _patient(header)
         row = connection.execute(_FIND_SERIES, {"uid": instance.series_instance_uid}).first()
         if row is not None:
             _same_patient(patient, (row.patient_id, row.issuer_of_patient_id))
@@ -293,6 +303,11 @@ class Ingest:
                 .returning(Study.id)
             ).scalar_one()
         )
+
+
+def _patient(header: Dataset) -> tuple[str, str]:
+    """(Patient ID, Issuer of Patient ID) as recorded."""
+    return _text(header, "PatientID", 64), _text(header, "IssuerOfPatientID", 64)
 
 
 def _same_patient(instance: tuple[str, str], study: tuple[str, str]) -> None:

@@ -96,7 +96,13 @@ def build_intake(
         )
     store = InstanceStore(settings.storage.instances_dir)
     completion = SeriesCompletion(db, settings.completion, on_complete=on_complete)
-    ingest = Ingest(store, db, settings.storage.data_dir, completion)
+    ingest = Ingest(
+        store,
+        db,
+        settings.storage.data_dir,
+        completion,
+        on_changed_duplicate=settings.storage.on_changed_duplicate,
+    )
     return store, completion, ingest, submitter
 
 

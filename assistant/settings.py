@@ -148,9 +148,25 @@ class AuthSettings:
             raise SettingsError("auth.address_max_failures must be at least 1")
 
 
+#: What storage.on_changed_duplicate may say (see StorageSettings).
+CHANGED_DUPLICATE_POLICIES = ("replace", "keep-first", "reject")
+
+
 @dataclass(frozen=True)
 class StorageSettings:
     data_dir: Path = Path("var")
+    #: An instance sent again with its SOP Instance UID but other content: "replace" (the
+    #: sender's correction is analysed; the earlier file is kept beside it), "keep-first"
+    #: (the first copy stays in use; the changed one is kept beside it) or "reject" (a
+    #: failure status; nothing written).
+    on_changed_duplicate: str = "replace"
+
+    def __post_init__(self) -> None:
+        if self.on_changed_duplicate not in CHANGED_DUPLICATE_POLICIES:
+            raise SettingsError(
+                "storage.on_changed_duplicate must be one of "
+                + ", ".join(repr(p) for p in CHANGED_DUPLICATE_POLICIES)
+            )
 
     @property
     def instances_dir(self) -> Path:

@@ -22,6 +22,10 @@ from assistant.db.files import PRIVATE_FILE_MODE, make_private_dirs
 from dicom_node import is_valid_uid
 
 _TEMP_PREFIX = ".partial-"
+#: Sub-folder of a series folder holding copies not in use: ``<sop>.v<N>.dcm`` (version
+#: N, replaced by the sender's correction) and ``<sop>.not-used-<time>.dcm`` (a changed
+#: copy kept out of use by storage.on_changed_duplicate = "keep-first").
+VERSIONS_FOLDER = "versions"
 
 
 class InvalidUID(ValueError):
@@ -44,6 +48,29 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
+def _write_temp(folder: Path, stem: str, chunks: Iterable[bytes | memoryview]) -> tuple[Path, int]:
+    """Write `chunks` to a new hidden file in `folder`, fsync'd; returns it and its size."""
+    temp = folder / f"{_TEMP_PREFIX}{stem}.{secrets.token_hex(4)}"
+    try:
+        fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, PRIVATE_FILE_MODE)
+        try:
+            os.fchmod(fd, PRIVATE_FILE_MODE)  # whatever the umask took off
+            size = 0
+            for chunk in chunks:
+                view = memoryview(chunk)
+                while view:
+                    written = os.write(fd, view)
+                    view = view[written:]
+                    size += written
+            os.fdatasync(fd)  # data and the size: all a new file needs
+        finally:
+            os.close(fd)
+    except BaseException:
+        temp.unlink(missing_ok=True)
+        raise
+    return temp, size
+
+
 class InstanceStore:
     """The folder of received instances."""
 
@@ -60,7 +87,9 @@ class InstanceStore:
     def write(
         self, study_uid: str, series_uid: str, sop_uid: str, chunks: Iterable[bytes | memoryview]
     ) -> StoredFile:
-        """Durably write an instance once; a second write of the same UID keeps the first."""
+        """Durably write an instance once; a second write of the same UID keeps the first
+        (the caller decides, with :meth:`replace` or :meth:`keep_beside`, what becomes of a
+        copy with other content)."""
         final = self.path_for(study_uid, series_uid, sop_uid)
         if final.exists():
             return StoredFile(final, final.stat().st_size, created=False)
@@ -69,21 +98,8 @@ class InstanceStore:
             make_private_dirs(folder)
             _fsync_dir(folder.parent)
             _fsync_dir(folder.parent.parent)
-        temp = folder / f"{_TEMP_PREFIX}{sop_uid}.{secrets.token_hex(4)}"
+        temp, size = _write_temp(folder, sop_uid, chunks)
         try:
-            fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, PRIVATE_FILE_MODE)
-            try:
-                os.fchmod(fd, PRIVATE_FILE_MODE)  # whatever the umask took off
-                size = 0
-                for chunk in chunks:
-                    view = memoryview(chunk)
-                    while view:
-                        written = os.write(fd, view)
-                        view = view[written:]
-                        size += written
-                os.fdatasync(fd)  # data and the size: all a new file needs
-            finally:
-                os.close(fd)
             try:
                 os.link(temp, final)
                 created = True
@@ -93,6 +109,62 @@ class InstanceStore:
             temp.unlink(missing_ok=True)
         _fsync_dir(folder)
         return StoredFile(final, final.stat().st_size if not created else size, created)
+
+    @staticmethod
+    def versions_folder(final: Path) -> Path:
+        """Where the copies of a series' instances that are not in use are kept."""
+        return final.parent / VERSIONS_FOLDER
+
+    def replace(self, final: Path, chunks: Iterable[bytes | memoryview], earlier_name: str) -> Path:
+        """Put a changed copy in place of the stored instance `final`, keeping the stored
+        one as ``versions/<earlier_name>``; returns where the earlier copy now is.
+
+        Each step leaves both copies on disk: the new one is written and fsync'd under a
+        temporary name, the current one hard-linked into versions/, and only then the new
+        one renamed over the current name."""
+        versions = self._versions(final)
+        earlier = versions / earlier_name
+        temp, _size = _write_temp(final.parent, final.stem, chunks)
+        try:
+            os.link(final, earlier)
+            _fsync_dir(versions)
+            os.replace(temp, final)
+        finally:
+            temp.unlink(missing_ok=True)
+        _fsync_dir(final.parent)
+        return earlier
+
+    def keep_beside(self, final: Path, chunks: Iterable[bytes | memoryview], name: str) -> Path:
+        """Keep a copy that is not put in use as ``versions/<name>``; returns its path."""
+        versions = self._versions(final)
+        temp, _size = _write_temp(versions, final.stem, chunks)
+        kept = versions / name
+        try:
+            os.link(temp, kept)
+        finally:
+            temp.unlink(missing_ok=True)
+        _fsync_dir(versions)
+        return kept
+
+    def _versions(self, final: Path) -> Path:
+        versions = self.versions_folder(final)
+        if not versions.is_dir():
+            make_private_dirs(versions)
+            _fsync_dir(final.parent)
+        return versions
+
+    def earlier_versions(self) -> Iterator[tuple[str, str, str, int, Path]]:
+        """Every replaced copy as (study UID, series UID, SOP Instance UID, version, path)."""
+        for path in self.root.glob(f"*/*/{VERSIONS_FOLDER}/*.v*.dcm"):
+            sop, _, version = path.name[: -len(".dcm")].rpartition(".v")
+            if version.isdigit() and not path.name.startswith(_TEMP_PREFIX):
+                yield (
+                    path.parent.parent.parent.name,
+                    path.parent.parent.name,
+                    sop,
+                    int(version),
+                    path,
+                )
 
     def stored_files(self) -> Iterator[tuple[str, str, str, Path]]:
         """Every complete instance file as (study UID, series UID, SOP Instance UID, path)."""
@@ -104,7 +176,8 @@ class InstanceStore:
         """Delete temporary files left by a crash mid-write; returns how many."""
         removed = 0
         if self.root.is_dir():
-            for leftover in self.root.glob(f"*/*/{_TEMP_PREFIX}*"):
-                leftover.unlink(missing_ok=True)
-                removed += 1
+            for pattern in (f"*/*/{_TEMP_PREFIX}*", f"*/*/{VERSIONS_FOLDER}/{_TEMP_PREFIX}*"):
+                for leftover in self.root.glob(pattern):
+                    leftover.unlink(missing_ok=True)
+                    removed += 1
         return removed

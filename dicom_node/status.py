@@ -25,6 +25,9 @@ class Status(IntEnum):
     MISSING_OR_INVALID_UID = 0xC001
     #: Failure: the instance's patient (Patient ID + Issuer) is not its study's patient.
     PATIENT_MISMATCH = 0xC010
+    #: Failure: an instance already stored arrived again with other content, and the node
+    #: is set to refuse changed copies (storage.on_changed_duplicate = "reject").
+    CHANGED_DUPLICATE = 0xC011
 
     @property
     def is_success(self) -> bool:

@@ -135,8 +135,42 @@ class Instance(Base):
     size_bytes: Mapped[int] = mapped_column(Integer)
     calling_ae_title: Mapped[str] = mapped_column(String(16), default="")
     received_at: Mapped[datetime] = mapped_column(DateTime)
+    #: 1 as first stored; each changed copy the sender's correction replaced it with adds
+    #: one (see InstanceChange). Part of what an analysis read (``input_digest``).
+    version: Mapped[int] = mapped_column(Integer, default=1, server_default="1")
+    #: Number of Frames (1 for a single-frame image or an object without pixels).
+    frame_count: Mapped[int] = mapped_column(Integer, default=1, server_default="1")
 
     series: Mapped[Series] = relationship(back_populates="instances")
+
+
+class InstanceChangeAction(enum.StrEnum):
+    """What storage.on_changed_duplicate did with a changed copy of a stored instance."""
+
+    REPLACED = "replaced"  # the changed copy is in use; the earlier one kept beside it
+    KEPT_FIRST = "kept-first"  # the first copy stays in use; the changed one kept beside it
+    REFUSED = "refused"  # answered a failure status; the changed copy was not written
+
+
+class InstanceChange(Base):
+    """A copy of a stored instance that arrived with other content: the record of who
+    sent what, when, and where each copy is. Nothing about it is ever deleted."""
+
+    __tablename__ = "instance_change"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    instance_pk: Mapped[int] = mapped_column(
+        ForeignKey("instance.id", ondelete="CASCADE"), index=True
+    )
+    series_pk: Mapped[int] = mapped_column(ForeignKey("series.id", ondelete="CASCADE"), index=True)
+    action: Mapped[str] = mapped_column(String(16))
+    #: The instance's version once this change was applied (unchanged unless replaced).
+    version: Mapped[int] = mapped_column(Integer)
+    #: The file not in use after the change (the replaced or the refused-for-use copy),
+    #: relative to the data folder; "" when nothing was written (refused).
+    kept_path: Mapped[str] = mapped_column(String(300), default="")
+    calling_ae_title: Mapped[str] = mapped_column(String(16), default="")
+    received_at: Mapped[datetime] = mapped_column(DateTime)
 
 
 class JobState(enum.StrEnum):
@@ -162,10 +196,18 @@ class DeliveryState(enum.StrEnum):
     FAILED = "failed"
 
 
-def input_digest(sop_instance_uids: Iterable[str]) -> str:
+def input_digest(sop_instance_uids: Iterable[str | tuple[str, int]]) -> str:
     """sha256 of the sorted SOP Instance UIDs an analysis reads: with the series and the
-    model, what makes a job (and its results' UIDs) unique."""
-    joined = "\n".join(sorted(sop_instance_uids))
+    model, what makes a job (and its results' UIDs) unique.
+
+    A (UID, version) pair stands for an instance the sender replaced: version 1 counts as
+    the bare UID (so digests made before versions existed stay the same), a later version
+    as "UID#version", so the corrected instance makes a new job."""
+    keys = (
+        item if isinstance(item, str) else item[0] if item[1] <= 1 else f"{item[0]}#{item[1]}"
+        for item in sop_instance_uids
+    )
+    joined = "\n".join(sorted(keys))
     return hashlib.sha256(joined.encode("ascii")).hexdigest()
 
 

@@ -8,18 +8,31 @@ its row is committed; anything else raises, and the SCP answers a failure status
 from __future__ import annotations
 
 import logging
+import threading
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 from pydicom import dcmread
 from pydicom.dataset import Dataset
 from sqlalchemy import Connection, bindparam, insert, select, update
 from sqlalchemy.exc import IntegrityError, OperationalError
 
-from assistant.db import Database, Instance, Patient, Series, SeriesState, Study, utcnow
+from assistant.db import (
+    Database,
+    Instance,
+    InstanceChange,
+    InstanceChangeAction,
+    Patient,
+    Series,
+    SeriesState,
+    Study,
+    utcnow,
+)
 from assistant.geometry import position_along, slice_normal
 from assistant.intake.completion import SeriesCompletion
+from assistant.intake.resend import same_content
 from assistant.storage import InstanceStore, InvalidUID
 from dicom_node import AssociationSummary, ReceivedInstance, Status, StoreRefused
 
@@ -47,16 +60,35 @@ def _integer(header: Dataset, keyword: str) -> int | None:
 
 
 def slice_geometry(header: Dataset) -> tuple[float | None, str]:
-    """Position along the slice normal (mm) and the orientation text, where present."""
+    """Position along the slice normal (mm) and the orientation text, where present.
+
+    A multi-frame image has no one position (its frames have theirs): its orientation is
+    the shared functional groups' (or the first frame's), its position None."""
     try:
         orientation = [float(v) for v in header.ImageOrientationPatient]
         position = [float(v) for v in header.ImagePositionPatient]
     except (AttributeError, TypeError, ValueError):
-        return None, ""
+        return None, _frames_orientation(header)
     if len(orientation) != 6 or len(position) != 3:
         return None, ""
     along = position_along(slice_normal(orientation), position)
-    return along, "\\".join(f"{v:g}" for v in orientation)[:128]
+    return along, _orientation_text(orientation)
+
+
+def _orientation_text(orientation: list[float]) -> str:
+    return "\\".join(f"{v:g}" for v in orientation)[:128]
+
+
+def _frames_orientation(header: Dataset) -> str:
+    for keyword in ("SharedFunctionalGroupsSequence", "PerFrameFunctionalGroupsSequence"):
+        try:
+            group = header.get(keyword)[0]
+            values = [float(v) for v in group.PlaneOrientationSequence[0].ImageOrientationPatient]
+        except (AttributeError, IndexError, KeyError, TypeError, ValueError):
+            continue
+        if len(values) == 6:
+            return _orientation_text(values)
+    return ""
 
 
 def _instance_from_file(path: Path, study: str, series: str, sop: str) -> ReceivedInstance:
@@ -92,8 +124,13 @@ class Ingest:
         db: Database,
         data_dir: Path,
         completion: SeriesCompletion,
+        on_changed_duplicate: str = "replace",
     ) -> None:
         self._store = store
+        self._on_changed_duplicate = on_changed_duplicate
+        #: Changed copies of one instance are handled one at a time (the version read,
+        #: the file replaced, the row updated): a rare path, so one lock is enough.
+        self._changes = threading.Lock()
         self._engine = db.engine
         self._write_lock = db.write_lock
         self._data_dir = data_dir
@@ -119,6 +156,10 @@ class Ingest:
         except InvalidUID as exc:
             raise StoreRefused(Status.MISSING_OR_INVALID_UID, str(exc)) from exc
         relative = stored.path.relative_to(self._data_dir).as_posix()
+        if not stored.created and not same_content(stored.path, instance):
+            with self._changes:
+                if self._changed_copy(instance, stored.path, relative):
+                    return
         for attempt in (1, 2):
             try:
                 self._record(instance, relative, stored.size_bytes)
@@ -131,6 +172,119 @@ class Ingest:
             except OperationalError as exc:
                 LOGGER.error("database unavailable while recording an instance: %s", exc.orig)
                 raise StoreRefused(Status.OUT_OF_RESOURCES, "database unavailable") from exc
+
+    # -- a changed copy of a stored instance -------------------------------------------
+
+    def _changed_copy(self, instance: ReceivedInstance, final: Path, relative: str) -> bool:
+        """Apply storage.on_changed_duplicate to a copy whose content differs from the
+        stored file; False when the instance has no row yet (recorded as new instead)."""
+        with self._write_lock, self._engine.connect() as connection:
+            row = connection.execute(_INSTANCE_VERSION, {"uid": instance.sop_instance_uid}).first()
+        if row is None:
+            return False
+        policy = self._on_changed_duplicate
+        if policy == "reject":
+            self._record_change(instance, row, InstanceChangeAction.REFUSED, "", row.version)
+            LOGGER.warning(
+                "instance of series %d sent again with other content; refused "
+                "(storage.on_changed_duplicate = reject)",
+                row.series_pk,
+            )
+            raise StoreRefused(
+                Status.CHANGED_DUPLICATE,
+                "this SOP Instance UID is stored with other content; changed copies are refused",
+            )
+        if policy == "keep-first":
+            stamp = utcnow().strftime("%Y%m%dT%H%M%S%fZ")
+            kept = self._store.keep_beside(
+                final, instance.file_chunks(), f"{instance.sop_instance_uid}.not-used-{stamp}.dcm"
+            )
+            self._record_change(
+                instance, row, InstanceChangeAction.KEPT_FIRST, self._relative(kept), row.version
+            )
+            LOGGER.warning(
+                "instance of series %d sent again with other content; the first copy stays "
+                "in use, the changed one is kept as %s",
+                row.series_pk,
+                self._relative(kept),
+            )
+            return True
+        version = row.version
+        while (self._store.versions_folder(final) / _version_name(final.stem, version)).exists():
+            version += 1  # a replacement whose row was lost in a crash (see recover)
+        earlier = self._store.replace(
+            final, instance.file_chunks(), _version_name(final.stem, version)
+        )
+        size = final.stat().st_size
+        self._record_change(
+            instance, row, InstanceChangeAction.REPLACED, self._relative(earlier), version + 1, size
+        )
+        LOGGER.warning(
+            "instance of series %d replaced by the sender (version %d; the earlier copy is "
+            "kept as %s); the series is analysed again",
+            row.series_pk,
+            version + 1,
+            self._relative(earlier),
+        )
+        return True
+
+    def _relative(self, path: Path) -> str:
+        return path.relative_to(self._data_dir).as_posix()
+
+    def _record_change(
+        self,
+        instance: ReceivedInstance,
+        row: Any,
+        action: InstanceChangeAction,
+        kept_path: str,
+        version: int,
+        size: int | None = None,
+    ) -> None:
+        """Record a changed copy; a replacement also updates the instance and reopens
+        (or keeps open) its series, so that the correction is analysed."""
+        now = utcnow()
+        with self._write_lock, self._engine.begin() as connection:
+            connection.execute(
+                insert(InstanceChange).values(
+                    instance_pk=row.id,
+                    series_pk=row.series_pk,
+                    action=action.value,
+                    version=version,
+                    kept_path=kept_path,
+                    calling_ae_title=instance.calling_ae_title[:16],
+                    received_at=now,
+                )
+            )
+            state = connection.scalar(select(Series.state).where(Series.id == row.series_pk))
+            if action is not InstanceChangeAction.REPLACED:
+                if state is SeriesState.RECEIVING:
+                    connection.execute(_STILL_SENDING, {"pk": row.series_pk, "now": now})
+                return
+            position, orientation = slice_geometry(instance.header)
+            connection.execute(
+                update(Instance)
+                .where(Instance.id == row.id)
+                .values(
+                    version=version,
+                    sop_class_uid=instance.sop_class_uid,
+                    transfer_syntax_uid=instance.transfer_syntax_uid,
+                    instance_number=_integer(instance.header, "InstanceNumber"),
+                    frame_count=max(1, _integer(instance.header, "NumberOfFrames") or 1),
+                    slice_position=position,
+                    image_orientation=orientation,
+                    size_bytes=size if size is not None else row.size_bytes,
+                    calling_ae_title=instance.calling_ae_title[:16],
+                    received_at=now,
+                )
+            )
+            reopen = state is not SeriesState.RECEIVING
+            connection.execute(
+                _REOPEN_UNCOUNTED if reopen else _STILL_SENDING, {"pk": row.series_pk, "now": now}
+            )
+        if reopen:
+            LOGGER.info(
+                "series %d reopened: an instance was replaced after it was %s", row.series_pk, state
+            )
 
     def _check_patient(self, instance: ReceivedInstance) -> None:
         uid = instance.study_instance_uid
@@ -171,6 +325,33 @@ class Ingest:
                 LOGGER.error("%s not recorded: %s; left in place", relative, refusal.reason)
                 continue
             recorded += 1
+        return recorded + self._record_unrecorded_replacements()
+
+    def _record_unrecorded_replacements(self) -> int:
+        """Record replacements whose files were swapped but whose row was not updated
+        (a crash between the two): a kept ``<sop>.v<N>.dcm`` with N at or above the
+        row's version means the file in use is version N + 1."""
+        recorded = 0
+        for study, series, sop, version, path in self._store.earlier_versions():
+            with self._write_lock, self._engine.connect() as connection:
+                row = connection.execute(_INSTANCE_VERSION, {"uid": sop}).first()
+            if row is None or row.version > version:
+                continue
+            final = self._store.path_for(study, series, sop)
+            try:
+                instance = _instance_from_file(final, study, series, sop)
+            except Exception:
+                LOGGER.exception("cannot read back %s; left in place", final)
+                continue
+            self._record_change(
+                instance,
+                row,
+                InstanceChangeAction.REPLACED,
+                self._relative(path),
+                version + 1,
+                final.stat().st_size,
+            )
+            recorded += 1
         return recorded
 
     def association_ended(self, summary: AssociationSummary) -> None:
@@ -206,6 +387,7 @@ class Ingest:
                     "sop_class_uid": instance.sop_class_uid,
                     "transfer_syntax_uid": instance.transfer_syntax_uid,
                     "instance_number": _integer(header, "InstanceNumber"),
+                    "frame_count": max(1, _integer(header, "NumberOfFrames") or 1),
                     "slice_position": position,
                     "image_orientation": orientation,
                     "path": relative_path,
@@ -305,6 +487,11 @@ class Ingest:
         )
 
 
+def _version_name(sop_uid: str, version: int) -> str:
+    """The name a replaced copy is kept under in the series' versions/ folder."""
+    return f"{sop_uid}.v{version}.dcm"
+
+
 def _patient(header: Dataset) -> tuple[str, str]:
     """(Patient ID, Issuer of Patient ID) as recorded."""
     return _text(header, "PatientID", 64), _text(header, "IssuerOfPatientID", 64)
@@ -333,6 +520,9 @@ _FIND_SERIES = (
     .where(Series.series_instance_uid == bindparam("uid"))
 )
 _INSTANCE_EXISTS = select(Instance.id).where(Instance.sop_instance_uid == bindparam("uid"))
+_INSTANCE_VERSION = select(
+    Instance.id, Instance.series_pk, Instance.version, Instance.size_bytes
+).where(Instance.sop_instance_uid == bindparam("uid"))
 _INSERT_INSTANCE = insert(Instance)
 _TOUCH_SERIES = (
     update(Series)
@@ -341,6 +531,12 @@ _TOUCH_SERIES = (
 )
 _STILL_SENDING = (
     update(Series).where(Series.id == bindparam("pk")).values(last_received_at=bindparam("now"))
+)
+_REOPEN_UNCOUNTED = _STILL_SENDING.values(
+    state=SeriesState.RECEIVING,
+    completed_at=None,
+    completion_reason=None,
+    reopened_count=Series.reopened_count + 1,
 )
 _REOPEN_SERIES = _TOUCH_SERIES.values(
     state=SeriesState.RECEIVING,

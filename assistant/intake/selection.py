@@ -28,6 +28,17 @@ class SeriesFacts:
     instance_count: int
     #: Image Orientation (Patient) of each instance, as stored ("a\\b\\c\\d\\e\\f" or "").
     orientations: Sequence[str]
+    #: Images (frames) in all, counting each frame of a multi-frame object; 0: as many as
+    #: the instances.
+    frame_count: int = 0
+
+    @property
+    def image_count(self) -> int:
+        return max(self.frame_count, self.instance_count)
+
+    @property
+    def multi_frame(self) -> bool:
+        return self.frame_count > self.instance_count
 
 
 def _matches(value: str, patterns: Sequence[str]) -> bool:
@@ -49,8 +60,9 @@ def skip_reason(facts: SeriesFacts, rules: SelectionSettings) -> str | None:
     """Why the series is not analysed, or None when it is."""
     if rules.modalities and facts.modality.upper() not in {m.upper() for m in rules.modalities}:
         return f"modality {facts.modality or '(none)'} is not one of {', '.join(rules.modalities)}"
-    if facts.instance_count < rules.min_slices:
-        return f"{facts.instance_count} instance(s), fewer than the {rules.min_slices} required"
+    if facts.image_count < rules.min_slices:
+        frames = f" in {facts.instance_count} multi-frame instance(s)" if facts.multi_frame else ""
+        return f"{facts.image_count} image(s){frames}, fewer than the {rules.min_slices} required"
     if rules.calling_ae_titles and facts.calling_ae_title not in rules.calling_ae_titles:
         return f"sent by {facts.calling_ae_title!r}, not one of the selected callers"
     if rules.series_description_patterns and not _matches(

@@ -84,11 +84,14 @@ class JobSubmitter:
             if series is None:
                 return None
             rows = session.execute(
-                select(Instance.sop_instance_uid, Instance.image_orientation).where(
-                    Instance.series_pk == series_pk
-                )
+                select(
+                    Instance.sop_instance_uid,
+                    Instance.version,
+                    Instance.frame_count,
+                    Instance.image_orientation,
+                ).where(Instance.series_pk == series_pk)
             ).all()
-            digest = input_digest(row.sop_instance_uid for row in rows)
+            digest = input_digest((row.sop_instance_uid, row.version) for row in rows)
             existing = session.scalar(
                 select(Job.id).where(
                     Job.series_pk == series_pk,
@@ -106,6 +109,7 @@ class JobSubmitter:
                 body_part_examined=series.body_part_examined,
                 calling_ae_title=series.calling_ae_title,
                 instance_count=len(rows),
+                frame_count=sum(row.frame_count for row in rows),
                 orientations=[row.image_orientation for row in rows],
             )
             reason = skip_reason(facts, self._selection)

@@ -7,10 +7,13 @@ from collections.abc import Callable
 from datetime import timedelta
 
 import pytest
+from alembic.autogenerate import compare_metadata
+from alembic.migration import MigrationContext
 from sqlalchemy import create_engine, inspect, select
 
 from assistant.cli import build_receiver
 from assistant.db import (
+    Base,
     CompletionReason,
     Instance,
     Patient,
@@ -45,6 +48,19 @@ def test_migrations_upgrade_and_downgrade(database_url: str) -> None:
     assert not TABLES & _tables(database_url)
     upgrade(database_url)
     assert _tables(database_url) >= TABLES
+
+
+def test_migrations_match_the_models(database_url: str) -> None:
+    # A model changed without its migration (or the reverse) would pass every test on a
+    # fresh database and break the first site that upgrades.
+    upgrade(database_url)
+    engine = create_engine(database_url)
+    try:
+        with engine.connect() as connection:
+            differences = compare_metadata(MigrationContext.configure(connection), Base.metadata)
+    finally:
+        engine.dispose()
+    assert differences == []
 
 
 def test_node_refuses_a_database_that_is_not_migrated(make_settings, database_url: str) -> None:

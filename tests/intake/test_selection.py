@@ -28,13 +28,21 @@ def facts(**changes: object) -> SeriesFacts:
 def test_an_axial_ct_series_is_analysed() -> None:
     assert skip_reason(facts(), SelectionSettings()) is None
     assert skip_reason(facts(orientations=[TILTED] * 40), SelectionSettings()) is None
+    # One Enhanced CT object of 28 frames is 28 images, not one.
+    multi_frame = facts(instance_count=1, frame_count=28, orientations=[AXIAL])
+    assert skip_reason(multi_frame, SelectionSettings()) is None
 
 
 @pytest.mark.parametrize(
     ("changes", "rules", "expected"),
     [
         ({"modality": "SR"}, SelectionSettings(), "modality SR"),
-        ({"instance_count": 3}, SelectionSettings(), "3 instance(s), fewer than the 10"),
+        ({"instance_count": 3}, SelectionSettings(), "3 image(s), fewer than the 10"),
+        (
+            {"instance_count": 1, "frame_count": 4},
+            SelectionSettings(),
+            "4 image(s) in 1 multi-frame instance(s), fewer than the 10",
+        ),
         ({"orientations": [CORONAL] * 40}, SelectionSettings(), "not an axial stack"),
         ({"orientations": [""] * 40}, SelectionSettings(), "no image orientation"),
         ({"calling_ae_title": "OTHER"}, SelectionSettings(calling_ae_titles=("PACS",)), "OTHER"),

@@ -38,6 +38,7 @@ def study_json(study: StudyView, *, with_series: bool = False) -> dict[str, Any]
         "status": study.status,
         "verdict": study.verdict,
         "probability": study.probability,
+        "finding": study.finding,
     }
     if with_series:
         data["series"] = [
@@ -50,6 +51,7 @@ def study_json(study: StudyView, *, with_series: bool = False) -> dict[str, Any]
                 "status": s.status,
                 "reason": s.reason,
                 "job_id": s.job_id,
+                "instance_changes": dict(s.instance_changes),
             }
             for s in study.series
         ]

@@ -146,7 +146,34 @@ def openapi_document() -> dict[str, Any]:
                         "status": {"type": "string", "enum": list(STATUSES)},
                         "verdict": {"type": "string", "enum": list(VERDICTS)},
                         "probability": nullable_number,
-                        "series": {"type": "array", "items": {"type": "object"}},
+                        "finding": {
+                            "type": "string",
+                            "description": "The most severe result of its series, "
+                            "'S<series number>: <finding>' ('' before any analysis)",
+                        },
+                        "series": {
+                            "type": "array",
+                            "items": {
+                                "type": "object",
+                                "properties": {
+                                    "series_instance_uid": {"type": "string"},
+                                    "series_number": {"type": ["integer", "null"]},
+                                    "description": {"type": "string"},
+                                    "modality": {"type": "string"},
+                                    "instances": {"type": "integer"},
+                                    "status": {"type": "string", "enum": list(STATUSES)},
+                                    "reason": {"type": "string"},
+                                    "job_id": {"type": ["integer", "null"]},
+                                    "instance_changes": {
+                                        "type": "object",
+                                        "description": "Instances sent again with other "
+                                        "content, by what became of them (replaced, "
+                                        "kept-first, refused)",
+                                        "additionalProperties": {"type": "integer"},
+                                    },
+                                },
+                            },
+                        },
                     },
                     "required": ["study_instance_uid", "status", "verdict"],
                 },

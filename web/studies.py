@@ -16,6 +16,8 @@ from assistant.db import (
     Delivery,
     DeliveryState,
     Feedback,
+    InstanceChange,
+    InstanceChangeAction,
     Job,
     JobState,
     Patient,
@@ -79,6 +81,27 @@ class SeriesView:
     job_id: int | None
     positive: bool | None
     probability: float | None
+    #: Changed copies of its instances, by action (replaced, kept-first, refused).
+    instance_changes: dict[str, int] = field(default_factory=dict)
+    #: The verdict line of its latest analysis and its first lesion's line, if any.
+    finding: str = ""
+
+    @property
+    def change_notes(self) -> list[str]:
+        """The changed re-sends in words, for the study page."""
+        notes = []
+        for action, words in _CHANGE_WORDS.items():
+            count = self.instance_changes.get(action, 0)
+            if count:
+                notes.append(f"{count} {'instance' if count == 1 else 'instances'} {words}")
+        return notes
+
+
+_CHANGE_WORDS = {
+    InstanceChangeAction.REPLACED.value: "replaced by the sender (earlier copies kept)",
+    InstanceChangeAction.KEPT_FIRST.value: "sent again changed; the first copy kept in use",
+    InstanceChangeAction.REFUSED.value: "sent again changed and refused",
+}
 
 
 @dataclass(frozen=True)
@@ -95,6 +118,8 @@ class StudyView:
     positive: bool | None
     probability: float | None
     series: tuple[SeriesView, ...] = field(default=())
+    #: The most severe result among its series: "S<number>: <its finding>" or "".
+    finding: str = ""
 
     @property
     def verdict(self) -> str:
@@ -161,6 +186,14 @@ def _series_views(session: Session, study_pks: Select) -> dict[int, list[SeriesV
         .group_by(ResultObject.job_pk, Delivery.state)
     ):
         deliveries[job_pk][state] = count
+    changes: dict[int, dict[str, int]] = defaultdict(dict)
+    for series_pk, action, count in session.execute(
+        select(InstanceChange.series_pk, InstanceChange.action, func.count(InstanceChange.id))
+        .join(Series, Series.id == InstanceChange.series_pk)
+        .where(Series.study_pk.in_(study_pks))
+        .group_by(InstanceChange.series_pk, InstanceChange.action)
+    ):
+        changes[series_pk][action] = count
     now = utcnow()
     out: dict[int, list[SeriesView]] = defaultdict(list)
     for series, job in rows:
@@ -178,9 +211,34 @@ def _series_views(session: Session, study_pks: Select) -> dict[int, list[SeriesV
                 job_id=job.id if job else None,
                 positive=job.positive if job and job.state is JobState.DONE else None,
                 probability=job.study_probability if job and job.state is JobState.DONE else None,
+                instance_changes=changes.get(series.id, {}),
+                finding=_finding(job),
             )
         )
     return out
+
+
+def _finding(job: Job | None) -> str:
+    """A done job's verdict and, when positive, its first (surest) lesion."""
+    if job is None or job.state is not JobState.DONE or not job.summary:
+        return ""
+    lines = job.summary.splitlines()
+    lesions = [line for line in lines[1:] if line.startswith("Hyperdense lesion")]
+    finding = lesions[0] if job.positive and lesions else lines[0].split(" (")[0]
+    if any(line.startswith("Incomplete volume") for line in lines):
+        finding += " (incomplete volume)"
+    return finding
+
+
+def _most_severe(series: list[SeriesView]) -> str:
+    """The finding of the series that weighs most: positive before negative, then the
+    higher probability; named by its series number."""
+    judged = [s for s in series if s.positive is not None and s.finding]
+    if not judged:
+        return ""
+    worst = max(judged, key=lambda s: (bool(s.positive), s.probability or 0.0))
+    number = f"S{worst.number}" if worst.number is not None else "Series"
+    return f"{number}: {worst.finding}"
 
 
 def _series_status(
@@ -225,6 +283,7 @@ def _study_view(study: Study, patient: Patient, series: list[SeriesView]) -> Stu
         positive=positive,
         probability=max(probabilities) if probabilities else None,
         series=tuple(series),
+        finding=_most_severe(series),
     )
 
 

@@ -6,6 +6,9 @@ import base64
 
 import pytest
 from flask.testing import FlaskClient
+from sqlalchemy import delete, select
+
+from assistant.db import Instance, InstanceChange, utcnow
 
 from tests.helpers import csrf_token
 from tests.support.site import ADMIN, VIEWER, Site
@@ -108,3 +111,33 @@ def test_metrics(site: Site, anonymous: FlaskClient) -> None:
         "# TYPE radassist_feedback_total counter" in text
         or "# TYPE radassist_feedback counter" in text
     )
+
+
+def test_the_most_severe_finding_and_changed_instances_are_shown(
+    site: Site, viewer: FlaskClient
+) -> None:
+    (study,) = viewer.get("/api/v1/studies").get_json()["studies"]
+    assert study["finding"].startswith("S2: Hyperdense lesion, slice")
+    assert "S2: Hyperdense lesion" in viewer.get("/").get_data(as_text=True)
+
+    with site.receiver.db.sessions() as session, session.begin():
+        instance = session.scalars(select(Instance).order_by(Instance.id)).first()
+        assert instance is not None
+        change = InstanceChange(
+            instance_pk=instance.id,
+            series_pk=instance.series_pk,
+            action="replaced",
+            version=2,
+            kept_path="instances/x/y/versions/z.v1.dcm",
+            calling_ae_title="MODALITY",
+            received_at=utcnow(),
+        )
+        session.add(change)
+    try:
+        detail = viewer.get(f"/api/v1/studies/{site.study_uid}").get_json()
+        assert [s["instance_changes"] for s in detail["series"]] == [{"replaced": 1}]
+        page = viewer.get(f"/studies/{site.study_uid}").get_data(as_text=True)
+        assert "1 instance replaced by the sender (earlier copies kept)" in page
+    finally:
+        with site.receiver.db.sessions() as session, session.begin():
+            session.execute(delete(InstanceChange))

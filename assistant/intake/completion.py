@@ -17,6 +17,7 @@ import itertools
 import logging
 import statistics
 import threading
+from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -57,6 +58,17 @@ def is_contiguous(positions: Sequence[float | None]) -> bool:
     if min(spacings) <= 1e-3:
         return False
     return max(spacings) <= GAP_TOLERANCE * statistics.median(spacings)
+
+
+def main_stack_positions(rows: Iterable[tuple[float | None, str]]) -> list[float | None]:
+    """The positions of the instances in the series' most common orientation: a
+    localizer or a reformat in another orientation does not hold the stack back."""
+    listed = list(rows)
+    counts = Counter(orientation for _, orientation in listed)
+    if not counts:
+        return []
+    main = counts.most_common(1)[0][0]
+    return [position for position, orientation in listed if orientation == main]
 
 
 def _log_completion(series: CompletedSeries) -> None:
@@ -134,10 +146,12 @@ class SeriesCompletion:
             ).first()
             if series is None or series.state is not SeriesState.RECEIVING:
                 return None
-            positions = session.scalars(
-                select(Instance.slice_position).where(Instance.series_pk == series.id)
+            rows = session.execute(
+                select(Instance.slice_position, Instance.image_orientation).where(
+                    Instance.series_pk == series.id
+                )
             ).all()
-            if not is_contiguous(positions):
+            if not is_contiguous(main_stack_positions(rows)):
                 return None
             # An UPDATE executes to a CursorResult (which has rowcount); Session.execute
             # is typed as returning the general Result.

@@ -11,7 +11,7 @@ from pydicom.uid import generate_uid
 from sqlalchemy import select
 
 from assistant.db import CompletionReason, Series, SeriesState
-from assistant.intake.completion import is_contiguous
+from assistant.intake.completion import is_contiguous, main_stack_positions
 from assistant.intake.receiver import Receiver
 from dicom_node import send_files
 from tests.peers.dcmtk import storescu
@@ -34,6 +34,14 @@ from tests.support.ct import dicom_files, shared_ct
 )
 def test_is_contiguous(positions: list[float | None], expected: bool) -> None:
     assert is_contiguous(positions) is expected
+
+
+def test_a_localizer_does_not_hold_the_stack_back() -> None:
+    axial, sagittal = "1\\0\\0\\0\\1\\0", "0\\1\\0\\0\\0\\-1"
+    rows = [(0.0, axial), (5.0, axial), (-120.0, sagittal), (10.0, axial), (15.0, axial)]
+    assert main_stack_positions(rows) == [0.0, 5.0, 10.0, 15.0]
+    assert is_contiguous(main_stack_positions(rows))
+    assert main_stack_positions([]) == []
 
 
 def _series(node: Receiver) -> Series:

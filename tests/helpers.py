@@ -69,6 +69,19 @@ def raw_c_store(
     return int(response.Status) if "Status" in response else None
 
 
+def c_store(port: int, path: Path) -> int:
+    """C-STORE one file to the node as a modality would (pynetdicom); its status."""
+    dataset = dcmread(path)
+    ae = AE(ae_title="MODALITY")
+    ae.add_requested_context(dataset.SOPClassUID, dataset.file_meta.TransferSyntaxUID)
+    assoc = ae.associate("127.0.0.1", port, ae_title=NODE_AE)
+    assert assoc.is_established
+    try:
+        return int(assoc.send_c_store(dataset).Status)
+    finally:
+        assoc.release()
+
+
 def stored_path(node: Receiver, dataset: Dataset) -> Path:
     return node.store.path_for(
         dataset.StudyInstanceUID, dataset.SeriesInstanceUID, dataset.SOPInstanceUID

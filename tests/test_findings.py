@@ -145,3 +145,53 @@ def test_findings_import_neither_torch_nor_dicom() -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=root
     )
     assert done.stdout.split() == ["False", "False"]
+
+
+def _multi_frame(**changes: Any) -> Findings:
+    """Eight slices: frames 1-8 of one multi-frame object, the lesion's key on frame 5."""
+    slices = [SliceProbability("1.2.7", 0.9 if 3 <= n <= 5 else 0.1, n + 1) for n in range(8)]
+    values: dict[str, Any] = {
+        "slices": slices,
+        "flagged_instance_uids": ["1.2.7"],
+        "lesions": [_lesion(key_sop_instance_uid="1.2.7", key_frame_number=5)],
+    }
+    values.update(changes)
+    return _findings(**values)
+
+
+def test_frames_of_a_multi_frame_object_round_trip_by_number() -> None:
+    findings = _multi_frame()
+    record = json.loads(json.dumps(findings.to_dict()))
+    assert record["slices"][0] == {
+        "sop_instance_uid": "1.2.7",
+        "probability": 0.1,
+        "frame_number": 1,
+    }
+    assert record["lesions"][0]["key_frame_number"] == 5
+    assert Findings.from_dict(record) == findings
+
+
+def test_records_without_frame_numbers_read_as_single_frame_slices() -> None:
+    """Version 1 records (every one before multi-frame objects) have no frame numbers,
+    and a single-frame slice writes none."""
+    record = _findings().to_dict()
+    assert "frame_number" not in record["slices"][0]
+    assert "key_frame_number" not in record["lesions"][0]
+    back = Findings.from_dict({**record, "version": 1})
+    assert all(s.frame_number is None for s in back.slices)
+    assert back.lesions[0].key_frame_number is None
+
+
+@pytest.mark.parametrize("number", [0, -1, True, 2.0, "3"])
+def test_a_frame_number_is_a_positive_integer_or_none(number: object) -> None:
+    with pytest.raises(FindingsError, match="frame number"):
+        SliceProbability("1.2.3", 0.5, number)  # type: ignore[arg-type]
+    with pytest.raises(FindingsError, match="frame number"):
+        _lesion(key_frame_number=number)
+
+
+def test_a_lesion_key_slice_is_named_by_instance_and_frame() -> None:
+    with pytest.raises(FindingsError, match="not slices of the series"):
+        _multi_frame(lesions=[_lesion(key_sop_instance_uid="1.2.7", key_frame_number=9)])
+    with pytest.raises(FindingsError, match="not slices of the series"):
+        _multi_frame(lesions=[_lesion(key_sop_instance_uid="1.2.7")])  # no frame: not a slice

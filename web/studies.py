@@ -384,10 +384,7 @@ class JobDetail:
     @property
     def flagged_slice_indices(self) -> list[int]:
         """Positions (0-based, along the stack) of the slices the model flagged."""
-        if self.findings is None:
-            return []
-        flagged = set(self.findings.flagged_instance_uids)
-        return [i for i, s in enumerate(self.findings.slices) if s.sop_instance_uid in flagged]
+        return self.findings.flagged_slice_indices() if self.findings else []
 
 
 def job_details(session: Session, study: StudyView) -> list[JobDetail]:

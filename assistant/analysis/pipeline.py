@@ -29,7 +29,7 @@ from assistant.analysis.imaging import SeriesGeometry, UnreadableSeries, read_se
 from assistant.analysis.imaging.synthetic import write_demo_series
 from assistant.analysis.inference import predict_series
 from assistant.analysis.model.folder import LoadedModel
-from assistant.analysis.writers.context import WriterContext, evidence_header
+from assistant.analysis.writers.context import WriterContext, evidence_headers
 from assistant.analysis.writers.kos import build_kos
 from assistant.analysis.writers.seg import build_seg
 from assistant.analysis.writers.sr import build_sr
@@ -225,12 +225,7 @@ class Analysis:
     ) -> list[tuple[ResultKind, Dataset]]:
         """The SR, and the KOS and SEG where there is something to show."""
         card = self._model.card
-        headers = {
-            s.sop_instance_uid: evidence_header(
-                s.header if s.header is not None else dcmread(s.path, stop_before_pixels=True)
-            )
-            for s in series.slices
-        }
+        headers = evidence_headers(series.slices)  # a multi-frame object once
         first = next(iter(headers.values()))
         context = WriterContext(
             identity=ResultIdentity(job.series_uid, card.name, card.version, job.digest),
@@ -243,7 +238,7 @@ class Analysis:
         objects: list[tuple[ResultKind, Dataset | None]] = [
             (ResultKind.SR, build_sr(prediction, headers, context, previous_reports)),
             (ResultKind.KOS, build_kos(prediction, headers, context)),
-            (ResultKind.SEG, build_seg(prediction, list(headers.values()), context)),
+            (ResultKind.SEG, build_seg(prediction, headers, context)),
         ]
         return [(kind, dataset) for kind, dataset in objects if dataset is not None]
 

@@ -19,7 +19,10 @@ from assistant.findings.wording import percent
 
 #: The version of the JSON that `Findings.to_dict` writes. Records without a version are
 #: version 0 (before this module): the same fields, with the model as one "name version".
-FINDINGS_VERSION = 1
+#: Version 2 adds the frame numbers of slices that are frames of a multi-frame object;
+#: a record without them (every record before) reads as single-frame slices.
+FINDINGS_VERSION = 2
+_READABLE_VERSIONS = (0, 1, FINDINGS_VERSION)
 
 
 class FindingsError(ValueError):
@@ -30,6 +33,20 @@ def _probability(value: float, what: str) -> float:
     if not (isinstance(value, int | float) and 0.0 <= value <= 1.0):
         raise FindingsError(f"{what} must be a probability in [0, 1], not {value!r}")
     return float(value)
+
+
+def _frame_number(value: int | None, what: str) -> None:
+    """A frame number is None (a single-frame image) or a positive int (1-based)."""
+    if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 1):
+        raise FindingsError(f"{what} must be None or an integer >= 1, not {value!r}")
+
+
+def _optional_int(value: Any) -> int | None:
+    return None if value is None else int(value)
+
+
+def _optional_float(value: Any) -> float | None:
+    return None if value is None else float(value)
 
 
 def _non_negative(value: float, what: str) -> float:
@@ -69,13 +86,39 @@ class ModelIdentity:
 
 @dataclass(frozen=True)
 class SliceProbability:
-    """The model's probability that one slice (by SOP Instance UID) shows the finding."""
+    """The model's probability that one slice (by SOP Instance UID, and frame number for
+    a frame of a multi-frame object) shows the finding."""
 
     sop_instance_uid: str
     probability: float
+    #: 1-based frame of a multi-frame object; None for a single-frame image.
+    frame_number: int | None = None
 
     def __post_init__(self) -> None:
         _probability(self.probability, f"slice {self.sop_instance_uid} probability")
+        _frame_number(self.frame_number, f"slice {self.sop_instance_uid} frame number")
+
+    @property
+    def identity(self) -> tuple[str, int | None]:
+        """(SOP Instance UID, frame number): what names a slice."""
+        return self.sop_instance_uid, self.frame_number
+
+    def to_dict(self) -> dict[str, Any]:
+        record: dict[str, Any] = {
+            "sop_instance_uid": self.sop_instance_uid,
+            "probability": self.probability,
+        }
+        if self.frame_number is not None:
+            record["frame_number"] = self.frame_number
+        return record
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> SliceProbability:
+        return cls(
+            str(data["sop_instance_uid"]),
+            float(data["probability"]),
+            _optional_int(data.get("frame_number")),
+        )
 
 
 @dataclass(frozen=True)
@@ -95,6 +138,8 @@ class Lesion:
     probability: float
     #: The label of this lesion in Findings.lesion_labels.
     label: int = 0
+    #: The key slice's frame when it is a frame of a multi-frame object (1-based).
+    key_frame_number: int | None = None
 
     def __post_init__(self) -> None:
         if not 0 <= self.first_slice <= self.key_slice <= self.last_slice:
@@ -104,6 +149,7 @@ class Lesion:
             )
         if not self.key_sop_instance_uid:
             raise FindingsError("a lesion needs its key slice's SOP Instance UID")
+        _frame_number(self.key_frame_number, "a lesion's key frame number")
         if len(self.outline) < 3:
             raise FindingsError(
                 f"a lesion's outline needs 3 points or more, not {len(self.outline)}"
@@ -126,8 +172,13 @@ class Lesion:
             f"probability {percent(self.probability)}"
         )
 
+    @property
+    def key_identity(self) -> tuple[str, int | None]:
+        """(SOP Instance UID, frame number) of the key slice."""
+        return self.key_sop_instance_uid, self.key_frame_number
+
     def to_dict(self) -> dict[str, Any]:
-        return {
+        record: dict[str, Any] = {
             "first_slice": self.first_slice,
             "last_slice": self.last_slice,
             "key_slice": self.key_slice,
@@ -140,6 +191,9 @@ class Lesion:
             "probability": self.probability,
             "label": self.label,
         }
+        if self.key_frame_number is not None:
+            record["key_frame_number"] = self.key_frame_number
+        return record
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Lesion:
@@ -155,6 +209,7 @@ class Lesion:
             mean_hu=float(data["mean_hu"]),
             probability=float(data["probability"]),
             label=int(data.get("label", 0)),
+            key_frame_number=_optional_int(data.get("key_frame_number")),
         )
 
 
@@ -177,9 +232,14 @@ class Findings:
     #: Per slice, the lesion label of each pixel (0: none) at the mask head's size;
     #: None for a negative study or a model without a mask head. Not in to_dict().
     lesion_labels: np.ndarray | None = field(default=None, repr=False, compare=False)
+    #: The slice probability from which a slice counts as flagged (the model card's);
+    #: None in records before version 2, where flagged_instance_uids alone says it.
+    slice_threshold: float | None = None
 
     def __post_init__(self) -> None:
         _probability(self.study_probability, "the study probability")
+        if self.slice_threshold is not None:
+            _non_negative(self.slice_threshold, "the slice threshold")
         # Above 1: a model that never calls a study positive (a card can say so).
         _non_negative(self.threshold, "the threshold")
         if self.positive != (self.study_probability >= self.threshold):
@@ -187,12 +247,11 @@ class Findings:
                 f"positive={self.positive} disagrees with probability {self.study_probability} "
                 f"and threshold {self.threshold}"
             )
-        known = {s.sop_instance_uid for s in self.slices}
-        unknown = [uid for uid in self.flagged_instance_uids if uid not in known]
+        known_uids = {s.sop_instance_uid for s in self.slices}
+        known = {s.identity for s in self.slices}
+        unknown = [uid for uid in self.flagged_instance_uids if uid not in known_uids]
         unknown += [
-            les.key_sop_instance_uid
-            for les in self.lesions
-            if les.key_sop_instance_uid not in known
+            les.key_sop_instance_uid for les in self.lesions if les.key_identity not in known
         ]
         if unknown:
             raise FindingsError(
@@ -214,6 +273,17 @@ class Findings:
             head += "; no lesion could be outlined"
         return "\n".join([head, *self.notes, *(lesion.summary() for lesion in self.lesions)])
 
+    def flagged_slice_indices(self) -> list[int]:
+        """Positions (0-based, along the stack) of the slices the model flagged: by the
+        slice threshold where the record has it (a frame is judged alone, not with every
+        frame of its object), else by flagged_instance_uids."""
+        if not self.positive:
+            return []
+        if self.slice_threshold is not None:
+            return [i for i, s in enumerate(self.slices) if s.probability >= self.slice_threshold]
+        flagged = set(self.flagged_instance_uids)
+        return [i for i, s in enumerate(self.slices) if s.sop_instance_uid in flagged]
+
     def to_dict(self) -> dict[str, Any]:
         """The versioned JSON record (what the job keeps and `predict --json` prints)."""
         return {
@@ -222,13 +292,11 @@ class Findings:
             "study_probability": self.study_probability,
             "positive": self.positive,
             "threshold": self.threshold,
-            "slices": [
-                {"sop_instance_uid": s.sop_instance_uid, "probability": s.probability}
-                for s in self.slices
-            ],
+            "slices": [s.to_dict() for s in self.slices],
             "flagged_instance_uids": list(self.flagged_instance_uids),
             "lesions": [lesion.to_dict() for lesion in self.lesions],
             "notes": list(self.notes),
+            "slice_threshold": self.slice_threshold,
             # "name version", as every record before version 1 had it; the whole identity
             # (with the weights' sha256) beside it.
             "model": str(self.model),
@@ -238,9 +306,9 @@ class Findings:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Findings:
-        """Read `to_dict`'s record back (version 0 or 1); FindingsError if it cannot be."""
+        """Read `to_dict`'s record back (versions 0 to 2); FindingsError if it cannot be."""
         version = data.get("version", 0)
-        if version not in (0, FINDINGS_VERSION):
+        if version not in _READABLE_VERSIONS:
             raise FindingsError(
                 f"findings record version {version!r} is newer than this node reads"
             )
@@ -250,13 +318,11 @@ class Findings:
                 study_probability=float(data["study_probability"]),
                 positive=bool(data["positive"]),
                 threshold=float(data["threshold"]),
-                slices=[
-                    SliceProbability(str(s["sop_instance_uid"]), float(s["probability"]))
-                    for s in data["slices"]
-                ],
+                slices=[SliceProbability.from_dict(s) for s in data["slices"]],
                 flagged_instance_uids=[str(u) for u in data["flagged_instance_uids"]],
                 lesions=[Lesion.from_dict(lesion) for lesion in data.get("lesions", [])],
                 notes=[str(note) for note in data.get("notes", [])],
+                slice_threshold=_optional_float(data.get("slice_threshold")),
                 model=ModelIdentity.from_record(data.get("model_identity") or data["model"]),
             )
         except (KeyError, TypeError, ValueError) as error:

@@ -18,8 +18,7 @@ from assistant.intake.receiver import Receiver
 from assistant.intake.stow import StowIntake
 from assistant.settings import StorageSettings
 from dicom_node import Status
-from tests.helpers import files_under, stored_path
-from tests.intake.test_patient_identity import _c_store
+from tests.helpers import c_store, files_under, stored_path
 
 pytestmark = pytest.mark.integration
 
@@ -66,7 +65,7 @@ def test_an_identical_resend_is_stored_once(start_node, tmp_path: Path) -> None:
     node = _start(start_node, tmp_path, "replace")
     files = write_demo_series(tmp_path / "s", count=3, seed=31)
     for path in files + files:
-        assert _c_store(node.scp.port, path) == 0
+        assert c_store(node.scp.port, path) == 0
     assert _changes(node) == []
     assert not any("versions" in f for f in files_under(node.settings.storage.instances_dir))
 
@@ -78,12 +77,12 @@ def test_a_changed_copy_replaces_the_stored_one_and_reopens_the_series(
     node = _start(start_node, tmp_path, "replace")
     files = write_demo_series(tmp_path / "s", count=3, seed=32)
     for path in files:
-        assert _c_store(node.scp.port, path) == 0
+        assert c_store(node.scp.port, path) == 0
     _wait_complete(node)
     original = stored_path(node, dcmread(files[1])).read_bytes()
 
     changed = _changed(files[1], tmp_path)
-    assert _c_store(node.scp.port, changed) == 0
+    assert c_store(node.scp.port, changed) == 0
 
     stored = stored_path(node, dcmread(changed))
     assert np.array_equal(dcmread(stored).pixel_array, dcmread(changed).pixel_array)
@@ -102,7 +101,7 @@ def test_a_changed_copy_replaces_the_stored_one_and_reopens_the_series(
 
     # A second correction is version 3; the version-2 copy is kept too.
     again = _changed(changed, tmp_path, corner=32)
-    assert _c_store(node.scp.port, again) == 0
+    assert c_store(node.scp.port, again) == 0
     assert (stored.parent / "versions" / f"{stored.stem}.v2.dcm").read_bytes() != original
     assert [c[:2] for c in _changes(node)] == [("replaced", 2), ("replaced", 3)]
 
@@ -110,22 +109,22 @@ def test_a_changed_copy_replaces_the_stored_one_and_reopens_the_series(
 def test_a_transcoded_copy_of_the_same_image_is_not_a_change(start_node, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     node = _start(start_node, tmp_path, "replace")
     (path,) = write_demo_series(tmp_path / "s", count=1, seed=33)
-    assert _c_store(node.scp.port, path) == 0
+    assert c_store(node.scp.port, path) == 0
     dataset = dcmread(path)
     dataset.compress(JPEGLSLossless)
     transcoded = tmp_path / "transcoded.dcm"
     dataset.save_as(transcoded)
-    assert _c_store(node.scp.port, transcoded) == 0
+    assert c_store(node.scp.port, transcoded) == 0
     assert _changes(node) == []
 
 
 def test_keep_first_keeps_the_changed_copy_out_of_use(start_node, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     node = _start(start_node, tmp_path, "keep-first")
     (path,) = write_demo_series(tmp_path / "s", count=1, seed=34)
-    assert _c_store(node.scp.port, path) == 0
+    assert c_store(node.scp.port, path) == 0
     original = stored_path(node, dcmread(path)).read_bytes()
     changed = _changed(path, tmp_path)
-    assert _c_store(node.scp.port, changed) == 0
+    assert c_store(node.scp.port, changed) == 0
     assert stored_path(node, dcmread(path)).read_bytes() == original
     ((action, version, kept),) = _changes(node)
     assert (action, version) == ("kept-first", 1)
@@ -137,10 +136,10 @@ def test_keep_first_keeps_the_changed_copy_out_of_use(start_node, tmp_path: Path
 def test_reject_answers_a_named_failure_by_c_store_and_stow(start_node, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     node = _start(start_node, tmp_path, "reject")
     (path,) = write_demo_series(tmp_path / "s", count=1, seed=35)
-    assert _c_store(node.scp.port, path) == 0
+    assert c_store(node.scp.port, path) == 0
     before = files_under(node.settings.storage.instances_dir)
     changed = _changed(path, tmp_path)
-    assert _c_store(node.scp.port, changed) == Status.CHANGED_DUPLICATE == 0xC011
+    assert c_store(node.scp.port, changed) == Status.CHANGED_DUPLICATE == 0xC011
     (outcome,) = StowIntake(node.ingest).store_parts(
         [memoryview(changed.read_bytes())], None, "127.0.0.1"
     )
@@ -149,7 +148,7 @@ def test_reject_answers_a_named_failure_by_c_store_and_stow(start_node, tmp_path
     assert files_under(node.settings.storage.instances_dir) == before
     assert [c[0] for c in _changes(node)] == ["refused", "refused"]
     # The same content is still welcome.
-    assert _c_store(node.scp.port, path) == 0
+    assert c_store(node.scp.port, path) == 0
 
 
 def test_a_replacement_whose_row_was_lost_is_recorded_at_start_up(
@@ -157,7 +156,7 @@ def test_a_replacement_whose_row_was_lost_is_recorded_at_start_up(
 ) -> None:  # type: ignore[no-untyped-def]
     node = _start(start_node, tmp_path, "replace")
     (path,) = write_demo_series(tmp_path / "s", count=1, seed=36)
-    assert _c_store(node.scp.port, path) == 0
+    assert c_store(node.scp.port, path) == 0
     final = stored_path(node, dcmread(path))
     # The files as a crash between the file swap and the row update leaves them.
     node.store.replace(final, [_changed(path, tmp_path).read_bytes()], f"{final.stem}.v1.dcm")

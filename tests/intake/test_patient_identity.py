@@ -9,12 +9,11 @@ from pathlib import Path
 import pytest
 from pydicom import dcmread
 from pydicom.uid import generate_uid
-from pynetdicom import AE
 
 from assistant.analysis.imaging.synthetic import write_demo_series
 from assistant.intake.stow import StowIntake
 from dicom_node import Status
-from tests.helpers import NODE_AE, files_under, instance_count
+from tests.helpers import c_store, files_under, instance_count
 
 pytestmark = pytest.mark.integration
 
@@ -33,33 +32,21 @@ def _other_patient(path: Path, folder: Path, *, new_series: bool, issuer: bool =
     return out
 
 
-def _c_store(port: int, path: Path) -> int:
-    dataset = dcmread(path)
-    ae = AE(ae_title="MODALITY")
-    ae.add_requested_context(dataset.SOPClassUID, dataset.file_meta.TransferSyntaxUID)
-    assoc = ae.associate("127.0.0.1", port, ae_title=NODE_AE)
-    assert assoc.is_established
-    try:
-        return int(assoc.send_c_store(dataset).Status)
-    finally:
-        assoc.release()
-
-
-def test_another_patients_instance_is_refused_by_c_store(start_node, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_another_patients_instance_is_refused_byc_store(start_node, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     node = start_node()
     first, second = write_demo_series(tmp_path / "series", count=2, seed=4711)
-    assert _c_store(node.scp.port, first) == 0
+    assert c_store(node.scp.port, first) == 0
     files_before = len(files_under(node.settings.storage.instances_dir))
     for new_series in (False, True):  # the same series, or a new one in the same study
         other = _other_patient(second, tmp_path, new_series=new_series)
-        assert _c_store(node.scp.port, other) == Status.PATIENT_MISMATCH == 0xC010
+        assert c_store(node.scp.port, other) == Status.PATIENT_MISMATCH == 0xC010
     assert (
-        _c_store(node.scp.port, _other_patient(second, tmp_path, new_series=False, issuer=True))
+        c_store(node.scp.port, _other_patient(second, tmp_path, new_series=False, issuer=True))
         == 0xC010
     )
     assert instance_count(node) == 1
     assert len(files_under(node.settings.storage.instances_dir)) == files_before  # not written
-    assert _c_store(node.scp.port, second) == 0  # the study's own patient: stored
+    assert c_store(node.scp.port, second) == 0  # the study's own patient: stored
 
 
 def test_another_patients_instance_is_refused_by_stow(start_node, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]

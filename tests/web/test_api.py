@@ -9,7 +9,6 @@ from flask.testing import FlaskClient
 from sqlalchemy import delete, select
 
 from assistant.db import Instance, InstanceChange, utcnow
-
 from tests.helpers import csrf_token
 from tests.support.site import ADMIN, VIEWER, Site
 

@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 from pydicom.dataelem import RawDataElement
 from pydicom.dataset import Dataset
+from pydicom.pixels import pixel_array
 from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian
 from scipy import ndimage
 
@@ -38,9 +39,17 @@ def hu_pixels(dataset: Dataset) -> np.ndarray:
     Rescale Slope and Intercept are applied; pixel padding is left as stored (it is far
     below air and windows to 0 like air does).
     """
-    pixels = dataset.pixel_array
-    slope, intercept = _rescale(dataset)
-    hu = pixels.astype(np.float32, copy=False)
+    return _to_hu(dataset.pixel_array, *_rescale(dataset))
+
+
+def frame_hu(path: Path, frame: int, rescale: tuple[float, float]) -> np.ndarray:
+    """One frame (1-based) of a multi-frame object in HU (float32), decoding only that
+    frame; `rescale` is the frame's (slope, intercept) from its functional groups."""
+    return _to_hu(pixel_array(path, index=frame - 1), *rescale)
+
+
+def _to_hu(stored: np.ndarray, slope: float, intercept: float) -> np.ndarray:
+    hu = stored.astype(np.float32, copy=False)
     if slope != 1:
         hu = hu * np.float32(slope)
     if intercept != 0:
@@ -71,12 +80,16 @@ class NativePixels:
     intercept: float
 
 
-def native_pixels(header: Dataset) -> NativePixels | None:
+def native_pixels(
+    header: Dataset, frame: int | None = None, rescale: tuple[float, float] | None = None
+) -> NativePixels | None:
     """The location of a header's pixels when they are plain little-endian 16-bit
     samples, or None when pydicom's decoders are needed.
 
     `header` must have been read with a `defer_size`, so that its Pixel Data element
-    is still a deferred raw element that knows its offset in the file.
+    is still a deferred raw element that knows its offset in the file. For a
+    multi-frame object, `frame` (1-based) says which frame and `rescale` gives its
+    (slope, intercept) from the functional groups; frames lie one after the other.
     """
     meta = getattr(header, "file_meta", None)
     if meta is None or meta.get("TransferSyntaxUID") not in _NATIVE_SYNTAXES:
@@ -93,19 +106,21 @@ def native_pixels(header: Dataset) -> NativePixels | None:
         signed = int(header.PixelRepresentation) == 1
         single = int(header.get("SamplesPerPixel", 1)) == 1
         frames = int(header.get("NumberOfFrames", 1) or 1)
-        slope, intercept = _rescale(header)
+        slope, intercept = _rescale(header) if rescale is None else rescale
     except (AttributeError, TypeError, ValueError):
         return None
+    size = rows * columns * 2
     if (
         bits_allocated != 16
         or not 1 <= bits_stored <= 16
         or not single
-        or frames != 1
+        or (frames != 1 if frame is None else not 1 <= frame <= frames)
         or element.value_tell is None
-        or element.length < rows * columns * 2
+        or element.length < frames * size
     ):
         return None
-    return NativePixels(element.value_tell, rows, columns, signed, bits_stored, slope, intercept)
+    offset = element.value_tell + ((frame or 1) - 1) * size
+    return NativePixels(offset, rows, columns, signed, bits_stored, slope, intercept)
 
 
 def read_native(path: Path, pixels: NativePixels, buffer: bytearray | None = None) -> np.ndarray:

@@ -19,6 +19,8 @@ from scipy import ndimage
 
 from assistant.analysis.imaging import SeriesGeometry, read_series
 from assistant.analysis.imaging.cavity import intracranial_mask
+from assistant.analysis.imaging.gaps import gap_notes
+from assistant.analysis.imaging.series import SliceInfo
 from assistant.analysis.model.folder import LoadedModel
 from assistant.analysis.model.network import fused_for_inference
 from assistant.findings import Findings, Lesion, ModelIdentity, SliceProbability
@@ -102,11 +104,13 @@ def predict_series(
     study_probability = float(torch.sigmoid(study_logit)[0])
     slice_probability = torch.sigmoid(slice_logits[0]).numpy()
     positive = study_probability >= card.threshold
-    flagged = [
-        s.sop_instance_uid
-        for s, p in zip(series.slices, slice_probability, strict=True)
-        if p >= card.slice_threshold
-    ]
+    flagged = list(  # an instance once, however many of its frames are flagged
+        dict.fromkeys(
+            s.sop_instance_uid
+            for s, p in zip(series.slices, slice_probability, strict=True)
+            if p >= card.slice_threshold
+        )
+    )
     lesions: list[Lesion] = []
     labels = None
     if positive and lesion_pixels:
@@ -119,26 +123,37 @@ def predict_series(
         positive=positive,
         threshold=card.threshold,
         slices=[
-            SliceProbability(s.sop_instance_uid, float(p))
+            SliceProbability(s.sop_instance_uid, float(p), s.frame_number)
             for s, p in zip(series.slices, slice_probability, strict=True)
         ],
         flagged_instance_uids=flagged if positive else [],
         lesions=lesions,
         model=ModelIdentity(card.name, card.version, card.weights_sha256),
         notes=reading_notes(series),
+        slice_threshold=card.slice_threshold,
         lesion_labels=labels if lesions else None,
     )
 
 
 def reading_notes(series: SeriesGeometry) -> list[str]:
-    """What was left out of the series' files, and why, in one sentence (none when all
-    were read)."""
-    if not series.skipped:
-        return []
-    counts = Counter(reason for _, reason in series.skipped)
-    total = len(series.slices) + len(series.skipped)
-    left_out = "; ".join(f"{reason}: {count}" for reason, count in sorted(counts.items()))
-    return [f"Read {len(series.slices)} of {total} images; left out {left_out}"]
+    """What a reader must know of what was read: holes in the volume (see
+    assistant.analysis.imaging.gaps), then what was left out of the series' files and why,
+    one sentence each (none when the whole series was read with no hole)."""
+    notes = gap_notes(series.positions, [_images_in_acquisition(s) for s in series.slices])
+    if series.skipped:
+        counts = Counter(reason for _, reason in series.skipped)
+        total = len(series.slices) + len(series.skipped)
+        left_out = "; ".join(f"{reason}: {count}" for reason, count in sorted(counts.items()))
+        notes.append(f"Read {len(series.slices)} of {total} images; left out {left_out}")
+    return notes
+
+
+def _images_in_acquisition(info: SliceInfo) -> int | None:
+    try:
+        value = info.header.get("ImagesInAcquisition") if info.header is not None else None
+        return None if value in (None, "") else int(value)
+    except (TypeError, ValueError):
+        return None
 
 
 def _shown(x: torch.Tensor, mask_size: int) -> torch.Tensor:
@@ -203,6 +218,7 @@ def _lesions(
                 last_slice=int(slices[-1]),
                 key_slice=key,
                 key_sop_instance_uid=series.slices[key].sop_instance_uid,
+                key_frame_number=series.slices[key].frame_number,
                 outline=[(round(x, 1), round(y, 1)) for x, y in outline],
                 area_mm2=round(float(areas[key]), 1),
                 longest_diameter_mm=round(diameter, 1),

@@ -3,17 +3,21 @@
 from __future__ import annotations
 
 import warnings
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import highdicom as hd
-from pydicom import Dataset, FileMetaDataset
+from pydicom import Dataset, FileMetaDataset, dcmread
 from pydicom.sr.codedict import codes
 
 from assistant import __version__
 from assistant.analysis.writers import concepts, result_series_number
 from assistant.analysis.writers.uids import ResultIdentity
+
+if TYPE_CHECKING:
+    from assistant.analysis.imaging import SliceInfo
 
 MANUFACTURER = "radassist"
 NOT_FOR_CLINICAL_USE = "NOT FOR CLINICAL USE"
@@ -130,6 +134,20 @@ def evidence_header(header: Dataset) -> Dataset:
         # Type 1C then; anonymisers often leave it empty (the GE head does).
         copy.DeidentificationMethod = "Not stated in the source images"
     return copy
+
+
+def evidence_headers(slices: Iterable[SliceInfo]) -> dict[str, Dataset]:
+    """The writers' `headers`: each source SOP Instance UID (in slice order) to its
+    evidence header. A multi-frame object is one entry, however many of its frames are
+    slices; the findings name the frames."""
+    headers: dict[str, Dataset] = {}
+    for info in slices:
+        if info.sop_instance_uid not in headers:
+            header = info.header
+            if header is None:
+                header = dcmread(info.path, stop_before_pixels=True)
+            headers[info.sop_instance_uid] = evidence_header(header)
+    return headers
 
 
 #: Specific Character Set values highdicom takes (it copies the source's into our objects).

@@ -3,7 +3,8 @@
 The report always has Qualitative Evaluations (the finding present or absent, the
 study probability and threshold), so a negative study says so explicitly; each lesion
 is a planar ROI measurement group with its Tracking Identifier and UID, the outline on its key slice (a closed
-2D polyline referencing that slice's SOP Instance), and its measurements in UCUM units.
+2D polyline referencing that slice's SOP Instance, and its frame when the slice is a frame
+of a multi-frame object), and its measurements in UCUM units.
 """
 
 from __future__ import annotations
@@ -42,6 +43,9 @@ def _lesion_group(
         source_image=hd.sr.SourceImageForRegion(
             referenced_sop_class_uid=str(header.SOPClassUID),
             referenced_sop_instance_uid=str(header.SOPInstanceUID),
+            referenced_frame_numbers=(
+                None if lesion.key_frame_number is None else [lesion.key_frame_number]
+            ),
         ),
     )
     return hd.sr.PlanarROIMeasurementsAndQualitativeEvaluations(
@@ -108,11 +112,16 @@ def build_sr(
     previous_versions: Sequence[Dataset] = (),
 ) -> hd.sr.Comprehensive3DSR:
     """The report of one analysis. `headers` maps every source SOP Instance UID to its
-    header (evidence); `previous_versions` are the SRs this one supersedes."""
+    header (evidence; a multi-frame object once); `previous_versions` are the SRs this
+    one supersedes."""
     lesions = prediction.lesions[:MAX_REPORTED_LESIONS]
+    # The image library describes a whole image by its position: a multi-frame object has
+    # one per frame, so it is left out there (its outlines reference it, frame and all).
     key_headers = list(
         {
-            lesion.key_sop_instance_uid: headers[lesion.key_sop_instance_uid] for lesion in lesions
+            lesion.key_sop_instance_uid: headers[lesion.key_sop_instance_uid]
+            for lesion in lesions
+            if lesion.key_frame_number is None
         }.values()
     )
     groups: list = [

@@ -22,16 +22,8 @@ from assistant.analysis.writers.uids import ResultIdentity
 from assistant.db import input_digest
 from assistant.findings import Findings, Lesion, ModelIdentity, SliceProbability
 from tests.peers.dicom3tools import dciodvfy_errors
+from tests.support.charsets import CASES
 from tests.support.ct import dicom_files, shared_ct
-
-CASES = [
-    ("ISO_IR 192", "Müller^Jürgen=王^小东"),
-    (["", "ISO 2022 IR 87"], "Yamada^Tarou=山田^太郎=やまだ^たろう"),
-    (["ISO 2022 IR 6", "ISO 2022 IR 87"], "Yamada^Tarou=山田^太郎=やまだ^たろう"),
-    (["", "ISO 2022 IR 149"], "Hong^Gildong=洪^吉洞=홍^길동"),
-    ("GB18030", "Wang^Xiaodong=王^小东"),
-    ("ISO_IR 100", "Ångström^Zoë"),
-]
 
 
 def _series(folder: Path, charset: str | list[str], name: str) -> Path:
@@ -85,7 +77,7 @@ def test_names_in_every_character_set_reach_our_objects(
     objects = {
         "sr": build_sr(findings, headers, context),
         "kos": build_kos(findings, headers, context),
-        "seg": build_seg(findings, list(headers.values()), context),
+        "seg": build_seg(findings, headers, context),
     }
     for kind, dataset in objects.items():
         assert dataset is not None

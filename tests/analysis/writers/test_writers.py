@@ -102,9 +102,7 @@ def test_positive_results_are_valid_dicom_and_read_back(source, tmp_path: Path) 
     prediction = _positive(uids)
     sr_path = _save(build_sr(prediction, headers, context), tmp_path / "sr.dcm")
     kos_path = _save(build_kos(prediction, headers, context), tmp_path / "kos.dcm")
-    seg_path = _save(
-        build_seg(prediction, [headers[u] for u in uids], context), tmp_path / "seg.dcm"
-    )
+    seg_path = _save(build_seg(prediction, headers, context), tmp_path / "seg.dcm")
 
     for path in (sr_path, kos_path, seg_path):
         assert dciodvfy_errors(path) == [], path.name
@@ -159,7 +157,7 @@ def test_negative_study_says_so_and_writes_no_kos_or_seg(source, tmp_path: Path)
     )
     assert hd.sr.srread(path).content.get_planar_roi_measurement_groups() == []
     assert build_kos(prediction, headers, context) is None
-    assert build_seg(prediction, [headers[u] for u in uids], context) is None
+    assert build_seg(prediction, headers, context) is None
 
 
 def test_uids_are_deterministic_and_change_with_the_inputs(source) -> None:

@@ -19,7 +19,7 @@ from scipy import ndimage
 
 from assistant.analysis.imaging import SeriesGeometry, read_series
 from assistant.analysis.imaging.cavity import intracranial_mask
-from assistant.analysis.imaging.gaps import gap_notes
+from assistant.analysis.imaging.gaps import find_gaps, gap_notes
 from assistant.analysis.imaging.series import SliceInfo
 from assistant.analysis.model.folder import LoadedModel
 from assistant.analysis.model.network import fused_for_inference
@@ -180,6 +180,8 @@ def _lesions(
     to_image = series.columns / size  # model input pixel → original image pixel
     pixel_mm = series.pixel_spacing[0] * to_image * to_input
     spacing = np.diff(series.positions)
+    for gap in find_gaps(series.positions):  # a slice beside a hole is not thicker for it
+        spacing[gap.after_index] /= gap.missing + 1
     thickness = (
         np.concatenate([spacing[:1], (spacing[:-1] + spacing[1:]) / 2, spacing[-1:]])
         if len(spacing)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
+import numpy as np
 import pytest
 from pydicom import dcmread
 
@@ -78,3 +79,20 @@ def test_a_wider_interval_near_an_end_is_not_a_gap() -> None:
     assert find_gaps(positions) == []
     assert [g.missing for g in find_gaps([0.0, 5.0, 10.0, 15.0, 25.0, 30.0, 35.0])] == [1]
     assert [g.missing for g in find_gaps([0.0, 5.0, 10.0, 15.0, 30.0, 35.0, 40.0])] == [2]
+
+
+def test_a_lesion_beside_a_hole_is_not_measured_thicker(tmp_path: Path) -> None:
+    from assistant.analysis.inference.predict import _lesions
+
+    whole = read_series(shared_ct("philips_brain_phantom_5mm"))
+    _copy_without(shared_ct("philips_brain_phantom_5mm"), tmp_path / "s", {10})
+    holed = read_series(tmp_path / "s")
+
+    def volume(series) -> float:  # type: ignore[no-untyped-def]
+        masks = np.zeros((len(series.slices), 32, 32), dtype=bool)
+        masks[9:11, 10:20, 10:20] = True  # the slices either side of the hole
+        (lesion,), _ = _lesions(series, masks, np.full(len(series.slices), 0.9), 256)
+        return lesion.volume_ml
+
+    # Each slice stands for its 5 mm, with or without its neighbour missing.
+    assert volume(holed) == pytest.approx(volume(whole), rel=1e-6)

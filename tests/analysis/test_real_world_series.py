@@ -101,6 +101,7 @@ def _ge_head(count: int = SLICES) -> list[Dataset]:
     study, series = generate_uid(), generate_uid()
     for dataset in datasets:
         dataset.StudyInstanceUID, dataset.SeriesInstanceUID = study, series
+        dataset.PatientID = f"RW-{study[-12:]}"  # one patient a case: names differ
         dataset.SOPInstanceUID = dataset.file_meta.MediaStorageSOPInstanceUID = generate_uid()
     return datasets
 
@@ -197,6 +198,21 @@ def _character_set(charset: str | list[str], name: str) -> Callable[[], Case]:
             for report in reports:
                 assert str(report.PatientName) == name
                 assert report.SpecificCharacterSet
+            # The node's own QIDO-RS and JSON API name the patient the same.
+            (study,) = _dicomweb(peers).search_for_studies(
+                search_filters={"StudyInstanceUID": str(head[0].StudyInstanceUID)}
+            )
+            groups = study["00100010"]["Value"][0]
+            written = "=".join(
+                groups.get(part, "") for part in ("Alphabetic", "Ideographic", "Phonetic")
+            ).rstrip("=")
+            assert written == name
+            api = requests.get(
+                f"{peers.web.url}api/v1/studies/{head[0].StudyInstanceUID}",
+                auth=("scanner", "a password for basic"),
+                timeout=30,
+            ).json()
+            assert api["patient_name"] == name
 
         return Case([head], check=check)
 
@@ -280,11 +296,14 @@ def _through_orthanc(peers: Peers, datasets: list[Dataset]) -> None:
     assert done["FailedInstancesCount"] == 0
 
 
-def _through_stow(peers: Peers, datasets: list[Dataset]) -> None:
+def _dicomweb(peers: Peers) -> DICOMwebClient:
     session = requests.Session()
     session.headers["Authorization"] = f"Bearer {TOKEN}"
-    client = DICOMwebClient(url=peers.web.url + "dicomweb", session=session)
-    client.store_instances([dcmread(io.BytesIO(_encode(d))) for d in datasets])
+    return DICOMwebClient(url=peers.web.url + "dicomweb", session=session)
+
+
+def _through_stow(peers: Peers, datasets: list[Dataset]) -> None:
+    _dicomweb(peers).store_instances([dcmread(io.BytesIO(_encode(d))) for d in datasets])
 
 
 def _jobs(peers: Peers, study_uid: str) -> list[Job]:

@@ -5,12 +5,18 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from sqlalchemy import create_engine, inspect
+from sqlalchemy import create_engine, inspect, select
 
 from assistant.cli import main
+from assistant.db import Instance
 from assistant.intake.receiver import Receiver
-from tests.helpers import instance_count
+from tests.helpers import assert_stored_as_sent, instance_count
 from tests.support.ct import dicom_files, shared_ct
+from tests.support.multiframe import enhanced_ct, legacy_converted, save
+
+CT_IMAGE = "1.2.840.10008.5.1.4.1.1.2"
+ENHANCED_CT = "1.2.840.10008.5.1.4.1.1.2.1"
+LEGACY_CT = "1.2.840.10008.5.1.4.1.1.2.2"
 
 
 def test_db_upgrade_creates_the_schema(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -98,3 +104,24 @@ def test_send_to_a_peer_that_is_not_there_fails(tmp_path: Path, capsys) -> None:
     )
     assert code == 1
     assert "association" in capsys.readouterr().out
+
+
+def test_send_carries_multi_frame_objects(node: Receiver, tmp_path: Path, capsys) -> None:
+    """`radassist send` proposes a context for every storage class it holds: a single-frame
+    slice, a Legacy Converted and an Enhanced CT object go in one association."""
+    files = dicom_files(shared_ct("ge_head_tilted"))
+    legacy = legacy_converted(files[:12])
+    enhanced = enhanced_ct(legacy_converted(files[12:24]))
+    sent = [
+        files[24],
+        save(legacy, tmp_path / "legacy.dcm"),
+        save(enhanced, tmp_path / "enhanced.dcm"),
+    ]
+    peer = ["--host", "127.0.0.1", "--port", str(node.scp.port), "--aec", "RADASSIST"]
+    code = main(["send", *map(str, sent), *peer])
+    assert code == 0, capsys.readouterr().out
+    assert capsys.readouterr().out.count("sent     0x0000") == 3
+    assert_stored_as_sent(node, sent, same_syntax=True)
+    with node.db.sessions() as session:
+        frames = dict(session.execute(select(Instance.sop_class_uid, Instance.frame_count)).all())
+    assert frames == {CT_IMAGE: 1, LEGACY_CT: 12, ENHANCED_CT: 12}

@@ -120,6 +120,16 @@ class StudyView:
     series: tuple[SeriesView, ...] = field(default=())
     #: The most severe result among its series: "S<number>: <its finding>" or "".
     finding: str = ""
+    #: Patient Sex as sent ("F", "M", "O" or "").
+    patient_sex: str = ""
+    #: Patient Birth Date as sent (YYYYMMDD or "").
+    patient_birth_date: str = ""
+
+    @property
+    def patient_age(self) -> str:
+        """Age at the study date, as a radiologist writes it ("67 y", "8 mo", "12 d"),
+        or "" when either date is unknown."""
+        return age_at(self.patient_birth_date, self.study_date)
 
     @property
     def verdict(self) -> str:
@@ -140,6 +150,25 @@ class Page:
     @property
     def pages(self) -> int:
         return max(1, -(-self.total // self.per_page))
+
+
+def age_at(birth_date: str, on: str) -> str:
+    """The age on date `on` of someone born on `birth_date` (both DICOM DA, YYYYMMDD), in
+    the unit PS3.5 uses for Patient's Age at that age: days under a month, months under
+    two years, else years. "" when a date is missing or not a date."""
+    try:
+        born = datetime.strptime(birth_date.strip(), "%Y%m%d").date()
+        then = datetime.strptime(on.strip(), "%Y%m%d").date()
+    except ValueError:
+        return ""
+    if then < born:
+        return ""
+    months = (then.year - born.year) * 12 + then.month - born.month - (then.day < born.day)
+    if months < 1:
+        return f"{(then - born).days} d"
+    if months < 24:
+        return f"{months} mo"
+    return f"{months // 12} y"
 
 
 def _study_query(flt: StudyFilter) -> Select:
@@ -284,6 +313,8 @@ def _study_view(study: Study, patient: Patient, series: list[SeriesView]) -> Stu
         probability=max(probabilities) if probabilities else None,
         series=tuple(series),
         finding=_most_severe(series),
+        patient_sex=patient.sex,
+        patient_birth_date=patient.birth_date,
     )
 
 

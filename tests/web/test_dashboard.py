@@ -33,6 +33,7 @@ from tests.peers.tools import wait_until
 from tests.support.site import ADMIN, VIEWER, Site
 from web import create_app, dicom_date
 from web.server import WebServer
+from web.studies import age_at
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -386,3 +387,20 @@ def test_the_server_stops_with_a_connection_still_open(site: Site) -> None:
     with pytest.raises(ConnectionRefusedError):
         socket.create_connection(("127.0.0.1", web.port), timeout=2)
     connection.close()
+
+
+@pytest.mark.parametrize(
+    ("born", "on", "age"),
+    [
+        ("19580302", "20261204", "68 y"),
+        ("19580302", "20260301", "67 y"),
+        ("20250610", "20261204", "17 mo"),
+        ("20261120", "20261204", "14 d"),
+        ("20261204", "20261204", "0 d"),
+        ("", "20261204", ""),
+        ("20270101", "20261204", ""),
+        ("1958", "20261204", ""),
+    ],
+)
+def test_age_at_the_study_date(born: str, on: str, age: str) -> None:
+    assert age_at(born, on) == age

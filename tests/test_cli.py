@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import argparse
+import io
 from pathlib import Path
 
 import pytest
 from sqlalchemy import create_engine, inspect, select
 
-from assistant.cli import main
+from assistant.cli import build_parser, main
 from assistant.db import Instance
 from assistant.intake.receiver import Receiver
 from tests.helpers import assert_stored_as_sent, instance_count
@@ -125,3 +127,66 @@ def test_send_carries_multi_frame_objects(node: Receiver, tmp_path: Path, capsys
     with node.db.sessions() as session:
         frames = dict(session.execute(select(Instance.sop_class_uid, Instance.frame_count)).all())
     assert frames == {CT_IMAGE: 1, LEGACY_CT: 12, ENHANCED_CT: 12}
+
+
+def _command_paths() -> list[list[str]]:
+    """Every command, and every action of the commands that have them."""
+    paths = []
+    for choices in _subcommands(build_parser()):
+        for name, sub in choices.items():
+            actions = [a for found in _subcommands(sub) for a in found]
+            paths.extend([[name, action] for action in actions] if actions else [[name]])
+    return paths
+
+
+def _subcommands(parser: argparse.ArgumentParser) -> list[dict[str, argparse.ArgumentParser]]:
+    return [
+        a.choices  # type: ignore[misc]
+        for a in parser._actions
+        if isinstance(a, argparse._SubParsersAction)
+    ]
+
+
+@pytest.mark.parametrize("path", _command_paths(), ids=" ".join)
+def test_every_command_takes_help_and_config_and_verbose_last(
+    path: list[str], tmp_path: Path, capsys
+) -> None:
+    with pytest.raises(SystemExit) as done:
+        main([*path, "--help"])
+    assert done.value.code == 0
+    assert "--config FILE" in capsys.readouterr().out
+    # The options parse after the command, its action and their arguments alike.
+    required = {
+        ("send",): ["x.dcm", "--host", "h", "--port", "1", "--aec", "A"],
+        ("train",): ["--dataset", "synthetic", "--out", "m"],
+        ("evaluate",): ["--model", "m", "--dataset", "synthetic"],
+        ("predict",): ["s"],
+        ("fetch",): ["--study", "1.2.3", "--from", "pacs"],
+        ("user", "add"): ["n", "--role", "viewer"],
+        ("user", "set-role"): ["n", "--role", "viewer"],
+        ("db", "downgrade"): ["base"],
+        ("jobs", "retry"): ["1"],
+    }.get(tuple(path), ["n"] if path[0] == "user" and len(path) == 2 and path[1] != "list" else [])
+    args = build_parser().parse_args([*path, *required, "--config", "site.toml", "-v"])
+    assert (args.config, args.verbose) == ("site.toml", True)
+
+
+def test_real_calls_with_config_last(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys
+) -> None:
+    """What a script written from the README runs, --config last every time."""
+    monkeypatch.chdir(tmp_path)
+    config = tmp_path / "site.toml"
+    config.write_text('[storage]\ndata_dir = "site-data"\n')
+    monkeypatch.setattr("sys.stdin", io.StringIO("a long enough password 1\n"))
+    calls = [
+        ["db", "upgrade", "--config", str(config)],
+        ["user", "add", "ada", "--role", "admin", "--password-stdin", "--config", str(config)],
+        ["user", "list", "--config", str(config), "-v"],
+        ["jobs", "list", "--config", str(config)],
+    ]
+    for call in calls:
+        assert main(call) == 0, call
+    assert "ada" in capsys.readouterr().out
+    assert (tmp_path / "site-data" / "radassist.db").is_file()
+    assert not (tmp_path / "var").exists()

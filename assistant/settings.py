@@ -466,6 +466,7 @@ def load_settings(
             raise SettingsError(f"config file {path} does not exist") from exc
         except tomllib.TOMLDecodeError as exc:
             raise SettingsError(f"config file {path}: {exc}") from exc
+        _paths_relative_to(raw, path.resolve().parent)
     for section, values in _env_overrides(environ).items():
         if isinstance(values, dict) and isinstance(raw.get(section), dict):
             raw[section] = {**raw[section], **values}
@@ -488,6 +489,39 @@ def load_settings(
         _build(Destination, f"destinations[{i}]", d) for i, d in enumerate(destinations)
     )
     return with_absolute_paths(Settings(**kwargs), Path.cwd())
+
+
+#: The settings that name files or folders, by section (database.url when SQLite).
+_PATH_KEYS = {
+    "storage": ("data_dir",),
+    "web": ("secret_key_file",),
+    "model": ("path",),
+    "node": ("tls_cert", "tls_key", "tls_ca"),
+}
+_DESTINATION_PATH_KEYS = ("tls_ca", "tls_cert", "tls_key")
+
+
+def _paths_relative_to(raw: dict[str, Any], base: Path) -> None:
+    """Make the relative paths a config file names absolute against its folder, in place:
+    `data_dir = "var"` in /etc/radassist/radassist.toml means /etc/radassist/var wherever
+    the node is started from. (Paths from the environment or the defaults are made
+    absolute against the working folder afterwards, in with_absolute_paths.)"""
+    for section, keys in _PATH_KEYS.items():
+        values = raw.get(section)
+        if isinstance(values, dict):
+            for key in keys:
+                if isinstance(values.get(key), str):
+                    values[key] = _absolute(values[key], base)
+    database = raw.get("database")
+    if isinstance(database, dict) and isinstance(database.get("url"), str):
+        database["url"] = _absolute_sqlite(database["url"], base)
+    destinations = raw.get("destinations")
+    if isinstance(destinations, list):
+        for destination in destinations:
+            if isinstance(destination, dict):
+                for key in _DESTINATION_PATH_KEYS:
+                    if isinstance(destination.get(key), str):
+                        destination[key] = _absolute(destination[key], base)
 
 
 def _absolute(value: str, base: Path) -> str:

@@ -115,3 +115,30 @@ def test_relative_paths_are_made_absolute_once_at_start_up(
     assert settings.secret_key_path == tmp_path / "keys" / "secret"
     assert settings.node.tls_cert == str(tmp_path / "tls" / "node.pem")
     assert settings.destinations[0].tls_ca == str(tmp_path / "tls" / "ca.pem")
+
+
+def test_paths_in_a_config_file_are_relative_to_its_folder(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A file's paths mean the same wherever the node is started from; the environment's
+    and the defaults' are relative to the working folder."""
+    site = tmp_path / "etc" / "radassist"
+    site.mkdir(parents=True)
+    (site / "radassist.toml").write_text(
+        '[storage]\ndata_dir = "data"\n[database]\nurl = "sqlite:///db/node.db"\n'
+        '[node]\ntls_ca = "tls/ca.pem"\n'
+        '[[destinations]]\nname = "pacs"\nhost = "h"\nae_title = "PACS"\ntls = true\n'
+        'tls_ca = "tls/pacs-ca.pem"\n'
+    )
+    elsewhere = tmp_path / "work"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    settings = load_settings(
+        "../etc/radassist/radassist.toml", environ={"RADASSIST_MODEL__PATH": "models/mine"}
+    )
+    assert settings.storage.data_dir == site / "data"
+    assert settings.database_url == f"sqlite:///{site / 'db' / 'node.db'}"
+    assert settings.node.tls_ca == str(site / "tls" / "ca.pem")
+    assert settings.destinations[0].tls_ca == str(site / "tls" / "pacs-ca.pem")
+    assert settings.model.folder == elsewhere / "models" / "mine"  # from the environment
+    assert settings.secret_key_path == site / "data" / "secret_key"  # under data_dir

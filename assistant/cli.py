@@ -486,6 +486,7 @@ def cmd_demo(settings: Settings, args: argparse.Namespace) -> int:
             else:
                 series = Path(scratch)
                 write_demo_head(series)
+            study_uid = _study_uid(series)
             results = send_files(
                 [series],
                 host="127.0.0.1",
@@ -494,28 +495,56 @@ def cmd_demo(settings: Settings, args: argparse.Namespace) -> int:
                 calling_ae="DEMO",
             )
         sent = sum(not r.failed for r in results)
+        pages, broken = _checked_pages(settings, web.url, login, study_uid)
         print(
             f"\nDemo study sent: {sent}/{len(results)} instances from "
             f"{'a synthetic head CT with a lesion' if not args.study else series}.\n"
-            f"Dashboard: {web.url}  (log in as {login[0]!r} with password {login[1]!r})\n"
-            f"{_viewer_line(settings, web.url)}"
+            f"Log in as {login[0]!r} with password {login[1]!r}.\n"
+            f"{pages}"
             f"DICOM node {settings.node.ae_title} listens on port {receiver.scp.port}; "
             f"send more with: radassist send PATH --host 127.0.0.1 --port {receiver.scp.port} "
             f"--aec {settings.node.ae_title}\nPress Ctrl-C to stop.",
             flush=True,
         )
         if args.exit_after_send:
-            return 0 if sent == len(results) else 1
+            return 0 if sent == len(results) and not broken else 1
         _wait_for_signal()
     return 0
 
 
-def _viewer_line(settings: Settings, url: str) -> str:
+def _study_uid(series: Path) -> str:
+    from pydicom import dcmread
+
+    for path in sorted(p for p in series.rglob("*") if p.is_file()):
+        try:
+            return str(dcmread(path, stop_before_pixels=True).StudyInstanceUID)
+        except Exception:  # not DICOM (a DIRFILE, a README): look further
+            continue
+    return ""
+
+
+def _checked_pages(
+    settings: Settings, url: str, login: tuple[str, str], study_uid: str
+) -> tuple[str, bool]:
+    """The lines for the pages the demo offers, each requested first (logged in as the
+    demo user): an address is printed only when it answers, else what is wrong with it.
+    Also True when any page is broken."""
+    from web.selfcheck import check_pages
     from web.viewer_install import is_installed
 
-    if is_installed(settings.storage.data_dir):
-        return f"Image viewer (OHIF): {url.rstrip('/')}/viewer\n"
-    return "Image viewer: not installed (make viewer; needs Node.js and npm)\n"
+    installed = is_installed(settings.storage.data_dir)
+    lines = []
+    broken = False
+    for check in check_pages(url, login, study_uid, installed):
+        if check.ok:
+            if check.what != "Viewer settings":  # checked, not a page to open
+                lines.append(f"{check.what}: {check.url}")
+        else:
+            broken = True
+            lines.append(f"{check.what}: NOT WORKING, {check.url} {check.problem}")
+    if not installed:
+        lines.append("Image viewer: not installed (make viewer; needs Node.js and npm)")
+    return "".join(f"{line}\n" for line in lines), broken
 
 
 def cmd_train(_settings: Settings, args: argparse.Namespace) -> int:

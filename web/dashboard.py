@@ -24,9 +24,9 @@ from web.actions import ActionError, add_feedback, retry_delivery
 from web.auth import admin_required, record
 from web.context import context, stored_file
 from web.queries import page_number, study_and_jobs, study_filter
-from web.render import key_image_png, probability_svg
+from web.render import WINDOWS, key_image_png, probability_svg
 from web.sr_text import sr_as_text
-from web.studies import STATUS_LABELS, STATUSES, VERDICTS, list_studies
+from web.studies import STATUS_LABELS, STATUSES, VERDICTS, JobDetail, list_studies
 from web.viewer import study_viewer_url, viewer_installed
 
 blueprint = Blueprint("dashboard", __name__)
@@ -88,25 +88,54 @@ def study(study_uid: str) -> Any:
 @blueprint.route("/studies/<study_uid>/jobs/<int:job_id>/lesions/<int:index>.png")
 @login_required
 def lesion_image(study_uid: str, job_id: int, index: int) -> Any:
+    """A lesion's key slice with its outline, in the window asked for (?window=)."""
+    job = _job(study_uid, job_id)
+    if not 0 <= index < len(job.lesions):
+        abort(404)
+    return _slice_png(study_uid, job, job.lesions[index].key_slice + 1)
+
+
+@blueprint.route("/studies/<study_uid>/jobs/<int:job_id>/slices/<int:number>.png")
+@login_required
+def slice_image(study_uid: str, job_id: int, number: int) -> Any:
+    """Slice `number` (1-based, along the analysed stack) in the window asked for
+    (?window=brain|subdural|bone), with the outline of any lesion keyed on it."""
+    job = _job(study_uid, job_id)
+    if job.findings is None or not 1 <= number <= len(job.findings.slices):
+        abort(404)
+    return _slice_png(study_uid, job, number)
+
+
+def _job(study_uid: str, job_id: int) -> JobDetail:
     _, jobs = study_and_jobs(study_uid)
     job = next((j for j in jobs if j.id == job_id), None)
-    if job is None or not 0 <= index < len(job.lesions):
+    if job is None:
         abort(404)
-    lesion = job.lesions[index]
-    record("image_view", target=study_uid, detail=f"key image, job {job_id}", coalesce=True)
+    return job
+
+
+def _slice_png(study_uid: str, job: JobDetail, number: int) -> Response:
+    window = request.args.get("window", "brain")
+    if window not in WINDOWS or job.findings is None:
+        abort(404)
+    record("image_view", target=study_uid, detail=f"slice images, job {job.id}", coalesce=True)
+    shown = job.findings.slices[number - 1]
     with context().sessions() as session:
         path = session.scalar(
             select(Instance.path)
             .join(Series, Series.id == Instance.series_pk)
             .where(
-                Instance.sop_instance_uid == lesion.key_sop_instance_uid,
+                Instance.sop_instance_uid == shown.sop_instance_uid,
                 Series.id == job.series_pk,
             )
         )
     file = stored_file(path) if path is not None else None
     if file is None:
         abort(404)
-    png = key_image_png(file, lesion.outline)
+    outlines = [lesion.outline for lesion in job.lesions if lesion.key_slice + 1 == number]
+    png = key_image_png(
+        file, outlines[0] if outlines else (), WINDOWS[window], frame=shown.frame_number
+    )
     return Response(png, mimetype="image/png", headers={"Cache-Control": "private, max-age=3600"})
 
 

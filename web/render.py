@@ -12,21 +12,38 @@ import numpy as np
 from PIL import Image, ImageDraw
 from pydicom import dcmread
 
-from assistant.analysis.imaging.pixels import hu_pixels
+from assistant.analysis.imaging.frames import read_frames
+from assistant.analysis.imaging.pixels import DEFAULT_WINDOWS, frame_hu, hu_pixels
 
-#: The brain window (centre, width) in HU: what a radiologist reads a head CT in first.
-BRAIN_WINDOW = (40.0, 80.0)
+#: The windows (centre, width in HU) a radiologist flips between on a head CT, by the
+#: name the page offers them under: brain first, what a head CT is read in first.
+WINDOWS: dict[str, tuple[float, float]] = {w.name: (w.center, w.width) for w in DEFAULT_WINDOWS}
+BRAIN_WINDOW = WINDOWS["brain"]
 OUTLINE_COLOUR = (255, 64, 32)
+
+
+def slice_hu(path: Path, frame: int | None = None) -> np.ndarray:
+    """One slice in HU: the image at `path`, or its frame `frame` (1-based) when it is a
+    multi-frame object (only that frame decoded, with its own rescale)."""
+    if frame is None:
+        return hu_pixels(dcmread(path))
+    header = dcmread(path, stop_before_pixels=True)
+    frames = read_frames(header)
+    if not 1 <= frame <= len(frames):
+        raise ValueError(f"{path.name} has no frame {frame}")
+    return frame_hu(path, frame, frames[frame - 1].rescale)
 
 
 def key_image_png(
     path: Path,
     outline: Sequence[Sequence[float]] = (),
     window: tuple[float, float] = BRAIN_WINDOW,
+    frame: int | None = None,
 ) -> bytes:
-    """The slice at `path` windowed to 8 bits, with `outline` ((column, row) points in
-    the slice's pixels) drawn as a closed line."""
-    hu = hu_pixels(dcmread(path))
+    """The slice at `path` (its frame `frame`, for a multi-frame object) windowed to 8
+    bits, with `outline` ((column, row) points in the slice's pixels) drawn as a closed
+    line."""
+    hu = slice_hu(path, frame)
     centre, width = window
     grey = np.clip((hu - (centre - width / 2)) / width, 0.0, 1.0)
     image = Image.fromarray((grey * 255).astype(np.uint8)).convert("RGB")

@@ -50,6 +50,27 @@ def test_radiologist_reads_a_study(site: Site, server: WebServer, browser) -> No
     assert "Hyperdense lesion" in page.locator(".summary").first.inner_text()
     page.screenshot(path=str(SCREENSHOTS / "study.png"), full_page=True)
 
+    # The flagged slices: windowed, zoomed and stepped through in the page.
+    flagged = page.locator(".slice-viewer").first
+    numbers = flagged.get_attribute("data-slices").split(",")
+    assert len(numbers) > 1
+    shown = flagged.locator("img")
+
+    def loaded() -> str:
+        page.wait_for_function(
+            "(img) => img.complete && img.naturalWidth > 0", arg=shown.element_handle()
+        )
+        return shown.get_attribute("src")
+
+    first = loaded()
+    flagged.locator("button[data-window=bone]").click()
+    assert loaded().endswith("?window=bone") and f"/slices/{numbers[0]}.png" in first
+    flagged.locator("button[data-step='1']").click()
+    assert f"/slices/{numbers[1]}.png?window=bone" in loaded()
+    assert f"slice {numbers[1]} of " in flagged.locator(".where").inner_text()
+    flagged.locator("button[data-zoom='1.5']").click()
+    assert "scale(1.5)" in shown.get_attribute("style")
+
     form = page.locator("article.lesion form.feedback-form").first
     form.locator("input[value=accept]").check()
     form.locator("input[name=comment]").fill("seen in the browser")

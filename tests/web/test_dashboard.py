@@ -53,6 +53,7 @@ def page_routes(site: Site) -> list[str]:
         "/",
         f"/studies/{uid}",
         f"/studies/{uid}/jobs/{site.job_id}/lesions/0.png",
+        f"/studies/{uid}/jobs/{site.job_id}/slices/1.png",
         f"/studies/{uid}/results/1.dcm",
         "/admin/audit",
     ]
@@ -404,3 +405,31 @@ def test_the_server_stops_with_a_connection_still_open(site: Site) -> None:
 )
 def test_age_at_the_study_date(born: str, on: str, age: str) -> None:
     assert age_at(born, on) == age
+
+
+def test_slices_in_each_window_and_the_patient_on_the_study_page(
+    site: Site, viewer: FlaskClient
+) -> None:
+    page = viewer.get(f"/studies/{site.study_uid}").get_data(as_text=True)
+    assert re.search(
+        r'<dd class="age-sex">(\d+ (y|mo|d)|age unknown), (female|male|other|sex unknown)</dd>',
+        page,
+    )
+    assert f"{site.instances} slices read" in page
+    flagged = re.search(r'data-slices="([\d,]+)"', page)
+    assert flagged is not None
+    numbers = [int(n) for n in flagged.group(1).split(",")]
+    assert len(numbers) > 1 and all(1 <= n <= site.instances for n in numbers)
+
+    base = f"/studies/{site.study_uid}/jobs/{site.job_id}/slices"
+    pictures = {}
+    for window in ("brain", "subdural", "bone"):
+        response = viewer.get(f"{base}/{numbers[0]}.png?window={window}")
+        assert response.status_code == 200 and response.mimetype == "image/png"
+        pictures[window] = response.data
+    assert len(set(pictures.values())) == 3  # three windows, three pictures
+    assert viewer.get(f"{base}/{numbers[0]}.png").data == pictures["brain"]
+    for bad in (f"{base}/0.png", f"{base}/{site.instances + 1}.png", f"{base}/1.png?window=lung"):
+        assert viewer.get(bad).status_code == 404, bad
+    lesion = f"/studies/{site.study_uid}/jobs/{site.job_id}/lesions/0.png?window=bone"
+    assert viewer.get(lesion).status_code == 200

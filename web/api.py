@@ -1,111 +1,189 @@
 """The JSON API under /api/v1, described by /api/v1/openapi.json. Same login as the
 dashboard (a session, or HTTP Basic for scripts); writes with a session need the CSRF
-token in an X-CSRFToken header."""
+token in an X-CSRFToken header.
+
+Every answer other than success has one body, the OpenAPI document's `Error`:
+`{"error": "<what is wrong>"}`, and for a bad value also the `parameter` it came in,
+the `value` sent and what is allowed (`allowed` values, or `minimum`/`maximum`). A query
+value out of range is refused (400), never quietly replaced by one that fits."""
 
 from __future__ import annotations
 
+import json
+import re
+from collections.abc import Sequence
+from datetime import date
 from typing import Any
 
-from flask import Blueprint, abort, jsonify, request
+from flask import Blueprint, Response, jsonify, request
 from flask_login import current_user, login_required
 from sqlalchemy import select
+from werkzeug.exceptions import HTTPException, MethodNotAllowed
 
-from assistant.db import Job, JobState, Series
-from web.actions import ActionError, NotFound, add_feedback
-from web.auth import record
+from assistant.db import Job, Series
+from web.actions import MAX_COMMENT, ActionError, NotFound, add_feedback
+from web.api_json import analysis_json, feedback_json, job_json, study_json
+from web.auth import MACHINE_PATHS, record
 from web.context import context
-from web.openapi import openapi_document
-from web.queries import page_number, study_and_jobs, study_filter
-from web.studies import JobDetail, StudyView, list_studies
+from web.openapi import FEEDBACK_VERDICTS, JOB_STATES, LIMIT_MAX, PER_PAGE_MAX, openapi_document
+from web.studies import (
+    STATUSES,
+    VERDICTS,
+    JobDetail,
+    StudyFilter,
+    StudyView,
+    delivery_summaries,
+    get_study,
+    job_details,
+    list_studies,
+)
 
 blueprint = Blueprint("api", __name__)
 
 
-def _iso(value: Any) -> str | None:
-    return value.isoformat() + "Z" if value is not None else None
+class ApiError(Exception):
+    """An answer other than success, with the Error body that says why."""
 
-
-def study_json(study: StudyView, *, with_series: bool = False) -> dict[str, Any]:
-    data: dict[str, Any] = {
-        "study_instance_uid": study.study_instance_uid,
-        "patient_id": study.patient_id,
-        # As the dashboard shows it: DICOM's "^" between family and given names kept.
-        "patient_name": study.patient_name,
-        "accession_number": study.accession_number,
-        "study_date": study.study_date,
-        "description": study.description,
-        "received_at": _iso(study.received_at),
-        "status": study.status,
-        "verdict": study.verdict,
-        "probability": study.probability,
-        "finding": study.finding,
-    }
-    if with_series:
-        data["series"] = [
-            {
-                "series_instance_uid": s.series_instance_uid,
-                "series_number": s.number,
-                "description": s.description,
-                "modality": s.modality,
-                "instances": s.instance_count,
-                "status": s.status,
-                "reason": s.reason,
-                "job_id": s.job_id,
-                "instance_changes": dict(s.instance_changes),
-            }
-            for s in study.series
-        ]
-    return data
-
-
-def findings_json(job: JobDetail) -> dict[str, Any]:
-    return {
-        "job_id": job.id,
-        "series_instance_uid": job.series_instance_uid,
-        "series_number": job.series_number,
-        "series_description": job.series_description,
-        "model": job.model,
-        "state": job.state,
-        "positive": job.positive,
-        "probability": job.probability,
-        "summary": job.summary,
-        "notes": list(job.findings.notes) if job.findings else [],
-        "lesions": [lesion.to_dict() for lesion in job.lesions],
-        "slices": job.findings.to_dict()["slices"] if job.findings else [],
-        "results": [
-            {
-                "kind": r.kind,
-                "sop_instance_uid": r.sop_instance_uid,
-                "deliveries": [
-                    {
-                        "id": d.id,
-                        "destination": d.destination,
-                        "state": d.state,
-                        "attempts": d.attempts,
-                        "peer_status": d.peer_status,
-                        "sent_at": _iso(d.sent_at),
-                    }
-                    for d in r.deliveries
-                ],
-            }
-            for r in job.results
-        ],
-    }
-
-
-def feedback_json(job: JobDetail) -> list[dict[str, Any]]:
-    return [
-        {
-            "id": f.id,
-            "job_id": job.id,
-            "finding": "study" if f.lesion_index is None else f.lesion_index,
-            "verdict": f.verdict,
-            "comment": f.comment,
-            "username": f.username,
-            "created_at": _iso(f.created_at),
+    def __init__(
+        self,
+        status: int,
+        message: str,
+        *,
+        parameter: str | None = None,
+        value: str | None = None,
+        allowed: Sequence[str] | None = None,
+        minimum: int | None = None,
+        maximum: int | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.status = status
+        self.body: dict[str, Any] = {"error": message}
+        extra = {
+            "parameter": parameter,
+            "value": value[:200] if value is not None else None,
+            "allowed": list(allowed) if allowed is not None else None,
+            "minimum": minimum,
+            "maximum": maximum,
         }
-        for f in job.feedback
-    ]
+        self.body.update({k: v for k, v in extra.items() if v is not None})
+
+
+@blueprint.errorhandler(ApiError)
+def _api_error(error: ApiError) -> Any:
+    return jsonify(error.body), error.status
+
+
+@blueprint.errorhandler(HTTPException)
+def _http_error(error: HTTPException) -> Any:
+    """Whatever Flask or werkzeug raises in a view of ours, as an Error body too."""
+    return jsonify({"error": error.description or error.name}), error.code or 500
+
+
+@blueprint.app_errorhandler(MethodNotAllowed)
+def _method_not_allowed(error: MethodNotAllowed) -> Any:
+    """405 is found before any view runs, so it is answered for the whole app: an Error
+    body on the paths machines use (the API, DICOMweb, /metrics), the usual page
+    elsewhere."""
+    if not request.path.startswith(MACHINE_PATHS):
+        return error
+    methods = sorted(set(error.valid_methods or ()) - {"HEAD", "OPTIONS"})
+    response: Response = jsonify(
+        {"error": f"{request.method} is not allowed here", "allowed": methods}
+    )
+    response.status_code = 405
+    response.headers["Allow"] = ", ".join(error.valid_methods or ())
+    return response
+
+
+# -- query values ---------------------------------------------------------------------
+
+
+def _text(name: str) -> str | None:
+    """A query value; None when absent or empty (as a form sends an unused filter)."""
+    return request.args.get(name) or None
+
+
+def _choice(name: str, allowed: Sequence[str]) -> str | None:
+    value = _text(name)
+    if value is not None and value not in allowed:
+        raise ApiError(
+            400,
+            f"{name} must be one of {', '.join(allowed)}, not {value[:60]!r}",
+            parameter=name,
+            value=value,
+            allowed=allowed,
+        )
+    return value
+
+
+def _integer(name: str, default: int, minimum: int, maximum: int | None = None) -> int:
+    raw = request.args.get(name)
+    if raw is None:
+        return default
+    # ASCII digits only (no sign, no space), and few enough that int() takes them.
+    value = int(raw) if raw.isascii() and raw.isdigit() and len(raw) <= 18 else None
+    if value is None or value < minimum or (maximum is not None and value > maximum):
+        bounds = f"from {minimum} to {maximum}" if maximum is not None else f"from {minimum}"
+        raise ApiError(
+            400,
+            f"{name} must be an integer {bounds}, not {raw[:60]!r}",
+            parameter=name,
+            value=raw,
+            minimum=minimum,
+            maximum=maximum,
+        )
+    return value
+
+
+def _date(name: str) -> date | None:
+    value = _text(name)
+    if value is None:
+        return None
+    try:
+        if not re.fullmatch(r"\d{4}-\d{2}-\d{2}", value):
+            raise ValueError(value)
+        return date.fromisoformat(value)
+    except ValueError:
+        raise ApiError(
+            400,
+            f"{name} must be a date, YYYY-MM-DD, not {value[:60]!r}",
+            parameter=name,
+            value=value,
+        ) from None
+
+
+def _study_filter() -> StudyFilter:
+    received_from, received_to = _date("from"), _date("to")
+    if received_from and received_to and received_to < received_from:
+        raise ApiError(
+            400,
+            f"to ({received_to}) is before from ({received_from})",
+            parameter="to",
+            value=str(received_to),
+        )
+    return StudyFilter(
+        received_from=received_from,
+        received_to=received_to,
+        status=_choice("status", STATUSES),
+        verdict=_choice("verdict", VERDICTS),
+        search=(request.args.get("q") or "").strip()[:64],
+    )
+
+
+def _study_and_analyses(study_uid: str) -> tuple[StudyView, list[JobDetail]]:
+    with context().sessions() as session:
+        study = get_study(session, study_uid)
+        if study is None:
+            raise ApiError(
+                404,
+                "no study with this Study Instance UID here",
+                parameter="study_uid",
+                value=study_uid,
+            )
+        return study, job_details(session, study)
+
+
+# -- routes ---------------------------------------------------------------------------
 
 
 @blueprint.route("/openapi.json")
@@ -117,14 +195,11 @@ def openapi() -> Any:
 @blueprint.route("/studies")
 @login_required
 def studies() -> Any:
-    try:
-        per_page = min(200, max(1, int(request.args.get("per_page", 50))))
-    except ValueError:
-        abort(400)
+    flt = _study_filter()
+    page_number = _integer("page", 1, 1)
+    per_page = _integer("per_page", 50, 1, PER_PAGE_MAX)
     with context().sessions() as session:
-        page = list_studies(
-            session, study_filter(request.args), page_number(request.args), per_page
-        )
+        page = list_studies(session, flt, page_number, per_page)
     searched = request.query_string.decode("latin-1")[:300]  # what was searched for
     record(
         "study_list",
@@ -144,7 +219,7 @@ def studies() -> Any:
 @blueprint.route("/studies/<study_uid>")
 @login_required
 def study(study_uid: str) -> Any:
-    view, _ = study_and_jobs(study_uid)
+    view, _ = _study_and_analyses(study_uid)
     record("study_view", target=study_uid, detail="api")
     return jsonify(study_json(view, with_series=True))
 
@@ -152,37 +227,33 @@ def study(study_uid: str) -> Any:
 @blueprint.route("/studies/<study_uid>/findings")
 @login_required
 def findings(study_uid: str) -> Any:
-    _, jobs = study_and_jobs(study_uid)
+    _, jobs = _study_and_analyses(study_uid)
     record("study_view", target=study_uid, detail="api findings")
-    return jsonify({"study_instance_uid": study_uid, "analyses": [findings_json(j) for j in jobs]})
+    return jsonify({"study_instance_uid": study_uid, "analyses": [analysis_json(j) for j in jobs]})
 
 
 @blueprint.route("/studies/<study_uid>/feedback", methods=["GET", "POST"])
 @login_required
 def feedback(study_uid: str) -> Any:
     if request.method == "GET":
-        _, jobs = study_and_jobs(study_uid)
+        _, jobs = _study_and_analyses(study_uid)
         record("study_view", target=study_uid, detail="api feedback", coalesce=True)
         return jsonify({"feedback": [f for j in jobs for f in feedback_json(j)]})
-    body = request.get_json(silent=True)
-    if not isinstance(body, dict):
-        return jsonify({"error": "expected a JSON object"}), 400
-    finding = body.get("finding", "study")
-    job_id = body.get("job_id")
-    if not isinstance(job_id, int) or not (finding == "study" or isinstance(finding, int)):
-        return jsonify({"error": "job_id must be an integer and finding 'study' or an index"}), 400
+    job_id, finding, verdict, comment = _feedback_body()
     try:
         feedback_id = add_feedback(
             context().db,
             study_uid,
             job_id,
-            None if finding == "study" else finding,
-            str(body.get("verdict", "")),
-            str(body.get("comment", "")),
+            None if finding == "study" else int(finding),
+            verdict,
+            comment,
             current_user.username,
         )
+    except NotFound as exc:
+        raise ApiError(404, str(exc)) from None
     except ActionError as exc:
-        return jsonify({"error": str(exc)}), 404 if isinstance(exc, NotFound) else 400
+        raise ApiError(400, str(exc)) from None
     record(
         "feedback",
         target=study_uid,
@@ -191,16 +262,52 @@ def feedback(study_uid: str) -> Any:
     return jsonify({"id": feedback_id}), 201
 
 
+def _feedback_body() -> tuple[int, int | str, str, str]:
+    """(job_id, finding, verdict, comment) of a FeedbackIn body, or the 400 naming the
+    field that is wrong."""
+    body = request.get_json(silent=True)
+    if not isinstance(body, dict):
+        raise ApiError(400, "the body must be a JSON object (Content-Type: application/json)")
+    job_id = body.get("job_id")
+    if not isinstance(job_id, int) or isinstance(job_id, bool):
+        raise ApiError(
+            400, "job_id must be an integer", parameter="job_id", value=json.dumps(job_id)
+        )
+    finding = body.get("finding", "study")
+    if finding != "study" and (
+        not isinstance(finding, int) or isinstance(finding, bool) or finding < 0
+    ):
+        raise ApiError(
+            400,
+            "finding must be 'study' or the index of a lesion in the analysis's lesions (from 0)",
+            parameter="finding",
+            value=json.dumps(finding),
+        )
+    verdict = body.get("verdict")
+    if verdict not in FEEDBACK_VERDICTS:
+        raise ApiError(
+            400,
+            f"verdict must be one of {', '.join(FEEDBACK_VERDICTS)}",
+            parameter="verdict",
+            value=json.dumps(verdict),
+            allowed=FEEDBACK_VERDICTS,
+        )
+    comment = body.get("comment", "")
+    if not isinstance(comment, str) or len(comment.strip()) > MAX_COMMENT:
+        raise ApiError(
+            400,
+            f"comment must be text of at most {MAX_COMMENT} characters",
+            parameter="comment",
+            maximum=MAX_COMMENT,
+        )
+    return job_id, finding, str(verdict), comment
+
+
 @blueprint.route("/jobs")
 @login_required
 def jobs() -> Any:
-    state = request.args.get("state")
-    if state is not None and state not in {s.value for s in JobState}:
-        abort(400)
-    try:
-        limit = min(500, max(1, int(request.args.get("limit", 50))))
-    except ValueError:
-        abort(400)
+    state = _choice("state", JOB_STATES)
+    limit = _integer("limit", 50, 1, LIMIT_MAX)
     query = (
         select(Job, Series.series_instance_uid).join(Series).order_by(Job.id.desc()).limit(limit)
     )
@@ -208,25 +315,12 @@ def jobs() -> Any:
         query = query.where(Job.state == state)
     with context().sessions() as session:
         rows = session.execute(query).all()
+        delivery = delivery_summaries(session, [job.id for job, _ in rows])
     record("job_list", detail=f"api; {len(rows)} job(s)", coalesce=True)
     return jsonify(
         {
             "jobs": [
-                {
-                    "id": job.id,
-                    "series_instance_uid": series_uid,
-                    "state": job.state.value,
-                    "reason": job.reason,
-                    "model": f"{job.model_name} {job.model_version}",
-                    "attempts": job.attempts,
-                    "created_at": _iso(job.created_at),
-                    "started_at": _iso(job.started_at),
-                    "finished_at": _iso(job.finished_at),
-                    "inference_seconds": job.inference_seconds,
-                    "positive": job.positive,
-                    "probability": job.study_probability,
-                }
-                for job, series_uid in rows
+                job_json(job, series_uid, delivery.get(job.id, "none")) for job, series_uid in rows
             ]
         }
     )

@@ -15,10 +15,11 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from flask import Blueprint, Response, abort, current_app, jsonify, request, stream_with_context
+from flask import Blueprint, Response, current_app, jsonify, request, stream_with_context
 from flask_login import current_user
 from pydicom import Dataset, dcmread
 from pydicom.sequence import Sequence as DicomSequence
+from werkzeug.exceptions import HTTPException
 
 from assistant.intake.stow import PartOutcome, StowIntake
 from web import holdings
@@ -32,11 +33,37 @@ _CHUNK = 1 << 20
 _SPOOL_IN_MEMORY = 64 << 20
 
 
-def _error(status: int, message: str, **headers: str) -> Response:
-    response = jsonify({"error": message})
+def _error(status: int, message: str, parameter: str = "", **headers: str) -> Response:
+    """A request refused as a whole: a JSON body naming why (and the query parameter at
+    fault), the same shape as the API's Error. PS3.18 leaves the body of an error to
+    the origin server; a STOW-RS request whose parts were read is answered with the
+    Store Instances Response instead (`_response`), failed parts named in it."""
+    body = {"error": message}
+    if parameter:
+        body["parameter"] = parameter
+    response = jsonify(body)
     response.status_code = status
     response.headers.update(headers)
     return response
+
+
+class _QueryError(Exception):
+    """A QIDO-RS query value that cannot be used: a 400 naming it."""
+
+    def __init__(self, parameter: str, message: str) -> None:
+        super().__init__(message)
+        self.parameter = parameter
+
+
+@blueprint.errorhandler(_QueryError)
+def _query_error(error: _QueryError) -> Response:
+    return _error(400, str(error), parameter=error.parameter)
+
+
+@blueprint.errorhandler(HTTPException)
+def _http_error(error: HTTPException) -> Response:
+    """What Flask or werkzeug raises in a view of ours, as the same JSON body."""
+    return _error(error.code or 500, error.description or error.name)
 
 
 def authorised() -> bool:
@@ -222,13 +249,18 @@ def _query(keyword: str, tag: str) -> str:
     return (request.args.get(keyword) or request.args.get(tag) or "").strip()
 
 
+def _count(name: str) -> int:
+    """A QIDO-RS `offset` or `limit`: an unsigned integer, 0 when absent or empty."""
+    raw = request.args.get(name) or "0"
+    if not (raw.isascii() and raw.isdigit() and len(raw) <= 18):
+        raise _QueryError(name, f"{name} must be an unsigned integer, not {raw[:60]!r}")
+    return int(raw)
+
+
 def _page(items: list[Any]) -> list[Any]:
-    try:
-        offset = max(0, int(request.args.get("offset", 0)))
-        limit = int(request.args.get("limit", 0)) or len(items)
-    except ValueError:
-        abort(400)
-    return items[offset : offset + max(0, limit)]
+    """`offset` items skipped, then at most `limit` of them (0: all)."""
+    offset, limit = _count("offset"), _count("limit")
+    return items[offset : offset + (limit or len(items))]
 
 
 def _dicom_json(datasets: list[Dataset]) -> Response:

@@ -1,29 +1,76 @@
-"""The OpenAPI 3.1 document of /api/v1, written by hand next to the routes it describes
-(tests check that every route is in it and every path in it is a route)."""
+"""The OpenAPI 3.1 document of /api/v1, written by hand next to the routes it describes.
+The tests check it with openapi-spec-validator, that every route is in it and every path
+in it is a route, and every answer the API gives against the schema it names here (with
+no field left undocumented). The limits the routes enforce are defined here, once."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from web.studies import STATUSES, VERDICTS
+from assistant.db import DeliveryState, FeedbackVerdict, JobState, ResultKind
+from web.studies import DELIVERY_SUMMARIES, STATUSES, VERDICTS
+
+#: Most studies on one page, and most jobs in one list.
+PER_PAGE_MAX = 200
+LIMIT_MAX = 500
+JOB_STATES = tuple(s.value for s in JobState)
+FEEDBACK_VERDICTS = tuple(v.value for v in FeedbackVerdict)
+
+_DESCRIPTION = """\
+Studies, findings, feedback and jobs of the radassist AI node. Log in with a session
+cookie (writes then need an X-CSRFToken header) or HTTP Basic.
+
+**Errors.** Every answer other than success, under /api/v1, has the `Error` body: what
+is wrong, and for a bad value the `parameter` it came in and what is allowed. A query
+value that is not allowed is a 400, never quietly replaced by one that is.
+
+**Slices.** A slice is named by its `slice_number`, counted from 1 along the stack as the
+model read it (the dashboard's "slice 25" is `slice_number` 25), with its SOP Instance
+UID and, for a frame of a multi-frame object, its frame number (from 1) beside it.
+
+**Delivery.** An analysis that is `done` has written its results (SR, KOS, SEG); where
+they went is its `delivery`: `pending` (not yet tried, or being sent), `failing` (an
+attempt failed; the next is due at `next_attempt_at`), `failed` (given up: the series
+status is then `failed`, "delivery failed"), `sent` (every object acknowledged by every
+destination: the series status is `delivered`), or `none` (nothing to deliver).
+"""
 
 
-def _get(
-    summary: str, schema: str, parameters: list[dict[str, Any]] | None = None
+def _ref(kind: str, name: str) -> dict[str, str]:
+    return {"$ref": f"#/components/{kind}/{name}"}
+
+
+def _json(schema: dict[str, Any], description: str = "OK") -> dict[str, Any]:
+    return {"description": description, "content": {"application/json": {"schema": schema}}}
+
+
+def _operation(
+    summary: str,
+    schema: str,
+    parameters: list[dict[str, Any]] | None = None,
+    *,
+    status: str = "200",
+    errors: tuple[str, ...] = (),
+    body: str | None = None,
 ) -> dict[str, Any]:
-    return {
+    """An operation answering `schema` with `status`; `errors`: the error statuses it
+    documents beside 401 and the default (each an Error body)."""
+    responses = {status: _json(_ref("schemas", schema))}
+    for code in errors:
+        responses[code] = _ref("responses", {"400": "BadRequest", "404": "NotFound"}[code])
+    responses["401"] = _ref("responses", "Unauthorized")
+    responses["default"] = _ref("responses", "Error")
+    operation: dict[str, Any] = {
         "summary": summary,
         "parameters": parameters or [],
-        "responses": {
-            "200": {
-                "description": "OK",
-                "content": {
-                    "application/json": {"schema": {"$ref": f"#/components/schemas/{schema}"}}
-                },
-            },
-            "401": {"$ref": "#/components/responses/Unauthorized"},
-        },
+        "responses": responses,
     }
+    if body:
+        operation["requestBody"] = {
+            "required": True,
+            "content": {"application/json": {"schema": _ref("schemas", body)}},
+        }
+    return operation
 
 
 def _query(name: str, schema: dict[str, Any], description: str) -> dict[str, Any]:
@@ -36,205 +83,398 @@ def _query(name: str, schema: dict[str, Any], description: str) -> dict[str, Any
     }
 
 
-_STUDY_UID = {"name": "study_uid", "in": "path", "required": True, "schema": {"type": "string"}}
+_STUDY_UID = {
+    "name": "study_uid",
+    "in": "path",
+    "required": True,
+    "schema": {"type": "string"},
+    "description": "Study Instance UID",
+}
+
+
+def _paths() -> dict[str, Any]:
+    empty_is_any = " (empty: any)"
+    study_filters = [
+        _query("from", {"type": "string", "format": "date"}, "received on or after, YYYY-MM-DD"),
+        _query("to", {"type": "string", "format": "date"}, "received on or before, YYYY-MM-DD"),
+        _query("status", {"type": "string", "enum": list(STATUSES)}, "study status" + empty_is_any),
+        _query("verdict", {"type": "string", "enum": list(VERDICTS)}, "AI verdict" + empty_is_any),
+        _query("q", {"type": "string"}, "start of a patient ID or accession number"),
+        _query("page", {"type": "integer", "minimum": 1, "default": 1}, "page number"),
+        _query(
+            "per_page",
+            {"type": "integer", "minimum": 1, "maximum": PER_PAGE_MAX, "default": 50},
+            "studies per page",
+        ),
+    ]
+    job_filters = [
+        _query("state", {"type": "string", "enum": list(JOB_STATES)}, "job state" + empty_is_any),
+        _query(
+            "limit",
+            {"type": "integer", "minimum": 1, "maximum": LIMIT_MAX, "default": 50},
+            "how many, newest first",
+        ),
+    ]
+    return {
+        "/studies": {
+            "get": _operation(
+                "Studies, positive first, then newest", "StudyPage", study_filters, errors=("400",)
+            )
+        },
+        "/studies/{study_uid}": {
+            "get": _operation("One study with its series", "Study", [_STUDY_UID], errors=("404",))
+        },
+        "/studies/{study_uid}/findings": {
+            "get": _operation(
+                "The latest analysis of each series of a study",
+                "Findings",
+                [_STUDY_UID],
+                errors=("404",),
+            )
+        },
+        "/studies/{study_uid}/feedback": {
+            "get": _operation(
+                "Feedback given on the study's findings",
+                "FeedbackList",
+                [_STUDY_UID],
+                errors=("404",),
+            ),
+            "post": _operation(
+                "Accept or reject a finding, with a comment",
+                "Created",
+                [_STUDY_UID],
+                status="201",
+                errors=("400", "404"),
+                body="FeedbackIn",
+            ),
+        },
+        "/jobs": {
+            "get": _operation(
+                "Analysis jobs, newest first", "JobList", job_filters, errors=("400",)
+            )
+        },
+        "/openapi.json": {
+            "get": {
+                "summary": "This document",
+                "responses": {
+                    "200": _json({"type": "object"}),
+                    "401": _ref("responses", "Unauthorized"),
+                },
+            }
+        },
+    }
+
+
+def _nullable(schema: dict[str, Any]) -> dict[str, Any]:
+    return {**schema, "type": [schema["type"], "null"]}
+
+
+def _object(properties: dict[str, Any], description: str = "") -> dict[str, Any]:
+    """An object whose every property is always there (null where the type allows)."""
+    schema: dict[str, Any] = {
+        "type": "object",
+        "properties": properties,
+        "required": list(properties),
+    }
+    if description:
+        schema["description"] = description
+    return schema
+
+
+_STRING = {"type": "string"}
+_INTEGER = {"type": "integer"}
+_PROBABILITY = {"type": "number", "minimum": 0, "maximum": 1}
+_TIME = {"type": "string", "format": "date-time"}
+_UID = {"type": "string", "description": "a DICOM UID"}
+_SLICE_NUMBER = {
+    "type": "integer",
+    "minimum": 1,
+    "description": "the slice's number, from 1 along the stack as the model read it",
+}
+_FRAME_NUMBER = {
+    "type": ["integer", "null"],
+    "minimum": 1,
+    "description": "its frame (from 1) when the slice is a frame of a multi-frame object, "
+    "else null",
+}
+
+
+def _slice_ref(prefix: str, which: str) -> dict[str, Any]:
+    return {
+        f"{prefix}slice_number": {**_SLICE_NUMBER, "description": f"{which}: slice number, from 1"},
+        f"{prefix}sop_instance_uid": {**_UID, "description": f"{which}: SOP Instance UID"},
+        f"{prefix}frame_number": _FRAME_NUMBER,
+    }
+
+
+def _study_schemas() -> dict[str, Any]:
+    series = _object(
+        {
+            "series_instance_uid": _UID,
+            "series_number": _nullable(_INTEGER),
+            "description": _STRING,
+            "modality": _STRING,
+            "instances": _INTEGER,
+            "status": {"type": "string", "enum": list(STATUSES)},
+            "reason": {**_STRING, "description": "why it was skipped or failed, or the verdict"},
+            "job_id": {**_nullable(_INTEGER), "description": "its latest analysis"},
+            "delivery": {
+                "type": "string",
+                "enum": list(DELIVERY_SUMMARIES),
+                "description": "its latest analysis's results at their destinations",
+            },
+            "instance_changes": {
+                "type": "object",
+                "description": "Instances sent again with other content, by what became of "
+                "them (replaced, kept-first, refused)",
+                "additionalProperties": _INTEGER,
+            },
+        }
+    )
+    study = _object(
+        {
+            "study_instance_uid": _UID,
+            "patient_id": _STRING,
+            "patient_name": {**_STRING, "description": "as sent, '^' between name parts"},
+            "patient_sex": {**_STRING, "description": "Patient's Sex as sent: F, M, O or ''"},
+            "patient_age": {
+                "type": "string",
+                "pattern": r"^(\d+ (d|mo|y))?$",
+                "description": "age at the study date ('67 y', '8 mo', '12 d'); '' when "
+                "the birth date or study date is unknown",
+            },
+            "accession_number": _STRING,
+            "study_date": {**_STRING, "description": "DICOM DA (YYYYMMDD) as sent"},
+            "description": _STRING,
+            "received_at": _TIME,
+            "status": {"type": "string", "enum": list(STATUSES)},
+            "verdict": {"type": "string", "enum": list(VERDICTS)},
+            "probability": _nullable({"type": "number"}),
+            "finding": {
+                "type": "string",
+                "description": "The most severe result of its series, "
+                "'S<series number>: <finding>' ('' before any analysis)",
+            },
+        }
+    )
+    with_series = {
+        **study,
+        "properties": {**study["properties"], "series": {"type": "array", "items": series}},
+        "required": [*study["required"], "series"],
+    }
+    return {
+        "StudySummary": study,
+        "Study": with_series,
+        "StudyPage": _object(
+            {
+                "total": _INTEGER,
+                "page": _INTEGER,
+                "per_page": _INTEGER,
+                "studies": {"type": "array", "items": _ref("schemas", "StudySummary")},
+            }
+        ),
+    }
+
+
+def _analysis_schemas() -> dict[str, Any]:
+    lesion = _object(
+        {
+            "index": {
+                "type": "integer",
+                "minimum": 0,
+                "description": "its place in `lesions`, from 0: what feedback's `finding` names",
+            },
+            **_slice_ref("first_", "its first slice"),
+            **_slice_ref("last_", "its last slice"),
+            **_slice_ref("key_", "the slice it is outlined and measured on"),
+            "outline": {
+                "type": "array",
+                "description": "closed polygon on the key slice: [column, row] in its pixels",
+                "items": {
+                    "type": "array",
+                    "items": {"type": "number"},
+                    "minItems": 2,
+                    "maxItems": 2,
+                },
+            },
+            "area_mm2": {"type": "number", "minimum": 0},
+            "longest_diameter_mm": {"type": "number", "minimum": 0},
+            "volume_ml": {"type": "number", "minimum": 0},
+            "mean_hu": {"type": "number"},
+            "probability": _PROBABILITY,
+            "label": _INTEGER,
+            "summary": {**_STRING, "description": "the line the reports carry"},
+        }
+    )
+    slice_ = _object(
+        {
+            "slice_number": _SLICE_NUMBER,
+            "sop_instance_uid": _UID,
+            "frame_number": _FRAME_NUMBER,
+            "probability": _PROBABILITY,
+            "flagged": {"type": "boolean", "description": "in the key-object selection"},
+        }
+    )
+    delivery = _object(
+        {
+            "id": _INTEGER,
+            "destination": {**_STRING, "description": "the destination's name in settings"},
+            "state": {"type": "string", "enum": [s.value for s in DeliveryState]},
+            "attempts": {**_INTEGER, "minimum": 0},
+            "last_error": {**_STRING, "description": "what the last attempt met ('' if none)"},
+            "next_attempt_at": {
+                **_nullable(_TIME),
+                "description": "when it is tried next, while pending; else null",
+            },
+            "peer_status": {
+                **_nullable(_INTEGER),
+                "description": "the peer's DIMSE or HTTP status of the last attempt",
+            },
+            "sent_at": _nullable(_TIME),
+        }
+    )
+    result = _object(
+        {
+            "kind": {"type": "string", "enum": [k.value for k in ResultKind]},
+            "sop_instance_uid": _UID,
+            "deliveries": {"type": "array", "items": _ref("schemas", "Delivery")},
+        },
+        "A DICOM object the analysis wrote, and its delivery to each destination",
+    )
+    analysis = _object(
+        {
+            "job_id": _INTEGER,
+            "series_instance_uid": _UID,
+            "series_number": _nullable(_INTEGER),
+            "series_description": _STRING,
+            "model": {**_STRING, "description": "name and version"},
+            "state": {"type": "string", "enum": list(JOB_STATES)},
+            "reason": {**_STRING, "description": "why it was skipped or failed"},
+            "delivery": {
+                "type": "string",
+                "enum": list(DELIVERY_SUMMARIES),
+                "description": "its results at their destinations (see the introduction)",
+            },
+            "positive": _nullable({"type": "boolean"}),
+            "probability": _nullable(_PROBABILITY),
+            "summary": _STRING,
+            "notes": {"type": "array", "items": _STRING},
+            "lesions": {"type": "array", "items": _ref("schemas", "Lesion")},
+            "slices": {"type": "array", "items": _ref("schemas", "Slice")},
+            "results": {"type": "array", "items": _ref("schemas", "Result")},
+        }
+    )
+    return {
+        "Lesion": lesion,
+        "Slice": slice_,
+        "Delivery": delivery,
+        "Result": result,
+        "Analysis": analysis,
+        "Findings": _object(
+            {
+                "study_instance_uid": _UID,
+                "analyses": {"type": "array", "items": _ref("schemas", "Analysis")},
+            }
+        ),
+    }
+
+
+_FINDING = {
+    "oneOf": [{"const": "study"}, {"type": "integer", "minimum": 0}],
+    "description": "'study' for the verdict, or a lesion's `index`",
+}
+
+
+def _other_schemas() -> dict[str, Any]:
+    feedback = _object(
+        {
+            "id": _INTEGER,
+            "job_id": _INTEGER,
+            "finding": _FINDING,
+            "verdict": {"type": "string", "enum": list(FEEDBACK_VERDICTS)},
+            "comment": _STRING,
+            "username": _STRING,
+            "created_at": _TIME,
+        }
+    )
+    job = _object(
+        {
+            "id": _INTEGER,
+            "series_instance_uid": _UID,
+            "state": {"type": "string", "enum": list(JOB_STATES)},
+            "reason": _STRING,
+            "delivery": {"type": "string", "enum": list(DELIVERY_SUMMARIES)},
+            "model": _STRING,
+            "attempts": _INTEGER,
+            "created_at": _TIME,
+            "started_at": _nullable(_TIME),
+            "finished_at": _nullable(_TIME),
+            "inference_seconds": _nullable({"type": "number"}),
+            "positive": _nullable({"type": "boolean"}),
+            "probability": _nullable(_PROBABILITY),
+        }
+    )
+    error = {
+        "type": "object",
+        "description": "Every answer other than success",
+        "properties": {
+            "error": {**_STRING, "description": "what is wrong, in words"},
+            "parameter": {
+                **_STRING,
+                "description": "the query parameter, path parameter or body field at fault",
+            },
+            "value": {**_STRING, "description": "the value sent (cut at 200 characters)"},
+            "allowed": {
+                "type": "array",
+                "items": _STRING,
+                "description": "the values allowed (methods, for a 405)",
+            },
+            "minimum": _INTEGER,
+            "maximum": _INTEGER,
+        },
+        "required": ["error"],
+    }
+    return {
+        "Feedback": feedback,
+        "FeedbackIn": {
+            "type": "object",
+            "properties": {
+                "job_id": _INTEGER,
+                "finding": {**_FINDING, "default": "study"},
+                "verdict": {"type": "string", "enum": list(FEEDBACK_VERDICTS)},
+                "comment": {"type": "string", "maxLength": 2000},
+            },
+            "required": ["job_id", "verdict"],
+        },
+        "FeedbackList": _object(
+            {"feedback": {"type": "array", "items": _ref("schemas", "Feedback")}}
+        ),
+        "Created": _object({"id": _INTEGER}),
+        "Job": job,
+        "JobList": _object({"jobs": {"type": "array", "items": _ref("schemas", "Job")}}),
+        "Error": error,
+    }
 
 
 def openapi_document() -> dict[str, Any]:
-    study_filters = [
-        _query("from", {"type": "string", "format": "date"}, "received on or after"),
-        _query("to", {"type": "string", "format": "date"}, "received on or before"),
-        _query("status", {"type": "string", "enum": list(STATUSES)}, "study status"),
-        _query("verdict", {"type": "string", "enum": list(VERDICTS)}, "AI verdict"),
-        _query("q", {"type": "string"}, "start of a patient ID or accession number"),
-        _query("page", {"type": "integer", "minimum": 1}, "page number"),
-        _query("per_page", {"type": "integer", "minimum": 1, "maximum": 200}, "studies per page"),
-    ]
-    nullable_number = {"type": ["number", "null"]}
+    error_body = _ref("schemas", "Error")
     return {
         "openapi": "3.1.0",
-        "info": {
-            "title": "radassist API",
-            "version": "1",
-            "description": "Studies, findings, feedback and jobs of the radassist AI node. "
-            "Log in with a session cookie (writes then need an X-CSRFToken header) or HTTP Basic.",
-        },
+        "info": {"title": "radassist API", "version": "1", "description": _DESCRIPTION},
         "servers": [{"url": "/api/v1"}],
         "security": [{"basic": []}, {"session": []}],
-        "paths": {
-            "/studies": {
-                "get": _get("Studies, positive first, then newest", "StudyPage", study_filters)
-            },
-            "/studies/{study_uid}": {
-                "get": _get("One study with its series", "Study", [_STUDY_UID])
-            },
-            "/studies/{study_uid}/findings": {
-                "get": _get(
-                    "The latest analysis of each series of a study", "Findings", [_STUDY_UID]
-                )
-            },
-            "/studies/{study_uid}/feedback": {
-                "get": _get("Feedback given on the study's findings", "FeedbackList", [_STUDY_UID]),
-                "post": {
-                    "summary": "Accept or reject a finding, with a comment",
-                    "parameters": [_STUDY_UID],
-                    "requestBody": {
-                        "required": True,
-                        "content": {
-                            "application/json": {
-                                "schema": {"$ref": "#/components/schemas/FeedbackIn"}
-                            }
-                        },
-                    },
-                    "responses": {
-                        "201": {
-                            "description": "Stored",
-                            "content": {
-                                "application/json": {
-                                    "schema": {
-                                        "type": "object",
-                                        "properties": {"id": {"type": "integer"}},
-                                    }
-                                }
-                            },
-                        },
-                        "400": {"description": "Invalid body"},
-                        "401": {"$ref": "#/components/responses/Unauthorized"},
-                        "404": {"description": "No such job or finding in this study"},
-                    },
-                },
-            },
-            "/jobs": {
-                "get": _get(
-                    "Analysis jobs, newest first",
-                    "JobList",
-                    [
-                        _query(
-                            "state",
-                            {
-                                "type": "string",
-                                "enum": ["queued", "running", "done", "skipped", "failed"],
-                            },
-                            "job state",
-                        ),
-                        _query(
-                            "limit", {"type": "integer", "minimum": 1, "maximum": 500}, "how many"
-                        ),
-                    ],
-                )
-            },
-            "/openapi.json": {
-                "get": {"summary": "This document", "responses": {"200": {"description": "OK"}}}
-            },
-        },
+        "paths": _paths(),
         "components": {
             "securitySchemes": {
                 "basic": {"type": "http", "scheme": "basic"},
                 "session": {"type": "apiKey", "in": "cookie", "name": "radassist_session"},
             },
-            "responses": {"Unauthorized": {"description": "Log in first"}},
-            "schemas": {
-                "Study": {
-                    "type": "object",
-                    "properties": {
-                        "study_instance_uid": {"type": "string"},
-                        "patient_id": {"type": "string"},
-                        "patient_name": {"type": "string"},
-                        "accession_number": {"type": "string"},
-                        "study_date": {"type": "string"},
-                        "description": {"type": "string"},
-                        "received_at": {"type": "string", "format": "date-time"},
-                        "status": {"type": "string", "enum": list(STATUSES)},
-                        "verdict": {"type": "string", "enum": list(VERDICTS)},
-                        "probability": nullable_number,
-                        "finding": {
-                            "type": "string",
-                            "description": "The most severe result of its series, "
-                            "'S<series number>: <finding>' ('' before any analysis)",
-                        },
-                        "series": {
-                            "type": "array",
-                            "items": {
-                                "type": "object",
-                                "properties": {
-                                    "series_instance_uid": {"type": "string"},
-                                    "series_number": {"type": ["integer", "null"]},
-                                    "description": {"type": "string"},
-                                    "modality": {"type": "string"},
-                                    "instances": {"type": "integer"},
-                                    "status": {"type": "string", "enum": list(STATUSES)},
-                                    "reason": {"type": "string"},
-                                    "job_id": {"type": ["integer", "null"]},
-                                    "instance_changes": {
-                                        "type": "object",
-                                        "description": "Instances sent again with other "
-                                        "content, by what became of them (replaced, "
-                                        "kept-first, refused)",
-                                        "additionalProperties": {"type": "integer"},
-                                    },
-                                },
-                            },
-                        },
-                    },
-                    "required": ["study_instance_uid", "status", "verdict"],
-                },
-                "StudyPage": {
-                    "type": "object",
-                    "properties": {
-                        "total": {"type": "integer"},
-                        "page": {"type": "integer"},
-                        "per_page": {"type": "integer"},
-                        "studies": {
-                            "type": "array",
-                            "items": {"$ref": "#/components/schemas/Study"},
-                        },
-                    },
-                },
-                "Findings": {
-                    "type": "object",
-                    "properties": {
-                        "study_instance_uid": {"type": "string"},
-                        "analyses": {
-                            "type": "array",
-                            "items": {
-                                "type": "object",
-                                "properties": {
-                                    "job_id": {"type": "integer"},
-                                    "series_instance_uid": {"type": "string"},
-                                    "series_number": {"type": ["integer", "null"]},
-                                    "series_description": {"type": "string"},
-                                    "model": {"type": "string"},
-                                    "positive": {"type": ["boolean", "null"]},
-                                    "probability": nullable_number,
-                                    "summary": {"type": "string"},
-                                    "notes": {"type": "array", "items": {"type": "string"}},
-                                    "lesions": {"type": "array", "items": {"type": "object"}},
-                                    "slices": {"type": "array", "items": {"type": "object"}},
-                                    "results": {"type": "array", "items": {"type": "object"}},
-                                },
-                            },
-                        },
-                    },
-                },
-                "FeedbackIn": {
-                    "type": "object",
-                    "properties": {
-                        "job_id": {"type": "integer"},
-                        "finding": {
-                            "oneOf": [{"const": "study"}, {"type": "integer", "minimum": 0}]
-                        },
-                        "verdict": {"type": "string", "enum": ["accept", "reject"]},
-                        "comment": {"type": "string", "maxLength": 2000},
-                    },
-                    "required": ["job_id", "verdict"],
-                },
-                "FeedbackList": {
-                    "type": "object",
-                    "properties": {"feedback": {"type": "array", "items": {"type": "object"}}},
-                },
-                "JobList": {
-                    "type": "object",
-                    "properties": {"jobs": {"type": "array", "items": {"type": "object"}}},
-                },
+            "responses": {
+                "BadRequest": _json(error_body, "A query value or body field is not allowed"),
+                "Unauthorized": _json(error_body, "Log in first"),
+                "NotFound": _json(error_body, "No such study here"),
+                "Error": _json(error_body, "Refused (403, 405, 413, 429…) or failed"),
             },
+            "schemas": {**_study_schemas(), **_analysis_schemas(), **_other_schemas()},
         },
     }

@@ -1,5 +1,7 @@
 """Operations: /healthz for load balancers (no login, no data) and /metrics in the
-Prometheus text format (login, e.g. Basic auth in the scrape config)."""
+Prometheus text format (login, e.g. Basic auth in the scrape config). Every metric and
+every label value docs/operations.md lists is there from the start, at zero: a query or
+an alert on one never finds nothing because nothing happened yet."""
 
 from __future__ import annotations
 
@@ -13,7 +15,17 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from sqlalchemy import func, select, text
 from sqlalchemy.exc import SQLAlchemyError
 
-from assistant.db import Delivery, Feedback, Instance, Job, JobState, Series
+from assistant.db import (
+    Delivery,
+    DeliveryState,
+    Feedback,
+    FeedbackVerdict,
+    Instance,
+    Job,
+    JobState,
+    Series,
+    SeriesState,
+)
 from web.context import context
 
 blueprint = Blueprint("ops", __name__)
@@ -53,14 +65,18 @@ class DatabaseCollector:
             "radassist_instances_received", "DICOM instances stored", value=instances
         )
         yield _labelled(
-            GaugeMetricFamily, "radassist_series", "Series by completion state", "state", series
+            GaugeMetricFamily,
+            "radassist_series",
+            "Series by completion state",
+            "state",
+            _every(SeriesState, series),
         )
         yield _labelled(
             GaugeMetricFamily,
             "radassist_jobs",
             "Analysis jobs by state",
             "state",
-            {state: jobs.get(state, 0) for state in JobState},
+            _every(JobState, jobs),
         )
         yield CounterMetricFamily(
             "radassist_inference_seconds",
@@ -75,14 +91,14 @@ class DatabaseCollector:
             "radassist_deliveries",
             "Result deliveries by outcome",
             "state",
-            deliveries,
+            _every(DeliveryState, deliveries),
         )
         yield _labelled(
             CounterMetricFamily,
             "radassist_feedback",
             "Radiologist feedback by verdict",
             "verdict",
-            feedback,
+            _every(FeedbackVerdict, feedback),
         )
 
 
@@ -90,6 +106,11 @@ def _counts(session: Any, column: Any) -> dict[Any, int]:
     """Rows per value of an enum column."""
     table = column.class_
     return dict(session.execute(select(column, func.count(table.id)).group_by(column)).all())
+
+
+def _every(values: Any, counts: dict[Any, int]) -> dict[Any, int]:
+    """A count for every value of an enum, zero where there are no rows."""
+    return {value: counts.get(value, 0) for value in values}
 
 
 def _labelled(

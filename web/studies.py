@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import logging
 from collections import defaultdict
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 
@@ -53,6 +54,8 @@ STATUS_LABELS = {
     "skipped": "skipped",
 }
 VERDICTS = ("positive", "negative", "none")
+#: What became of an analysis's results at its destinations (see `delivery_summary`).
+DELIVERY_SUMMARIES = ("none", "pending", "failing", "failed", "sent")
 #: A series that got an instance this recently is "receiving", later "waiting".
 RECEIVING_WINDOW = timedelta(seconds=3)
 
@@ -85,6 +88,8 @@ class SeriesView:
     instance_changes: dict[str, int] = field(default_factory=dict)
     #: The verdict line of its latest analysis and its first lesion's line, if any.
     finding: str = ""
+    #: Its latest analysis's results at their destinations (DELIVERY_SUMMARIES).
+    delivery: str = "none"
 
     @property
     def change_notes(self) -> list[str]:
@@ -207,14 +212,7 @@ def _series_views(session: Session, study_pks: Select) -> dict[int, list[SeriesV
         .where(Series.study_pk.in_(study_pks))
         .order_by(Series.series_number, Series.id)
     ).all()
-    deliveries: dict[int, dict[DeliveryState, int]] = defaultdict(dict)
-    for job_pk, state, count in session.execute(
-        select(ResultObject.job_pk, Delivery.state, func.count(Delivery.id))
-        .join(Delivery, Delivery.result_pk == ResultObject.id)
-        .join(latest, latest.c.job_id == ResultObject.job_pk)
-        .group_by(ResultObject.job_pk, Delivery.state)
-    ):
-        deliveries[job_pk][state] = count
+    deliveries = delivery_summaries(session, select(latest.c.job_id))
     changes: dict[int, dict[str, int]] = defaultdict(dict)
     for series_pk, action, count in session.execute(
         select(InstanceChange.series_pk, InstanceChange.action, func.count(InstanceChange.id))
@@ -226,7 +224,8 @@ def _series_views(session: Session, study_pks: Select) -> dict[int, list[SeriesV
     now = utcnow()
     out: dict[int, list[SeriesView]] = defaultdict(list)
     for series, job in rows:
-        status, reason = _series_status(series, job, deliveries.get(job.id, {}) if job else {}, now)
+        delivery = deliveries.get(job.id, "none") if job else "none"
+        status, reason = _series_status(series, job, delivery, now)
         out[series.study_pk].append(
             SeriesView(
                 pk=series.id,
@@ -242,9 +241,40 @@ def _series_views(session: Session, study_pks: Select) -> dict[int, list[SeriesV
                 probability=job.study_probability if job and job.state is JobState.DONE else None,
                 instance_changes=changes.get(series.id, {}),
                 finding=_finding(job),
+                delivery=delivery,
             )
         )
     return out
+
+
+def delivery_summary(deliveries: Iterable[tuple[DeliveryState, int]]) -> str:
+    """What became of an analysis's results, from the (state, attempts) of each of its
+    deliveries (or of the most-tried one in each state): "none" without any, "failed"
+    once one gave up, "sent" when all arrived, "failing" while one that failed before
+    waits for its next try, else "pending"."""
+    rows = list(deliveries)
+    if not rows:
+        return "none"
+    if any(state is DeliveryState.FAILED for state, _ in rows):
+        return "failed"
+    if all(state is DeliveryState.SENT for state, _ in rows):
+        return "sent"
+    if any(state is not DeliveryState.SENT and attempts > 0 for state, attempts in rows):
+        return "failing"
+    return "pending"
+
+
+def delivery_summaries(session: Session, job_ids: Select | list[int]) -> dict[int, str]:
+    """`delivery_summary` of each job among `job_ids` that has results to deliver."""
+    states: dict[int, list[tuple[DeliveryState, int]]] = defaultdict(list)
+    for job_pk, state, attempts in session.execute(
+        select(ResultObject.job_pk, Delivery.state, func.max(Delivery.attempts))
+        .join(Delivery, Delivery.result_pk == ResultObject.id)
+        .where(ResultObject.job_pk.in_(job_ids))
+        .group_by(ResultObject.job_pk, Delivery.state)
+    ):
+        states[job_pk].append((state, attempts))
+    return {job_pk: delivery_summary(rows) for job_pk, rows in states.items()}
 
 
 def _finding(job: Job | None) -> str:
@@ -271,7 +301,7 @@ def _most_severe(series: list[SeriesView]) -> str:
 
 
 def _series_status(
-    series: Series, job: Job | None, deliveries: dict[DeliveryState, int], now: datetime
+    series: Series, job: Job | None, delivery: str, now: datetime
 ) -> tuple[str, str]:
     if series.state is SeriesState.RECEIVING:
         if now - series.last_received_at < RECEIVING_WINDOW:
@@ -286,9 +316,9 @@ def _series_status(
     if job.state is JobState.FAILED:
         return "failed", job.reason
     summary = job.summary.splitlines()[0] if job.summary else ""
-    if deliveries.get(DeliveryState.FAILED):
+    if delivery == "failed":
         return "failed", f"delivery failed; {summary}"
-    if deliveries and set(deliveries) == {DeliveryState.SENT}:
+    if delivery == "sent":
         return "delivered", summary
     return "done", summary
 
@@ -359,6 +389,8 @@ class DeliveryView:
     peer_status: int | None
     last_error: str
     sent_at: datetime | None
+    #: When the outbox tries it next: set only while it is pending.
+    next_attempt_at: datetime | None = None
 
 
 @dataclass(frozen=True)
@@ -405,6 +437,13 @@ class JobDetail:
     feedback: tuple[FeedbackView, ...]
 
     @property
+    def delivery(self) -> str:
+        """Its results at their destinations (DELIVERY_SUMMARIES)."""
+        return delivery_summary(
+            (DeliveryState(d.state), d.attempts) for r in self.results for d in r.deliveries
+        )
+
+    @property
     def lesions(self) -> list[Lesion]:
         return list(self.findings.lesions) if self.findings else []
 
@@ -416,6 +455,11 @@ class JobDetail:
     def flagged_slice_indices(self) -> list[int]:
         """Positions (0-based, along the stack) of the slices the model flagged."""
         return self.findings.flagged_slice_indices() if self.findings else []
+
+    @property
+    def flagged_slice_numbers(self) -> list[int]:
+        """The same slices numbered as the page shows them: 1 to N along the stack."""
+        return [index + 1 for index in self.flagged_slice_indices]
 
 
 def job_details(session: Session, study: StudyView) -> list[JobDetail]:
@@ -449,6 +493,7 @@ def job_details(session: Session, study: StudyView) -> list[JobDetail]:
                 d.peer_status,
                 d.last_error,
                 d.sent_at,
+                d.next_attempt_at if d.state is DeliveryState.PENDING else None,
             )
         )
     for o in objects:

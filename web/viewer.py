@@ -8,11 +8,15 @@ from __future__ import annotations
 
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlencode
 
 from flask import Blueprint, abort, render_template, send_from_directory
 from flask_login import login_required
+from sqlalchemy import func, select
 
+from assistant.db import Job, JobState, ResultKind, ResultObject, Series, Study
 from web.context import context
+from web.studies import read_findings
 from web.viewer_install import MOUNT, is_installed, viewer_dir
 
 blueprint = Blueprint("viewer", __name__)
@@ -34,8 +38,47 @@ def viewer_installed() -> bool:
 
 
 def study_viewer_url(study_uid: str) -> str:
-    """OHIF's longitudinal viewer opened on one study."""
-    return f"{MOUNT}/viewer?StudyInstanceUIDs={study_uid}"
+    """OHIF's longitudinal viewer opened on one study, showing our SR of its latest
+    finding on that finding's key slice when an analysis found one.
+
+    OHIF 3.13 hangs first the display set named by `initialSeriesInstanceUID`, and its
+    SR viewport opens a report on the image its first measurement references, with the
+    outline and values drawn. The key slice itself is not named: `initialSOPInstanceUID`
+    would make OHIF hang the CT series (which holds that slice) instead of the report."""
+    query = {"StudyInstanceUIDs": study_uid}
+    report = report_to_open(study_uid)
+    if report is not None:
+        query["initialSeriesInstanceUID"] = report
+    return f"{MOUNT}/viewer?{urlencode(query)}"
+
+
+def report_to_open(study_uid: str) -> str | None:
+    """The Series Instance UID of the SR of the newest analysis of this study (each
+    series' latest job) that found a lesion; None when none did."""
+    latest = (
+        select(func.max(Job.id))
+        .join(Series, Series.id == Job.series_pk)
+        .join(Study, Study.id == Series.study_pk)
+        .where(Study.study_instance_uid == study_uid)
+        .group_by(Job.series_pk)
+    )
+    with context().sessions() as session:
+        rows = session.execute(
+            select(ResultObject.series_instance_uid, Job.findings_json)
+            .join(Job, Job.id == ResultObject.job_pk)
+            .where(
+                Job.id.in_(latest),
+                Job.state == JobState.DONE,
+                Job.positive.is_(True),
+                ResultObject.kind == ResultKind.SR,
+            )
+            .order_by(Job.id.desc())
+        ).all()
+    for series_uid, record in rows:
+        findings = read_findings(record)
+        if findings is not None and findings.lesions:
+            return str(series_uid)
+    return None
 
 
 def _is_inside(path: str) -> bool:

@@ -17,6 +17,7 @@ import shutil
 import subprocess
 import tarfile
 import tempfile
+from importlib import resources
 from pathlib import Path
 
 OHIF_PACKAGE = "@ohif/app"
@@ -29,6 +30,8 @@ MOUNT = "/viewer"
 SKIPPED = ("ort/", "dicom-microscopy-viewer/")
 COMPLETE_MARKER = ".radassist-installed"
 _PUBLIC_PATH = '__webpack_require__.p = "/";'
+#: OHIF's app-config.js as we write it, beside this module; @MOUNT@ and @VERSION@ filled in.
+_APP_CONFIG = "viewer_app_config.js"
 
 
 class ViewerInstallError(RuntimeError):
@@ -166,78 +169,11 @@ def rebase(dist: Path, mount: str = MOUNT) -> None:
 
 
 def app_config(mount: str = MOUNT) -> str:
-    """OHIF's configuration: the node's DICOMweb on the same origin, OHIF's default modes
-    (the longitudinal viewer with the DICOM SR and measurement-tracking extensions), and
-    a redraw of each new viewport's annotations, without which OHIF 3.13 often opens an
-    SR with its outline missing."""
-    return f"""/* Written by `radassist viewer install`: OHIF {OHIF_VERSION} under {mount}, reading the
-   node's own DICOMweb on the same origin with the dashboard's session. */
-(function () {{
-  var root = window.location.origin + '/dicomweb';
-  window.config = {{
-    name: 'radassist',
-    routerBasename: '{mount}',
-    extensions: [],
-    modes: [],
-    customizationService: {{}},
-    showStudyList: true,
-    maxNumberOfWebWorkers: 2,
-    showWarningMessageForCrossOrigin: false,
-    showCPUFallbackMessage: true,
-    showLoadingIndicator: true,
-    strictZSpacingForVolumeViewport: true,
-    // The node's own pages carry the "not for clinical use" notice of its models.
-    investigationalUseDialog: {{ option: 'never' }},
-    maxNumRequests: {{ interaction: 100, thumbnail: 5, prefetch: 10 }},
-    showErrorDetails: 'always',
-    defaultDataSourceName: 'radassist',
-    dataSources: [
-      {{
-        namespace: '@ohif/extension-default.dataSourcesModule.dicomweb',
-        sourceName: 'radassist',
-        configuration: {{
-          friendlyName: 'radassist node',
-          name: 'radassist',
-          wadoUriRoot: root,
-          qidoRoot: root,
-          wadoRoot: root,
-          qidoSupportsIncludeField: false,
-          imageRendering: 'wadors',
-          thumbnailRendering: 'wadors',
-          enableStudyLazyLoad: true,
-          supportsFuzzyMatching: false,
-          supportsWildcard: true,
-          staticWado: false,
-          singlepart: 'bulkdata,video',
-          bulkDataURI: {{ enabled: true, relativeResolution: 'studies' }},
-          omitQuotationForMultipartRequest: true,
-        }},
-      }},
-    ],
-  }};
-
-  // OHIF 3.13's SR viewport tells cornerstone which SR outlines it shows only after the
-  // viewport has drawn its first image, and nothing draws the outlines again: the report
-  // opened on its key slice without the lesion until the reader scrolled. Draw a newly
-  // enabled viewport's annotations again once that has had time to happen.
-  var redrawAfterMs = [250, 1000, 2500, 5000];
-  var waiting = window.setInterval(function () {{
-    var core = window.cornerstone;
-    var tools = window.cornerstoneTools;
-    if (!core || !core.eventTarget || !tools) {{
-      return;
-    }}
-    window.clearInterval(waiting);
-    core.eventTarget.addEventListener(core.Enums.Events.ELEMENT_ENABLED, function (event) {{
-      var viewportId = event.detail.viewportId;
-      redrawAfterMs.forEach(function (delay) {{
-        window.setTimeout(function () {{
-          if (core.getEnabledElementByViewportId(viewportId)) {{  // not closed since
-            tools.utilities.triggerAnnotationRenderForViewportIds([viewportId]);
-          }}
-        }}, delay);
-      }});
-    }});
-  }}, 100);
-}})();
-"""
+    """OHIF's configuration (web/viewer_app_config.js): the node's DICOMweb on the same
+    origin; OHIF's default modes (the longitudinal viewer with the DICOM SR and
+    measurement-tracking extensions) without the guided tour; our SR's units shown as a
+    reader writes them; a handler that shows our Key Object Selection as the key images
+    it selects (OHIF 3.13 has none); and a redraw of each new viewport's annotations,
+    without which OHIF 3.13 often opens an SR with its outline missing."""
+    template = resources.files("web").joinpath(_APP_CONFIG).read_text(encoding="utf-8")
+    return template.replace("@VERSION@", OHIF_VERSION).replace("@MOUNT@", mount)

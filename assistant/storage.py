@@ -12,9 +12,11 @@ the umask (see assistant.db.files).
 
 from __future__ import annotations
 
+import fcntl
 import os
 import secrets
 from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -26,6 +28,8 @@ _TEMP_PREFIX = ".partial-"
 #: N, replaced by the sender's correction) and ``<sop>.not-used-<time>.dcm`` (a changed
 #: copy kept out of use by storage.on_changed_duplicate = "keep-first").
 VERSIONS_FOLDER = "versions"
+#: The lock file of a series folder (see InstanceStore.changes_lock).
+CHANGES_LOCK = ".changes.lock"
 
 
 class InvalidUID(ValueError):
@@ -127,12 +131,36 @@ class InstanceStore:
         temp, _size = _write_temp(final.parent, final.stem, chunks)
         try:
             os.link(final, earlier)
-            _fsync_dir(versions)
-            os.replace(temp, final)
+            try:
+                _fsync_dir(versions)
+                os.replace(temp, final)
+            except BaseException:
+                earlier.unlink(missing_ok=True)  # not swapped: no earlier version
+                raise
         finally:
             temp.unlink(missing_ok=True)
         _fsync_dir(final.parent)
         return earlier
+
+    def restore(self, earlier: Path, final: Path) -> None:
+        """Undo :meth:`replace`: the kept copy goes back to its place (the replacing one
+        is given up: its sender was not told it was stored)."""
+        os.replace(earlier, final)
+        _fsync_dir(final.parent)
+        _fsync_dir(earlier.parent)
+
+    @contextmanager
+    def changes_lock(self, final: Path) -> Iterator[None]:
+        """Hold the series' lock for changing an instance's file, across threads and
+        processes on this machine (flock on ``<series>/.changes.lock``): the version
+        read, the files swapped and the row updated happen for one copy at a time."""
+        make_private_dirs(final.parent)
+        fd = os.open(final.parent / CHANGES_LOCK, os.O_RDWR | os.O_CREAT, PRIVATE_FILE_MODE)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            yield
+        finally:
+            os.close(fd)  # releases the lock
 
     def keep_beside(self, final: Path, chunks: Iterable[bytes | memoryview], name: str) -> Path:
         """Keep a copy that is not put in use as ``versions/<name>``; returns its path."""

@@ -97,6 +97,9 @@ def _method_not_allowed(error: MethodNotAllowed) -> Any:
 
 # -- query values ---------------------------------------------------------------------
 
+#: The longest `q`: Patient ID is LO (64 characters), Accession Number SH (16).
+SEARCH_MAX = 64
+
 
 def _text(name: str) -> str | None:
     """A query value; None when absent or empty (as a form sends an unused filter)."""
@@ -166,8 +169,23 @@ def _study_filter() -> StudyFilter:
         received_to=received_to,
         status=_choice("status", STATUSES),
         verdict=_choice("verdict", VERDICTS),
-        search=(request.args.get("q") or "").strip()[:64],
+        search=_search(),
     )
+
+
+def _search() -> str:
+    """`q`: the start of a Patient ID or accession number (64 characters at most, the
+    longer of the two: a longer value could never match, and is a 400, not cut)."""
+    value = (request.args.get("q") or "").strip()
+    if len(value) > SEARCH_MAX:
+        raise ApiError(
+            400,
+            f"q must be at most {SEARCH_MAX} characters, not {len(value)}",
+            parameter="q",
+            value=value[:60],
+            maximum=SEARCH_MAX,
+        )
+    return value
 
 
 def _study_and_analyses(study_uid: str) -> tuple[StudyView, list[JobDetail]]:

@@ -99,7 +99,11 @@ def _paths() -> dict[str, Any]:
         _query("to", {"type": "string", "format": "date"}, "received on or before, YYYY-MM-DD"),
         _query("status", {"type": "string", "enum": list(STATUSES)}, "study status" + empty_is_any),
         _query("verdict", {"type": "string", "enum": list(VERDICTS)}, "AI verdict" + empty_is_any),
-        _query("q", {"type": "string"}, "start of a patient ID or accession number"),
+        _query(
+            "q",
+            {"type": "string", "maxLength": 64},
+            "start of a patient ID or accession number (at most 64 characters)",
+        ),
         _query("page", {"type": "integer", "minimum": 1, "default": 1}, "page number"),
         _query(
             "per_page",

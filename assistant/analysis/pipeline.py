@@ -34,7 +34,18 @@ from assistant.analysis.writers.kos import build_kos
 from assistant.analysis.writers.seg import build_seg
 from assistant.analysis.writers.sr import build_sr
 from assistant.analysis.writers.uids import ResultIdentity
-from assistant.db import Database, Job, JobState, ResultKind, ResultObject, Series, Study, utcnow
+from assistant.db import (
+    Database,
+    Instance,
+    Job,
+    JobState,
+    ResultKind,
+    ResultObject,
+    Series,
+    Study,
+    input_digest,
+    utcnow,
+)
 from assistant.delivery.outbox import Outbox
 from assistant.findings import Findings
 from assistant.settings import Settings
@@ -119,6 +130,16 @@ class Analysis:
             )
             prediction = predict_series(self._model, series)
             seconds = time.perf_counter() - started
+            if self._inputs_changed(job):
+                # An instance was replaced or added while the model read the files: what
+                # it read is neither this job's inputs nor the next's. The series has
+                # reopened, and the job for its new inputs follows.
+                self._finish(
+                    job_id,
+                    JobState.SKIPPED,
+                    reason="its instances changed while it ran; the series is analysed again",
+                )
+                return
             written = self._write(job, series, prediction)
         except UnreadableSeries as exc:
             self._finish(job_id, JobState.SKIPPED, reason=f"the model cannot read it: {exc}")
@@ -167,6 +188,16 @@ class Analysis:
         return _JobInput(
             row.series_pk, row.study_instance_uid, row.series_instance_uid, row.input_digest
         )
+
+    def _inputs_changed(self, job: _JobInput) -> bool:
+        """Whether the series' instances (and their versions) are no longer the job's."""
+        with self._sessions() as session:
+            rows = session.execute(
+                select(Instance.sop_instance_uid, Instance.version).where(
+                    Instance.series_pk == job.series_pk
+                )
+            ).all()
+        return input_digest((row.sop_instance_uid, row.version) for row in rows) != job.digest
 
     def _previous_reports(self, job: _JobInput) -> list[Dataset]:
         """The latest SR of this series by this model from other inputs: superseded."""

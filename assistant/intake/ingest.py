@@ -8,7 +8,7 @@ its row is committed; anything else raises, and the SCP answers a failure status
 from __future__ import annotations
 
 import logging
-import threading
+import time
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -33,6 +33,7 @@ from assistant.db import (
 from assistant.geometry import position_along, slice_normal
 from assistant.intake.completion import SeriesCompletion
 from assistant.intake.resend import same_content
+from assistant.settings import CHANGED_DUPLICATE_POLICIES
 from assistant.storage import InstanceStore, InvalidUID
 from dicom_node import AssociationSummary, ReceivedInstance, Status, StoreRefused
 
@@ -127,10 +128,9 @@ class Ingest:
         on_changed_duplicate: str = "replace",
     ) -> None:
         self._store = store
+        if on_changed_duplicate not in CHANGED_DUPLICATE_POLICIES:
+            raise ValueError(f"unknown on_changed_duplicate policy {on_changed_duplicate!r}")
         self._on_changed_duplicate = on_changed_duplicate
-        #: Changed copies of one instance are handled one at a time (the version read,
-        #: the file replaced, the row updated): a rare path, so one lock is enough.
-        self._changes = threading.Lock()
         self._engine = db.engine
         self._write_lock = db.write_lock
         self._data_dir = data_dir
@@ -157,9 +157,16 @@ class Ingest:
             raise StoreRefused(Status.MISSING_OR_INVALID_UID, str(exc)) from exc
         relative = stored.path.relative_to(self._data_dir).as_posix()
         if not stored.created and not same_content(stored.path, instance):
-            with self._changes:
-                if self._changed_copy(instance, stored.path, relative):
-                    return
+            try:
+                with self._store.changes_lock(stored.path):
+                    # Under the lock, against the file as it is now (another process may
+                    # have just put this very copy in place).
+                    if not same_content(stored.path, instance):
+                        self._changed_copy(instance, stored.path)
+                        return
+            except OperationalError as exc:
+                LOGGER.error("database unavailable while recording a changed copy: %s", exc.orig)
+                raise StoreRefused(Status.OUT_OF_RESOURCES, "database unavailable") from exc
         for attempt in (1, 2):
             try:
                 self._record(instance, relative, stored.size_bytes)
@@ -175,13 +182,26 @@ class Ingest:
 
     # -- a changed copy of a stored instance -------------------------------------------
 
-    def _changed_copy(self, instance: ReceivedInstance, final: Path, relative: str) -> bool:
+    def _changed_copy(self, instance: ReceivedInstance, final: Path) -> None:
         """Apply storage.on_changed_duplicate to a copy whose content differs from the
-        stored file; False when the instance has no row yet (recorded as new instead)."""
-        with self._write_lock, self._engine.connect() as connection:
-            row = connection.execute(_INSTANCE_VERSION, {"uid": instance.sop_instance_uid}).first()
+        stored file. Called under the series' changes lock (see InstanceStore)."""
+        row = self._instance_row(instance.sop_instance_uid)
+        stamp = utcnow().strftime("%Y%m%dT%H%M%S%fZ")
         if row is None:
-            return False
+            # The first copy is on disk but its row is not committed yet (another
+            # association is recording it): keep this one and have the sender try again.
+            kept = self._store.keep_beside(
+                final, instance.file_chunks(), f"{instance.sop_instance_uid}.not-used-{stamp}.dcm"
+            )
+            LOGGER.warning(
+                "a changed copy arrived while the first copy was being recorded; kept as %s, "
+                "the sender is asked to try again",
+                self._relative(kept),
+            )
+            raise StoreRefused(
+                Status.OUT_OF_RESOURCES,
+                "the first copy of this instance is still being recorded; try again",
+            )
         policy = self._on_changed_duplicate
         if policy == "reject":
             self._record_change(instance, row, InstanceChangeAction.REFUSED, "", row.version)
@@ -195,7 +215,6 @@ class Ingest:
                 "this SOP Instance UID is stored with other content; changed copies are refused",
             )
         if policy == "keep-first":
-            stamp = utcnow().strftime("%Y%m%dT%H%M%S%fZ")
             kept = self._store.keep_beside(
                 final, instance.file_chunks(), f"{instance.sop_instance_uid}.not-used-{stamp}.dcm"
             )
@@ -208,17 +227,27 @@ class Ingest:
                 row.series_pk,
                 self._relative(kept),
             )
-            return True
+            return
         version = row.version
         while (self._store.versions_folder(final) / _version_name(final.stem, version)).exists():
-            version += 1  # a replacement whose row was lost in a crash (see recover)
+            version += 1  # a name left by a crash that start-up has not looked at yet
         earlier = self._store.replace(
             final, instance.file_chunks(), _version_name(final.stem, version)
         )
-        size = final.stat().st_size
-        self._record_change(
-            instance, row, InstanceChangeAction.REPLACED, self._relative(earlier), version + 1, size
-        )
+        try:
+            self._record_change(
+                instance,
+                row,
+                InstanceChangeAction.REPLACED,
+                self._relative(earlier),
+                version + 1,
+                final.stat().st_size,
+            )
+        except BaseException:
+            # Unrecorded, the swap would make the sender's retry look identical and the
+            # correction would never be analysed: the recorded copy goes back.
+            self._store.restore(earlier, final)
+            raise
         LOGGER.warning(
             "instance of series %d replaced by the sender (version %d; the earlier copy is "
             "kept as %s); the series is analysed again",
@@ -226,7 +255,17 @@ class Ingest:
             version + 1,
             self._relative(earlier),
         )
-        return True
+
+    def _instance_row(self, sop_uid: str, wait_seconds: float = 2.0) -> Any:
+        """The instance's row, waiting a little for a commit in flight on another
+        association; None when it has not appeared by then."""
+        deadline = time.monotonic() + wait_seconds
+        while True:
+            with self._write_lock, self._engine.connect() as connection:
+                row = connection.execute(_INSTANCE_VERSION, {"uid": sop_uid}).first()
+            if row is not None or time.monotonic() >= deadline:
+                return row
+            time.sleep(0.05)
 
     def _relative(self, path: Path) -> str:
         return path.relative_to(self._data_dir).as_posix()
@@ -277,6 +316,7 @@ class Ingest:
                     received_at=now,
                 )
             )
+            self._correct_patient_and_study(connection, instance.header, row.series_pk)
             reopen = state is not SeriesState.RECEIVING
             connection.execute(
                 _REOPEN_UNCOUNTED if reopen else _STILL_SENDING, {"pk": row.series_pk, "now": now}
@@ -285,6 +325,34 @@ class Ingest:
             LOGGER.info(
                 "series %d reopened: an instance was replaced after it was %s", row.series_pk, state
             )
+
+    @staticmethod
+    def _correct_patient_and_study(connection: Connection, header: Dataset, series_pk: int) -> None:
+        """A replacing copy's patient and study attributes are the sender's correction
+        (a misspelt name, a wrong accession number): the dashboard, the API and QIDO-RS
+        show them as the new SR does. Patient ID and issuer cannot change (checked)."""
+        study_pk = connection.scalar(select(Series.study_pk).where(Series.id == series_pk))
+        patient_pk = connection.scalar(select(Study.patient_pk).where(Study.id == study_pk))
+        connection.execute(
+            update(Patient)
+            .where(Patient.id == patient_pk)
+            .values(
+                patient_name=_text(header, "PatientName", 324),
+                birth_date=_text(header, "PatientBirthDate", 8),
+                sex=_text(header, "PatientSex", 16),
+            )
+        )
+        connection.execute(
+            update(Study)
+            .where(Study.id == study_pk)
+            .values(
+                study_date=_text(header, "StudyDate", 8),
+                study_time=_text(header, "StudyTime", 16),
+                accession_number=_text(header, "AccessionNumber", 16),
+                study_description=_text(header, "StudyDescription", 64),
+                referring_physician_name=_text(header, "ReferringPhysicianName", 324),
+            )
+        )
 
     def _check_patient(self, instance: ReceivedInstance) -> None:
         uid = instance.study_instance_uid
@@ -325,33 +393,38 @@ class Ingest:
                 LOGGER.error("%s not recorded: %s; left in place", relative, refusal.reason)
                 continue
             recorded += 1
-        return recorded + self._record_unrecorded_replacements()
+        return recorded
 
-    def _record_unrecorded_replacements(self) -> int:
+    def record_unrecorded_replacements(self) -> int:
         """Record replacements whose files were swapped but whose row was not updated
-        (a crash between the two): a kept ``<sop>.v<N>.dcm`` with N at or above the
-        row's version means the file in use is version N + 1."""
+        (a process killed between the two): a kept ``<sop>.v<N>.dcm`` with N at or above
+        the row's version means the file in use is version N + 1. A kept name that is
+        still the file in use (killed before the swap) is only a link: removed. Run at
+        every start; returns how many were recorded."""
         recorded = 0
         for study, series, sop, version, path in self._store.earlier_versions():
-            with self._write_lock, self._engine.connect() as connection:
-                row = connection.execute(_INSTANCE_VERSION, {"uid": sop}).first()
-            if row is None or row.version > version:
-                continue
             final = self._store.path_for(study, series, sop)
-            try:
-                instance = _instance_from_file(final, study, series, sop)
-            except Exception:
-                LOGGER.exception("cannot read back %s; left in place", final)
-                continue
-            self._record_change(
-                instance,
-                row,
-                InstanceChangeAction.REPLACED,
-                self._relative(path),
-                version + 1,
-                final.stat().st_size,
-            )
-            recorded += 1
+            with self._store.changes_lock(final):
+                if final.exists() and path.samefile(final):
+                    path.unlink()
+                    continue
+                row = self._instance_row(sop, wait_seconds=0)
+                if row is None or row.version > version:
+                    continue
+                try:
+                    instance = _instance_from_file(final, study, series, sop)
+                except Exception:
+                    LOGGER.exception("cannot read back %s; left in place", final)
+                    continue
+                self._record_change(
+                    instance,
+                    row,
+                    InstanceChangeAction.REPLACED,
+                    self._relative(path),
+                    version + 1,
+                    final.stat().st_size,
+                )
+                recorded += 1
         return recorded
 
     def association_ended(self, summary: AssociationSummary) -> None:

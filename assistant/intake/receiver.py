@@ -57,6 +57,11 @@ class Receiver:
         if self._running_marker.exists():  # the last run did not stop cleanly
             recorded = self.ingest.record_unrecorded_files()
             LOGGER.warning("unclean stop before: %d stored file(s) re-recorded", recorded)
+        # Replacements are made by the SCP and by STOW-RS (in the web process): a kill of
+        # either between the file swap and its row is looked for at every start.
+        replaced = self.ingest.record_unrecorded_replacements()
+        if replaced:
+            LOGGER.warning("%d replaced instance(s) recorded after an interrupted change", replaced)
         self._running_marker.parent.mkdir(parents=True, exist_ok=True)
         self._running_marker.touch()
         # Series left receiving by a stop complete after a quiet period counted from now

@@ -18,27 +18,25 @@ from pydicom.dataset import Dataset
 from dicom_node import ReceivedInstance
 from dicom_node.encoding import NotPart10, split_part10
 
-#: Elements whose difference says nothing about the image: the File Meta group is ours,
-#: and these are rewritten by any transcoding sender.
-_IGNORED = frozenset({"PixelData", "SpecificCharacterSet"})
+#: Elements whose difference says nothing about the image (the File Meta group is ours;
+#: group lengths are left out too): these are rewritten by any re-encoding sender.
+_IGNORED = frozenset({"PixelData", "SpecificCharacterSet", "DataSetTrailingPadding"})
 
 
 def same_content(stored: Path, instance: ReceivedInstance) -> bool:
     """True when `instance` holds what the stored file holds.
 
-    The same transfer syntax compares the dataset's bytes (every DICOM encoding of one
-    dataset in one transfer syntax is the same bytes, elements in tag order). Another
-    transfer syntax (a sender that transcodes) compares the decoded elements and pixels;
-    a lossy copy of a lossless image therefore counts as changed."""
+    The same bytes are the same content. Otherwise the decoded elements and pixels are
+    compared: one dataset has many encodings (another transfer syntax, sequences of
+    defined or undefined length, group lengths or none, as an archive re-encodes it), and
+    none of that is a change. A lossy copy of a lossless image counts as changed."""
     blob = stored.read_bytes()
     try:
-        meta, encoded = split_part10(blob)
+        _meta, encoded = split_part10(blob)
     except NotPart10:
         return False
     if bytes(encoded) == bytes(instance.encoded):
         return True
-    if str(meta.get("TransferSyntaxUID", "")) == instance.transfer_syntax_uid:
-        return False
     try:
         first = dcmread(stored)
         second = dcmread(_as_file(instance))
@@ -51,16 +49,23 @@ def _as_file(instance: ReceivedInstance) -> io.BytesIO:
     return io.BytesIO(b"".join(bytes(chunk) for chunk in instance.file_chunks()))
 
 
-def _same_dataset(first: Dataset, second: Dataset) -> bool:
-    first_tags = {e.keyword or e.tag for e in first if e.keyword not in _IGNORED}
-    second_tags = {e.keyword or e.tag for e in second if e.keyword not in _IGNORED}
-    if first_tags != second_tags:
-        return False
-    for element in first:
-        if element.keyword in _IGNORED:
+def _counted(dataset: Dataset) -> dict[int, object]:
+    """The elements that say what the dataset holds, by tag (group lengths, padding and
+    the Pixel Data's encoding left out), sequences compared item by item."""
+    values: dict[int, object] = {}
+    for element in dataset:
+        if element.keyword in _IGNORED or element.tag.element == 0x0000:
             continue
-        if element.value != second[element.tag].value:
-            return False
+        if element.VR == "SQ":
+            values[int(element.tag)] = [_counted(item) for item in element.value]
+        else:
+            values[int(element.tag)] = element.value
+    return values
+
+
+def _same_dataset(first: Dataset, second: Dataset) -> bool:
+    if _counted(first) != _counted(second):
+        return False
     if ("PixelData" in first) != ("PixelData" in second):
         return False
     return "PixelData" not in first or np.array_equal(first.pixel_array, second.pixel_array)

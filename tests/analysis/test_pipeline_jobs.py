@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 
+from assistant.analysis import pipeline
 from assistant.analysis.pipeline import Analysis, WarmUpFailed
 from assistant.cli import build_worker, main
 from assistant.db import Instance, Job, JobState, ResultObject
@@ -49,6 +50,34 @@ def test_a_failed_job_keeps_its_error_and_can_be_retried(start_node) -> None:
     done = _job(node)
     assert done.state is JobState.DONE and done.attempts == 2 and done.summary
     assert not retry_job(node.db, job.id, queued.append)  # only failed jobs
+
+
+def test_a_job_whose_instances_change_while_it_runs_sends_nothing(
+    start_node,  # type: ignore[no-untyped-def]
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """What the model read is neither this job's inputs nor the next's: nothing is written
+    or sent, and the series' reopening brings the job for its new inputs."""
+    node = start_node(quiet_seconds=0.5)
+    assert storescu(node.scp.port, dicom_files(shared_ct("ge_head_tilted"))).returncode == 0
+    wait_until(lambda: _has_job(node), timeout=20)
+    job = _job(node)
+    worker = build_worker(node.settings, node.db)  # not started: run by hand
+    predict = pipeline.predict_series
+
+    def predict_while_a_sender_replaces(*args, **kwargs):  # type: ignore[no-untyped-def]
+        found = predict(*args, **kwargs)
+        with node.db.sessions() as session, session.begin():
+            session.scalars(select(Instance)).first().version = 2  # type: ignore[union-attr]
+        return found
+
+    monkeypatch.setattr(pipeline, "predict_series", predict_while_a_sender_replaces)
+    worker.analysis.run(job.id)
+    skipped = _job(node)
+    assert skipped.state is JobState.SKIPPED
+    assert "changed while it ran" in skipped.reason
+    with node.db.sessions() as session:
+        assert session.scalars(select(ResultObject)).all() == []
 
 
 def test_a_series_that_does_not_match_is_skipped_with_its_reason(

@@ -32,7 +32,7 @@ def _other_patient(path: Path, folder: Path, *, new_series: bool, issuer: bool =
     return out
 
 
-def test_another_patients_instance_is_refused_byc_store(start_node, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_another_patients_instance_is_refused_by_c_store(start_node, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     node = start_node()
     first, second = write_demo_series(tmp_path / "series", count=2, seed=4711)
     assert c_store(node.scp.port, first) == 0

@@ -115,6 +115,7 @@ def test_every_answer_is_what_the_document_says(site: Site, viewer: FlaskClient)
         ("/jobs?limit=0", "limit", None),
         ("/jobs?limit=501", "limit", None),
         ("/jobs?limit=" + "9" * 5000, "limit", None),
+        ("/studies?q=" + "D" * 65, "q", None),
     ],
 )
 def test_a_bad_query_value_is_a_json_400_naming_it(

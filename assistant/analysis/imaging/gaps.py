@@ -5,7 +5,8 @@ not seen, and the lesion volume across the hole is a guess. Spacing may change a
 series (the GE head in ../shared/data/ct/ge_head_tilted goes from 4 mm to 7 mm), so each
 spacing is compared with the spacings on either side of it, not with one series-wide
 value. A slice missing at either end leaves no trace in the spacing; it shows only when
-the scanner wrote Images in Acquisition (0020,1002).
+the scanner wrote Images in Acquisition (0020,1002) and nothing of the acquisition was
+left out of the stack.
 """
 
 from __future__ import annotations
@@ -45,16 +46,32 @@ class Gap:
 
 
 def _usual_spacing(spacings: np.ndarray, index: int) -> float:
-    """The larger of the median spacings just before and just after `index` (the larger,
-    so that where the interval changes the wider one sets the bar)."""
+    """The smaller of the median spacings just before and just after `index`: holes in a
+    run raise the median on their side, so the side without them sets the bar."""
     before = spacings[max(0, index - _NEIGHBOURS) : index]
     after = spacings[index + 1 : index + 1 + _NEIGHBOURS]
     medians = [float(np.median(side)) for side in (before, after) if len(side)]
-    return max(medians) if medians else 0.0
+    return min(medians) if medians else 0.0
+
+
+def _run(spacings: np.ndarray, index: int) -> tuple[int, int]:
+    """First and last index of the run of spacings within 10 % of spacings[index]."""
+    width = spacings[index]
+    start, end = index, index
+    while start > 0 and abs(spacings[start - 1] - width) <= 0.1 * width:
+        start -= 1
+    while end + 1 < len(spacings) and abs(spacings[end + 1] - width) <= 0.1 * width:
+        end += 1
+    return start, end
 
 
 def find_gaps(positions: Sequence[float] | np.ndarray) -> list[Gap]:
-    """Holes in a stack ordered along the slice normal (positions in mm, ascending)."""
+    """Holes in a stack ordered along the slice normal (positions in mm, ascending).
+
+    A spacing is a hole when it is a whole multiple (at least 1.5 times, within 0.2 of
+    a multiple) of the usual spacing beside it, unless it starts a new reconstruction
+    interval: two or more such spacings running on to an end of the series (a head
+    scanned 5 mm then 10 mm, or 4 mm then 7 mm as in the GE head)."""
     ordered = np.asarray(positions, dtype=float)
     if len(ordered) < 3:
         return []
@@ -65,17 +82,19 @@ def find_gaps(positions: Sequence[float] | np.ndarray) -> list[Gap]:
         if usual <= 0:
             continue
         ratio = float(spacing) / usual
-        # Missing slices leave a whole multiple of the spacing; a wider interval that
-        # starts near an end (7 mm after 4 mm, one side to compare with) does not.
-        if ratio >= GAP_RATIO and abs(ratio - round(ratio)) <= MULTIPLE_TOLERANCE:
-            gaps.append(
-                Gap(
-                    after_index=index,
-                    start_mm=float(ordered[index]),
-                    end_mm=float(ordered[index + 1]),
-                    missing=max(1, round(ratio) - 1),
-                )
+        if ratio < GAP_RATIO or abs(ratio - round(ratio)) > MULTIPLE_TOLERANCE:
+            continue
+        start, end = _run(spacings, index)
+        if end - start >= 1 and (start == 0 or end == len(spacings) - 1):
+            continue  # another interval to an end of the series, not missing slices
+        gaps.append(
+            Gap(
+                after_index=index,
+                start_mm=float(ordered[index]),
+                end_mm=float(ordered[index + 1]),
+                missing=max(1, round(ratio) - 1),
             )
+        )
     return gaps
 
 
@@ -89,19 +108,22 @@ def shortfall(slice_count: int, images_in_acquisition: Sequence[int | None]) -> 
 
 
 def gap_notes(
-    positions: Sequence[float] | np.ndarray, images_in_acquisition: Sequence[int | None]
+    positions: Sequence[float] | np.ndarray,
+    images_in_acquisition: Sequence[int | None],
+    left_out: int = 0,
 ) -> list[str]:
     """The warning a reader sees (SR, dashboard, API) when the stack has holes; none
-    when it has none."""
+    when it has none. `left_out`: images of the series not in the stack, which count
+    towards Images in Acquisition (a reformat left out is not a missing slice)."""
     gaps = find_gaps(positions)
     missing_total = sum(gap.missing for gap in gaps)
-    short = shortfall(len(positions), images_in_acquisition)
+    short = max(0, shortfall(len(positions) + left_out, images_in_acquisition))
     parts = [gap.sentence() for gap in gaps]
     if short > missing_total:
         extra = short - missing_total
         parts.append(
             f"{extra} {'slice' if extra == 1 else 'slices'} fewer than the "
-            f"{short + len(positions)} images the scanner made (missing at an end)"
+            f"{short + len(positions) + left_out} images the scanner made (missing at an end)"
         )
     if not parts:
         return []

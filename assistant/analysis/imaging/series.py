@@ -171,7 +171,8 @@ def _files(source: Path | Iterable[Path]) -> list[Path]:
         folder = Path(source)
         if not folder.is_dir():
             raise UnreadableSeries(f"{folder} is not a folder")
-        return sorted(p for p in folder.iterdir() if p.is_file())
+        # Hidden names are the store's own: a copy being written, the changes lock.
+        return sorted(p for p in folder.iterdir() if p.is_file() and not p.name.startswith("."))
     return sorted(Path(p) for p in source)
 
 

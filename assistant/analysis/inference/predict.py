@@ -139,7 +139,11 @@ def reading_notes(series: SeriesGeometry) -> list[str]:
     """What a reader must know of what was read: holes in the volume (see
     assistant.analysis.imaging.gaps), then what was left out of the series' files and why,
     one sentence each (none when the whole series was read with no hole)."""
-    notes = gap_notes(series.positions, [_images_in_acquisition(s) for s in series.slices])
+    notes = gap_notes(
+        series.positions,
+        [_images_in_acquisition(s) for s in series.slices],
+        left_out=len(series.skipped),
+    )
     if series.skipped:
         counts = Counter(reason for _, reason in series.skipped)
         total = len(series.slices) + len(series.skipped)

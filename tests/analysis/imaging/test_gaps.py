@@ -96,3 +96,19 @@ def test_a_lesion_beside_a_hole_is_not_measured_thicker(tmp_path: Path) -> None:
 
     # Each slice stands for its 5 mm, with or without its neighbour missing.
     assert volume(holed) == pytest.approx(volume(whole), rel=1e-6)
+
+
+@pytest.mark.parametrize(
+    ("spacings", "holes"),
+    [
+        ([5, 5, 5, 10, 10, 10, 10, 5, 5, 5], [3, 4, 5, 6]),  # every other slice missing
+        ([5, 5, 10, 5, 10, 5, 10, 5, 5], [2, 4, 6]),
+        ([5, 10, 10, 5], [1, 2]),
+        ([5, 5, 5, 5, 10, 10, 10, 10, 10], []),  # 5 mm then 10 mm to the end: a protocol
+        ([10, 10, 10, 5, 5, 5, 5], []),  # and the other way round
+        ([5, 5, 5, 5, 5, 5, 5, 10, 5], [7]),  # one slice missing near an end
+    ],
+)
+def test_runs_of_holes_and_changes_of_interval(spacings: list[float], holes: list[int]) -> None:
+    positions = np.concatenate([[0.0], np.cumsum(spacings)])
+    assert [g.after_index for g in find_gaps(positions)] == holes

@@ -334,24 +334,10 @@ class Ingest:
         study_pk = connection.scalar(select(Series.study_pk).where(Series.id == series_pk))
         patient_pk = connection.scalar(select(Study.patient_pk).where(Study.id == study_pk))
         connection.execute(
-            update(Patient)
-            .where(Patient.id == patient_pk)
-            .values(
-                patient_name=_text(header, "PatientName", 324),
-                birth_date=_text(header, "PatientBirthDate", 8),
-                sex=_text(header, "PatientSex", 16),
-            )
+            update(Patient).where(Patient.id == patient_pk).values(**_patient_attributes(header))
         )
         connection.execute(
-            update(Study)
-            .where(Study.id == study_pk)
-            .values(
-                study_date=_text(header, "StudyDate", 8),
-                study_time=_text(header, "StudyTime", 16),
-                accession_number=_text(header, "AccessionNumber", 16),
-                study_description=_text(header, "StudyDescription", 64),
-                referring_physician_name=_text(header, "ReferringPhysicianName", 324),
-            )
+            update(Study).where(Study.id == study_pk).values(**_study_attributes(header))
         )
 
     def _check_patient(self, instance: ReceivedInstance) -> None:
@@ -534,10 +520,8 @@ class Ingest:
                 .values(
                     patient_id=patient_id,
                     issuer_of_patient_id=issuer,
-                    patient_name=_text(header, "PatientName", 324),
-                    birth_date=_text(header, "PatientBirthDate", 8),
-                    sex=_text(header, "PatientSex", 16),
                     created_at=now,
+                    **_patient_attributes(header),
                 )
                 .returning(Patient.id)
             )
@@ -547,17 +531,34 @@ class Ingest:
                 .values(
                     study_instance_uid=instance.study_instance_uid,
                     patient_pk=patient_pk,
-                    study_date=_text(header, "StudyDate", 8),
-                    study_time=_text(header, "StudyTime", 16),
-                    accession_number=_text(header, "AccessionNumber", 16),
                     study_id=_text(header, "StudyID", 16),
-                    study_description=_text(header, "StudyDescription", 64),
-                    referring_physician_name=_text(header, "ReferringPhysicianName", 324),
                     received_at=now,
+                    **_study_attributes(header),
                 )
                 .returning(Study.id)
             ).scalar_one()
         )
+
+
+def _patient_attributes(header: Dataset) -> dict[str, str]:
+    """The patient's columns a header sets (at its first study, and when a sender's
+    replacing copy corrects them)."""
+    return {
+        "patient_name": _text(header, "PatientName", 324),
+        "birth_date": _text(header, "PatientBirthDate", 8),
+        "sex": _text(header, "PatientSex", 16),
+    }
+
+
+def _study_attributes(header: Dataset) -> dict[str, str]:
+    """The study's columns a header sets, as for the patient's."""
+    return {
+        "study_date": _text(header, "StudyDate", 8),
+        "study_time": _text(header, "StudyTime", 16),
+        "accession_number": _text(header, "AccessionNumber", 16),
+        "study_description": _text(header, "StudyDescription", 64),
+        "referring_physician_name": _text(header, "ReferringPhysicianName", 324),
+    }
 
 
 def _version_name(sop_uid: str, version: int) -> str:

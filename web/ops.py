@@ -127,4 +127,4 @@ def _labelled(
 def metrics() -> Any:
     registry = CollectorRegistry(auto_describe=False)
     registry.register(DatabaseCollector(context().sessions))
-    return Response(generate_latest(registry), mimetype=CONTENT_TYPE_LATEST)
+    return Response(generate_latest(registry), content_type=CONTENT_TYPE_LATEST)

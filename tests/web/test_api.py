@@ -160,6 +160,7 @@ def test_openapi_describes_every_route(site: Site, viewer: FlaskClient) -> None:
 def test_metrics(site: Site, anonymous: FlaskClient) -> None:
     response = anonymous.get("/metrics", headers=basic(VIEWER))
     assert response.status_code == 200 and response.mimetype == "text/plain"
+    assert response.headers["Content-Type"].count("charset") == 1  # as Prometheus sends it
     text = response.get_data(as_text=True)
     assert f"radassist_instances_received_total {site.instances:.1f}" in text
     assert 'radassist_jobs{state="done"} 1.0' in text

@@ -3,6 +3,7 @@ that `radassist serve` runs it beside the DICOM node and the worker."""
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 
@@ -110,7 +111,16 @@ class WebServer:
             if self._thread is None or not self._thread.is_alive():
                 self._server.close()
                 return
-            self._server.trigger.pull_trigger(self._close_everything)
+            try:
+                self._server.trigger.pull_trigger(self._close_everything)
+            except OSError as exc:
+                # The loop's wake-up pipe is gone (seen as EBADF in about one full test
+                # run in three; its cause is not found yet): the loop cannot be asked to
+                # close, so its sockets are closed from here.
+                LOGGER.warning("web server's trigger unusable (%s); closing directly", exc)
+                for dispatcher in list(self._server._map.values()):
+                    with contextlib.suppress(OSError):  # the trigger's own pipe is gone
+                        dispatcher.close()
             self._thread.join(timeout=5)
         finally:
             self.app.extensions["radassist"].audit.stop()  # what is pending, written

@@ -3,6 +3,7 @@ and the admin's audit trail."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from flask import (
@@ -92,7 +93,8 @@ def lesion_image(study_uid: str, job_id: int, index: int) -> Any:
     job = _job(study_uid, job_id)
     if not 0 <= index < len(job.lesions):
         abort(404)
-    return _slice_png(study_uid, job, job.lesions[index].key_slice + 1)
+    lesion = job.lesions[index]
+    return _slice_png(study_uid, job, lesion.key_slice + 1, lesion.outline)
 
 
 @blueprint.route("/studies/<study_uid>/jobs/<int:job_id>/slices/<int:number>.png")
@@ -103,7 +105,8 @@ def slice_image(study_uid: str, job_id: int, number: int) -> Any:
     job = _job(study_uid, job_id)
     if job.findings is None or not 1 <= number <= len(job.findings.slices):
         abort(404)
-    return _slice_png(study_uid, job, number)
+    keyed = [lesion.outline for lesion in job.lesions if lesion.key_slice + 1 == number]
+    return _slice_png(study_uid, job, number, keyed[0] if keyed else ())
 
 
 def _job(study_uid: str, job_id: int) -> JobDetail:
@@ -114,7 +117,9 @@ def _job(study_uid: str, job_id: int) -> JobDetail:
     return job
 
 
-def _slice_png(study_uid: str, job: JobDetail, number: int) -> Response:
+def _slice_png(
+    study_uid: str, job: JobDetail, number: int, outline: Sequence[Sequence[float]]
+) -> Response:
     window = request.args.get("window", "brain")
     if window not in WINDOWS or job.findings is None:
         abort(404)
@@ -132,10 +137,7 @@ def _slice_png(study_uid: str, job: JobDetail, number: int) -> Response:
     file = stored_file(path) if path is not None else None
     if file is None:
         abort(404)
-    outlines = [lesion.outline for lesion in job.lesions if lesion.key_slice + 1 == number]
-    png = key_image_png(
-        file, outlines[0] if outlines else (), WINDOWS[window], frame=shown.frame_number
-    )
+    png = key_image_png(file, outline, WINDOWS[window], frame=shown.frame_number)
     return Response(png, mimetype="image/png", headers={"Cache-Control": "private, max-age=3600"})
 
 

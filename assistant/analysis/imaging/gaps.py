@@ -117,7 +117,7 @@ def gap_notes(
     towards Images in Acquisition (a reformat left out is not a missing slice)."""
     gaps = find_gaps(positions)
     missing_total = sum(gap.missing for gap in gaps)
-    short = max(0, shortfall(len(positions) + left_out, images_in_acquisition))
+    short = shortfall(len(positions) + left_out, images_in_acquisition)
     parts = [gap.sentence() for gap in gaps]
     if short > missing_total:
         extra = short - missing_total

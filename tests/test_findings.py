@@ -17,6 +17,7 @@ from assistant.findings import (
     FindingsError,
     Lesion,
     ModelIdentity,
+    Place,
     SliceProbability,
 )
 
@@ -195,3 +196,51 @@ def test_a_lesion_key_slice_is_named_by_instance_and_frame() -> None:
         _multi_frame(lesions=[_lesion(key_sop_instance_uid="1.2.7", key_frame_number=9)])
     with pytest.raises(FindingsError, match="not slices of the series"):
         _multi_frame(lesions=[_lesion(key_sop_instance_uid="1.2.7")])  # no frame: not a slice
+
+
+PLACE = Place("right", "supratentorial", "parietal", "intra-axial")
+
+
+def test_a_placed_lesion_and_the_shift_round_trip_through_json() -> None:
+    findings = _findings(
+        lesions=[_lesion(place=PLACE, abc2_volume_ml=1.4, severity="small")],
+        midline_shift_mm=-3.5,
+        anatomy_read=True,
+    )
+    record = json.loads(json.dumps(findings.to_dict()))
+    assert record["lesions"][0]["place"]["region"] == "parietal"
+    assert record["midline_shift_mm"] == -3.5
+    assert record["impression"] == findings.impression()
+    assert findings.impression() in record["summary"]
+    assert Findings.from_dict(record) == findings
+
+
+def test_a_version_2_record_reads_without_places() -> None:
+    """Jobs analysed before version 3 have no place, ABC/2, severity or shift: they read
+    back as not located, and their impression claims no shift either way."""
+    record = _findings().to_dict()
+    record["version"] = 2
+    for key in ("midline_shift_mm", "anatomy_read", "impression"):
+        del record[key]
+    for lesion in record["lesions"]:
+        for key in ("place", "abc2_volume_ml", "thickness_mm", "severity"):
+            del lesion[key]
+    back = Findings.from_dict(record)
+    assert back.lesions[0].place is None and not back.anatomy_read
+    assert back.impression() == "Hyperdense lesion, 1.2 mL."
+
+
+@pytest.mark.parametrize(
+    ("make", "message"),
+    [
+        (lambda: Place("up", "supratentorial", "parietal", "intra-axial"), "side"),
+        (lambda: Place("left", "supratentorial", "insula", "intra-axial"), "region"),
+        (lambda: Place("left", "supratentorial", "parietal", "intra-axial", "lens"), "shape"),
+        (lambda: _lesion(severity="huge"), "severity"),
+        (lambda: _lesion(abc2_volume_ml=-1.0), "abc2_volume_ml"),
+        (lambda: _findings(midline_shift_mm=float("inf")), "midline shift"),
+    ],
+)
+def test_a_place_out_of_the_vocabulary_is_refused(make: Any, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        make()

@@ -15,14 +15,17 @@ from typing import Any
 
 import numpy as np
 
-from assistant.findings.wording import percent
+from assistant.findings.place import SEVERITIES, Place
+from assistant.findings.wording import impression, lesion_description, percent
 
 #: The version of the JSON that `Findings.to_dict` writes. Records without a version are
 #: version 0 (before this module): the same fields, with the model as one "name version".
 #: Version 2 adds the frame numbers of slices that are frames of a multi-frame object;
 #: a record without them (every record before) reads as single-frame slices.
-FINDINGS_VERSION = 2
-_READABLE_VERSIONS = (0, 1, FINDINGS_VERSION)
+#: Version 3 adds where each lesion lies (`Place`), its ABC/2 volume, thickness and
+#: severity, the midline shift and the impression line; earlier records read without.
+FINDINGS_VERSION = 3
+_READABLE_VERSIONS = (0, 1, 2, FINDINGS_VERSION)
 
 
 class FindingsError(ValueError):
@@ -140,6 +143,15 @@ class Lesion:
     label: int = 0
     #: The key slice's frame when it is a frame of a multi-frame object (1-based).
     key_frame_number: int | None = None
+    #: Where it lies (side, compartment, region, relation); None where not located.
+    place: Place | None = None
+    #: A·B·C/2 (mL): A the longest axial diameter, B perpendicular to it on the same
+    #: slice, C the craniocaudal extent; None where not measured.
+    abc2_volume_ml: float | None = None
+    #: The thickest point of an extra-axial collection (mm); None for other lesions.
+    thickness_mm: float | None = None
+    #: "small", "medium" or "large" by the rule in docs/model-card.md; "" where unrated.
+    severity: str = ""
 
     def __post_init__(self) -> None:
         if not 0 <= self.first_slice <= self.key_slice <= self.last_slice:
@@ -159,18 +171,21 @@ class Lesion:
         if not math.isfinite(self.mean_hu):
             raise FindingsError(f"mean_hu must be finite, not {self.mean_hu!r}")
         _probability(self.probability, "a lesion's probability")
+        for what in ("abc2_volume_ml", "thickness_mm"):
+            if getattr(self, what) is not None:
+                _non_negative(getattr(self, what), what)
+        if self.severity and self.severity not in SEVERITIES:
+            raise FindingsError(f"severity must be one of {SEVERITIES}, not {self.severity!r}")
 
     def summary(self) -> str:
-        """One line a radiologist reads: what, where in the stack, how big, how sure.
+        """One line a radiologist reads: what and where, how big, where in the stack, how
+        sure.
 
         Slices are numbered 1..N in order along the slice normal, as the model reads them.
         """
         first, last = self.first_slice + 1, self.last_slice + 1
         where = f"slice {first}" if first == last else f"slices {first}\u2013{last}"
-        return (
-            f"Hyperdense lesion, {where}, about {self.volume_ml:.1f} mL, "
-            f"probability {percent(self.probability)}"
-        )
+        return f"{lesion_description(self)}, {where}, probability {percent(self.probability)}"
 
     @property
     def key_identity(self) -> tuple[str, int | None]:
@@ -193,6 +208,10 @@ class Lesion:
         }
         if self.key_frame_number is not None:
             record["key_frame_number"] = self.key_frame_number
+        record["place"] = None if self.place is None else self.place.to_dict()
+        record["abc2_volume_ml"] = self.abc2_volume_ml
+        record["thickness_mm"] = self.thickness_mm
+        record["severity"] = self.severity
         return record
 
     @classmethod
@@ -210,6 +229,10 @@ class Lesion:
             probability=float(data["probability"]),
             label=int(data.get("label", 0)),
             key_frame_number=_optional_int(data.get("key_frame_number")),
+            place=None if data.get("place") is None else Place.from_dict(data["place"]),
+            abc2_volume_ml=_optional_float(data.get("abc2_volume_ml")),
+            thickness_mm=_optional_float(data.get("thickness_mm")),
+            severity=str(data.get("severity", "")),
         )
 
 
@@ -235,9 +258,17 @@ class Findings:
     #: The slice probability from which a slice counts as flagged (the model card's);
     #: None in records before version 2, where flagged_instance_uids alone says it.
     slice_threshold: float | None = None
+    #: The septum pellucidum's displacement from the midsagittal plane (mm, + towards the
+    #: patient's left); None where it could not be read (see `anatomy_read`).
+    midline_shift_mm: float | None = None
+    #: Whether the head's anatomy was read (lesions located, the shift looked for):
+    #: records before version 3, and negative studies, were not.
+    anatomy_read: bool = False
 
     def __post_init__(self) -> None:
         _probability(self.study_probability, "the study probability")
+        if self.midline_shift_mm is not None and not math.isfinite(self.midline_shift_mm):
+            raise FindingsError(f"the midline shift must be finite, not {self.midline_shift_mm}")
         if self.slice_threshold is not None:
             _non_negative(self.slice_threshold, "the slice threshold")
         # Above 1: a model that never calls a study positive (a card can say so).
@@ -262,8 +293,8 @@ class Findings:
         if self.lesion_labels is not None and len(self.lesion_labels) != len(self.slices):
             raise FindingsError("lesion_labels needs one plane per slice")
 
-    def summary(self) -> str:
-        """The study's verdict in one line, then one line per lesion."""
+    def verdict(self) -> str:
+        """The verdict against the model's threshold, in one line."""
         verdict = "positive" if self.positive else "negative"
         head = (
             f"{verdict.capitalize()} for hyperdense lesion "
@@ -271,7 +302,23 @@ class Findings:
         )
         if self.positive and not self.lesions:
             head += "; no lesion could be outlined"
-        return "\n".join([head, *self.notes, *(lesion.summary() for lesion in self.lesions)])
+        return head
+
+    def impression(self) -> str:
+        """The impression line (see assistant.findings.wording.impression)."""
+        return impression(self)
+
+    def summary(self) -> str:
+        """The verdict, the impression (of a positive study: a negative one's says no
+        more than the verdict), the reading notes, then one line per lesion."""
+        return "\n".join(
+            [
+                self.verdict(),
+                *([self.impression()] if self.positive else []),
+                *self.notes,
+                *(lesion.summary() for lesion in self.lesions),
+            ]
+        )
 
     def flagged_slice_indices(self) -> list[int]:
         """Positions (0-based, along the stack) of the slices the model flagged: by the
@@ -297,6 +344,9 @@ class Findings:
             "lesions": [lesion.to_dict() for lesion in self.lesions],
             "notes": list(self.notes),
             "slice_threshold": self.slice_threshold,
+            "midline_shift_mm": self.midline_shift_mm,
+            "anatomy_read": self.anatomy_read,
+            "impression": self.impression(),
             # "name version", as every record before version 1 had it; the whole identity
             # (with the weights' sha256) beside it.
             "model": str(self.model),
@@ -306,7 +356,7 @@ class Findings:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Findings:
-        """Read `to_dict`'s record back (versions 0 to 2); FindingsError if it cannot be."""
+        """Read `to_dict`'s record back (versions 0 to 3); FindingsError if it cannot be."""
         version = data.get("version", 0)
         if version not in _READABLE_VERSIONS:
             raise FindingsError(
@@ -323,6 +373,8 @@ class Findings:
                 lesions=[Lesion.from_dict(lesion) for lesion in data.get("lesions", [])],
                 notes=[str(note) for note in data.get("notes", [])],
                 slice_threshold=_optional_float(data.get("slice_threshold")),
+                midline_shift_mm=_optional_float(data.get("midline_shift_mm")),
+                anatomy_read=bool(data.get("anatomy_read", False)),
                 model=ModelIdentity.from_record(data.get("model_identity") or data["model"]),
             )
         except (KeyError, TypeError, ValueError) as error:
@@ -337,6 +389,7 @@ __all__ = [
     "FindingsError",
     "Lesion",
     "ModelIdentity",
+    "Place",
     "SliceProbability",
     "percent",
 ]

@@ -27,14 +27,21 @@ def dicom_files(folder: Path) -> list[Path]:
 
 
 def insert_lesion(
-    source: Path, target: Path, hu: float = 70.0, radius_mm: float = 12.0
+    source: Path,
+    target: Path,
+    hu: float = 70.0,
+    radius_mm: float = 12.0,
+    centre: tuple[int, float, float] | None = None,
 ) -> list[str]:
-    """Copy a series, adding an irregular hyperdense blob in the brain of a few slices.
+    """Copy a series, adding an irregular hyperdense blob in the brain of five slices.
 
-    Returns the SOP Instance UIDs of the slices that got blood."""
+    `centre` is (slice index in stack order, row and column as fractions of the image);
+    by default the middle slice, at row 0.42, column 0.60: on an axial image whose
+    columns run towards the patient's left (LPS), the left frontoparietal lobe. Returns
+    the SOP Instance UIDs of the slices that got blood."""
     series = read_series(source)
     target.mkdir(parents=True)
-    middle = len(series.slices) // 2
+    middle, row_share, column_share = centre or (len(series.slices) // 2, 0.42, 0.60)
     touched = []
     rng = np.random.default_rng(0)
     for index, info in enumerate(series.slices):
@@ -46,7 +53,7 @@ def insert_lesion(
             current = pixels * slope + intercept
             rows, cols = np.indices(current.shape)
             spacing = float(ds.PixelSpacing[0])
-            cy, cx = current.shape[0] * 0.42, current.shape[1] * 0.60  # right frontal-parietal lobe
+            cy, cx = current.shape[0] * row_share, current.shape[1] * column_share
             r = radius_mm * (1 - 0.3 * distance) / spacing
             angle = np.arctan2(rows - cy, cols - cx)
             edge = r * (1 + 0.2 * np.cos(3 * angle + 1.0)) - np.hypot(rows - cy, cols - cx)

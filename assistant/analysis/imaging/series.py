@@ -24,7 +24,12 @@ from pydicom.dataelem import RawDataElement
 from pydicom.dataset import Dataset
 from pydicom.errors import InvalidDicomError
 
-from assistant.analysis.imaging.cavity import apply_input_mask
+from assistant.analysis.imaging.cavity import (
+    INTRACRANIAL,
+    OUTSIDE_HU,
+    apply_input_mask,
+    intracranial_mask,
+)
 from assistant.analysis.imaging.frames import (
     CT_IMAGE_STORAGE,
     MULTI_FRAME_CT,
@@ -79,6 +84,8 @@ class SliceInfo:
     #: A frame's (Rescale Slope, Rescale Intercept) from its functional groups, for
     #: decoding it when `pixels` is None; None for a single-frame image (its file says).
     rescale: tuple[float, float] | None = None
+    #: Image Position (Patient) of its first pixel (DICOM LPS, mm); None where unknown.
+    origin: tuple[float, float, float] | None = None
 
 
 @dataclass(frozen=True)
@@ -132,6 +139,10 @@ class SeriesGeometry:
             hu = hu_pixels(dcmread(info.path))
         return hu if size is None else resize(hu, size)
 
+    def pixel_mm_at(self, size: int) -> float:
+        """The width (mm) of a pixel of the slices resampled to size x size."""
+        return self.pixel_spacing[1] * self.columns / size
+
     def model_slice(
         self,
         index: int,
@@ -140,12 +151,28 @@ class SeriesGeometry:
         input_mask: str = "",
         out: np.ndarray | None = None,
         buffer: bytearray | None = None,
+        keep_hu: np.ndarray | None = None,
+        keep_cavity: np.ndarray | None = None,
     ) -> np.ndarray:
         """One slice as a model reads it: HU resampled to size x size, `input_mask`
-        applied (see assistant.analysis.imaging.cavity), one [0, 1] channel per window."""
+        applied (see assistant.analysis.imaging.cavity), one [0, 1] channel per window.
+
+        `keep_hu` (square, any size) receives the slice's HU before any mask, and
+        `keep_cavity` (its size) the slice's intracranial cavity, for the anatomy that
+        locates findings (assistant.analysis.anatomy) without decoding the slice again;
+        the cavity found once also blanks the slice for an intracranial input mask."""
         hu = self.hu_resized(index, size, buffer)  # a new float32 array: masked in place
-        if input_mask:
-            hu = apply_input_mask(hu, input_mask, self.pixel_spacing[1] * self.columns / size)
+        cavity = None
+        if keep_hu is not None:
+            kept = hu if keep_hu.shape == hu.shape else resize(hu, keep_hu.shape[0])
+            keep_hu[...] = kept
+            if keep_cavity is not None:
+                keep_cavity[...] = intracranial_mask(kept, self.pixel_mm_at(kept.shape[0]))
+                cavity = keep_cavity if kept.shape == hu.shape else None
+        if input_mask == INTRACRANIAL and cavity is not None:
+            hu[~cavity] = OUTSIDE_HU
+        elif input_mask:
+            hu = apply_input_mask(hu, input_mask, self.pixel_mm_at(size))
         return to_windows(hu, windows, out=out)
 
     def batches(
@@ -391,6 +418,7 @@ def read_series(source: Path | Sequence[Path]) -> SeriesGeometry:
                 header=image.header,
                 frame_number=image.frame,
                 rescale=image.rescale,
+                origin=(float(ipp[0]), float(ipp[1]), float(ipp[2])),
             )
         )
         positions_3d.append(ipp)

@@ -75,7 +75,14 @@ class PatientGrid:
     def to_pixels(self, index: int, points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Fractional (rows, columns) on the grid of LPS points in (the plane of) slice
         `index`: the inverse of `points`."""
-        rel = np.atleast_2d(points) - self.origins[index]
+        return self.to_pixels_from(self.origins[index], points)
+
+    def to_pixels_from(
+        self, origins: np.ndarray, points: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """`to_pixels` for points each in the plane of the slice whose origin is given
+        (one origin, or one per point)."""
+        rel = np.atleast_2d(points) - origins
         across = rel @ self.along_row
         down = rel @ self.along_column
         columns = (across / self.spacing[1] + 0.5) / self.scale[1] - 0.5

@@ -37,8 +37,7 @@ def build_kos(
     for n, s in enumerate(prediction.slices):
         order.setdefault(s.sop_instance_uid, n)
     selected = [headers[uid] for uid in sorted(uids, key=lambda uid: order.get(uid, 0))]
-    first_line = prediction.summary().splitlines()[0]
-    description = f"{first_line}. {context.use_statement()}"[:1024]
+    description = key_object_description(prediction, context)
     content = hd.ko.KeyObjectSelection(
         document_title=concepts.KEY_OBJECT_TITLE,
         referenced_objects=selected,
@@ -57,6 +56,23 @@ def build_kos(
     )
     kos.SeriesDescription = context.series_description("key images")
     return kos
+
+
+#: The Key Object Description is a TEXT item (UT, up to 2^32-2 bytes); highdicom's KOS
+#: passes dciodvfy at this length, and viewers show it as one note.
+DESCRIPTION_LIMIT = 1024
+
+
+def key_object_description(prediction: Findings, context: WriterContext) -> str:
+    """The verdict, the impression line (where a lesion was outlined: without one the
+    impression repeats the verdict) and the use statement, within DESCRIPTION_LIMIT
+    characters; the impression is cut short before the use statement is."""
+    use = context.use_statement()
+    head = f"{prediction.verdict()}."
+    if prediction.lesions:
+        head += f" {prediction.impression()}"
+    room = DESCRIPTION_LIMIT - len(use) - 1
+    return f"{head[: max(room, 0)]} {use}"[:DESCRIPTION_LIMIT]
 
 
 def _reference_key_frames(content: hd.ko.KeyObjectSelection, prediction: Findings) -> None:

@@ -26,6 +26,7 @@ from assistant.settings import Settings, SettingsError, load_settings
 if TYPE_CHECKING:
     from assistant.analysis.worker import Worker
     from assistant.db import Database
+    from assistant.findings import Findings
     from assistant.intake.completion import CompletedSeries, SeriesCompletion
     from assistant.intake.ingest import Ingest
     from assistant.intake.receiver import Receiver
@@ -647,18 +648,22 @@ def cmd_predict(settings: Settings, args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(prediction.to_dict()))
         return 0
-    verdict = "POSITIVE" if prediction.positive else "negative"
-    print(
-        f"{verdict}: study probability {percent(prediction.study_probability)} "
-        f"(threshold {percent(prediction.threshold)})"
-    )
-    for lesion in prediction.lesions:
-        print(
-            f"  lesion slices {lesion.first_slice + 1}-{lesion.last_slice + 1}, about {lesion.volume_ml} mL, "
-            f"{lesion.longest_diameter_mm} mm, mean {lesion.mean_hu} HU, "
-            f"probability {percent(lesion.probability)}"
-        )
+    print("\n".join(prediction_lines(prediction)))
     return 0
+
+
+def prediction_lines(prediction: Findings) -> list[str]:
+    """What `predict` prints for people: the verdict against the threshold, the
+    impression (the line the dashboard and the API give), the reading notes, then each
+    lesion's line, numbered as `--json` lists them (from 1)."""
+    verdict = "POSITIVE" if prediction.positive else "negative"
+    return [
+        f"{verdict}: study probability {percent(prediction.study_probability)} "
+        f"(threshold {percent(prediction.threshold)})",
+        f"Impression: {prediction.impression()}",
+        *prediction.notes,
+        *(f"  {n}. {lesion.summary()}" for n, lesion in enumerate(prediction.lesions, 1)),
+    ]
 
 
 def _bundled_model() -> Path:

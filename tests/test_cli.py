@@ -1,9 +1,11 @@
-"""The command line: db upgrade, send (per-file status, exit codes), bad settings."""
+"""The command line: db upgrade, send (per-file status, exit codes), bad settings, what
+predict prints."""
 
 from __future__ import annotations
 
 import argparse
 import io
+import json
 from pathlib import Path
 
 import pytest
@@ -11,6 +13,7 @@ from sqlalchemy import create_engine, inspect, select
 
 from assistant.cli import build_parser, main
 from assistant.db import Instance
+from assistant.findings import Findings, Lesion, ModelIdentity, Place, SliceProbability
 from assistant.intake.receiver import Receiver
 from tests.helpers import assert_stored_as_sent, instance_count
 from tests.support.ct import dicom_files, shared_ct
@@ -190,3 +193,104 @@ def test_real_calls_with_config_last(
     assert "ada" in capsys.readouterr().out
     assert (tmp_path / "site-data" / "radassist.db").is_file()
     assert not (tmp_path / "var").exists()
+
+
+def _prediction(positive: bool, place: Place | None) -> Findings:
+    """What a model could find in a 10-slice series: one lesion on slices 3-5 (placed or
+    not) with a reading note, or nothing."""
+    slices = [
+        SliceProbability(f"1.2.3.{n}", 0.9 if positive and 2 <= n <= 4 else 0.01) for n in range(10)
+    ]
+    lesion = Lesion(
+        first_slice=2,
+        last_slice=4,
+        key_slice=3,
+        key_sop_instance_uid="1.2.3.3",
+        outline=[(1.0, 1.0), (9.0, 1.0), (5.0, 8.0)],
+        area_mm2=120.0,
+        longest_diameter_mm=25.0,
+        volume_ml=8.04,
+        mean_hu=66.0,
+        probability=0.93,
+        place=place,
+        abc2_volume_ml=7.5 if place else None,
+        severity="small" if place else "",
+    )
+    return Findings(
+        series_instance_uid="1.2.3",
+        study_probability=0.96 if positive else 0.031,
+        positive=positive,
+        threshold=0.5,
+        slices=slices,
+        flagged_instance_uids=[s.sop_instance_uid for s in slices if s.probability >= 0.5],
+        model=ModelIdentity("demo", "1"),
+        lesions=[lesion] if positive else [],
+        notes=["Incomplete volume: about 1 slice missing between slices 6 and 7."]
+        if positive
+        else [],
+        midline_shift_mm=0.8 if place else None,
+        anatomy_read=place is not None,
+    )
+
+
+@pytest.mark.parametrize(
+    ("positive", "place", "expected"),
+    [
+        (
+            True,
+            Place("right", "supratentorial", "parietal", "intra-axial"),
+            [
+                "POSITIVE: study probability 96.0 % (threshold 50.0 %)",
+                "Impression: Small right parietal intraparenchymal hyperdense lesion, 8.0 mL "
+                "(ABC/2 7.5 mL), no midline shift.",
+                "Incomplete volume: about 1 slice missing between slices 6 and 7.",
+                "  1. Small right parietal intraparenchymal hyperdense lesion, 8.0 mL "
+                "(ABC/2 7.5 mL), slices 3\u20135, probability 93.0 %",
+            ],
+        ),
+        (
+            True,
+            None,
+            [
+                "POSITIVE: study probability 96.0 % (threshold 50.0 %)",
+                "Impression: Hyperdense lesion, 8.0 mL.",
+                "Incomplete volume: about 1 slice missing between slices 6 and 7.",
+                "  1. Hyperdense lesion, 8.0 mL, slices 3\u20135, probability 93.0 %",
+            ],
+        ),
+        (
+            False,
+            None,
+            [
+                "negative: study probability 3.1 % (threshold 50.0 %)",
+                "Impression: No hyperdense lesion (probability 3.1 %).",
+            ],
+        ),
+    ],
+    ids=["located", "not-located", "negative"],
+)
+def test_predict_prints_the_verdict_the_impression_then_each_lesion(
+    positive: bool,
+    place: Place | None,
+    expected: list[str],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys,
+) -> None:
+    """The model itself is stood in for (tests/analysis/inference runs the real one):
+    what is checked here is what `predict` prints of what it found, and that `--json`
+    prints the whole record, impression included."""
+    prediction = _prediction(positive, place)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr("assistant.analysis.model.folder.load_model", lambda folder: folder)
+    monkeypatch.setattr(
+        "assistant.analysis.inference.predict_series", lambda model, series: prediction
+    )
+    assert main(["predict", "--model", str(tmp_path), str(tmp_path)]) == 0
+    assert capsys.readouterr().out.splitlines() == expected
+    assert main(["predict", "--model", str(tmp_path), str(tmp_path), "--json"]) == 0
+    record = json.loads(capsys.readouterr().out)
+    assert record == json.loads(json.dumps(prediction.to_dict()))
+    assert f"Impression: {record['impression']}" == expected[1]
+    places = [les["place"] for les in record["lesions"]]
+    assert places == ([place.to_dict() if place else None] if positive else [])

@@ -16,7 +16,7 @@ from assistant.access.audit import AuditTrail
 from assistant.access.throttle import AddressThrottle
 from assistant.access.users import VerifiedCredentials
 from assistant.db import Database
-from assistant.findings.wording import percent
+from assistant.findings.wording import millilitres, percent
 from assistant.intake.stow import StowIntake
 from assistant.settings import Settings
 from web.context import WebContext, load_or_create_secret
@@ -42,7 +42,7 @@ class _NoCookieForMachines(SecureCookieSessionInterface):
 def create_app(settings: Settings, db: Database, stow: StowIntake | None = None) -> Flask:
     """The web app over a migrated database (the caller owns it). With `stow`,
     it also receives instances by STOW-RS."""
-    from web import api, auth, dashboard, dicomweb, ops, users_admin, viewer
+    from web import api, auth, dashboard, dicomweb, ops, reading, users_admin, viewer
 
     app = Flask(__name__)
     app.config.update(
@@ -120,6 +120,13 @@ def create_app(settings: Settings, db: Database, stow: StowIntake | None = None)
     app.jinja_env.globals["node_ae_title"] = settings.node.ae_title
     app.add_template_filter(dicom_date)
     app.add_template_filter(percent)
+    app.add_template_filter(millilitres)
+    app.add_template_filter(reading.location_text, "location")
+    app.add_template_filter(reading.abc2_text, "abc2")
+    app.add_template_filter(reading.thickness_text, "thickness")
+    app.add_template_filter(reading.shows_thickness, "shows_thickness")
+    app.jinja_env.globals["missing"] = reading.MISSING
+    app.jinja_env.globals["worklist_characters"] = reading.WORKLIST_CHARACTERS
     return app
 
 

@@ -11,14 +11,25 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from assistant.db import Job
+from assistant.db import Job, JobState
 from assistant.findings import Findings, Lesion
+from web.reading import Reading, reading_of
 from web.studies import DeliveryView, JobDetail, ResultView, SeriesView, StudyView
 
 
 def iso(value: datetime | None) -> str | None:
     """A naive UTC time as RFC 3339 ("…Z"), or None."""
     return value.isoformat() + "Z" if value is not None else None
+
+
+def reading_json(reading: Reading | None) -> dict[str, Any]:
+    """`impression`, `midline_shift_mm` and `anatomy_read` of an analysis (null, null and
+    false before one is done, or where its record cannot be read)."""
+    return {
+        "impression": reading.impression if reading else None,
+        "midline_shift_mm": reading.midline_shift_mm if reading else None,
+        "anatomy_read": reading.anatomy_read if reading else False,
+    }
 
 
 def study_json(study: StudyView, *, with_series: bool = False) -> dict[str, Any]:
@@ -37,6 +48,8 @@ def study_json(study: StudyView, *, with_series: bool = False) -> dict[str, Any]
         "verdict": study.verdict,
         "probability": study.probability,
         "finding": study.finding,
+        # The reading of the series `finding` names.
+        **reading_json(study.reading),
     }
     if with_series:
         data["series"] = [_series_json(s) for s in study.series]
@@ -55,6 +68,7 @@ def _series_json(series: SeriesView) -> dict[str, Any]:
         "job_id": series.job_id,
         "delivery": series.delivery,
         "instance_changes": dict(series.instance_changes),
+        **reading_json(series.reading),
     }
 
 
@@ -74,6 +88,7 @@ def analysis_json(job: JobDetail) -> dict[str, Any]:
         "positive": job.positive,
         "probability": job.probability,
         "summary": job.summary,
+        **reading_json(job.reading),
         "notes": list(findings.notes) if findings else [],
         "lesions": [_lesion_json(findings, i, les) for i, les in enumerate(job.lesions)]
         if findings
@@ -108,6 +123,10 @@ def _lesion_json(findings: Findings, index: int, lesion: Lesion) -> dict[str, An
         "probability": lesion.probability,
         "label": lesion.label,
         "summary": lesion.summary(),
+        "place": lesion.place.to_dict() if lesion.place is not None else None,
+        "abc2_volume_ml": lesion.abc2_volume_ml,
+        "thickness_mm": lesion.thickness_mm,
+        "severity": lesion.severity,
     }
 
 
@@ -177,4 +196,5 @@ def job_json(job: Job, series_instance_uid: str, delivery: str) -> dict[str, Any
         "inference_seconds": job.inference_seconds,
         "positive": job.positive,
         "probability": job.study_probability,
+        **reading_json(reading_of(job.findings_json) if job.state is JobState.DONE else None),
     }

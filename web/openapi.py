@@ -8,6 +8,7 @@ from __future__ import annotations
 from typing import Any
 
 from assistant.db import DeliveryState, FeedbackVerdict, JobState, ResultKind
+from assistant.findings.place import COMPARTMENTS, REGIONS, RELATIONS, SEVERITIES, SHAPES, SIDES
 from web.studies import DELIVERY_SUMMARIES, STATUSES, VERDICTS
 
 #: Most studies on one page, and most jobs in one list.
@@ -27,6 +28,15 @@ value that is not allowed is a 400, never quietly replaced by one that is.
 **Slices.** A slice is named by its `slice_number`, counted from 1 along the stack as the
 model read it (the dashboard's "slice 25" is `slice_number` 25), with its SOP Instance
 UID and, for a frame of a multi-frame object, its frame number (from 1) beside it.
+
+**Reading.** An analysis that is `done` says first its `impression`: one plain line, as
+a radiologist would dictate it (the largest lesion's severity, side, region and kind, its
+volume by mask and by ABC/2, an extra-axial collection's thickness, then the midline
+shift), the line the dashboard and `radassist predict` show. `midline_shift_mm` is the
+septum pellucidum's displacement (mm, positive towards the patient's left), null where
+it was not measured; `anatomy_read` is false where the head's anatomy was not read at all
+(a negative study, or an analysis from before lesions were located: its lesions' `place`
+is then null).
 
 **Delivery.** An analysis that is `done` has written its results (SR, KOS, SEG); where
 they went is its `delivery`: `pending` (not yet tried, or being sent), `failing` (an
@@ -211,6 +221,38 @@ def _slice_ref(prefix: str, which: str) -> dict[str, Any]:
     }
 
 
+_IMPRESSION_EXAMPLE = (
+    "Small right parietal intraparenchymal hyperdense lesion, 8.0 mL (ABC/2 7.5 mL), "
+    "no midline shift."
+)
+
+
+def _reading(whose: str) -> dict[str, Any]:
+    """`impression`, `midline_shift_mm` and `anatomy_read` of `whose` analysis."""
+    return {
+        "impression": {
+            "type": ["string", "null"],
+            "description": f"{whose} impression line; null before it is done",
+            "examples": [
+                _IMPRESSION_EXAMPLE,
+                "No hyperdense lesion (probability 3.1 %).",
+            ],
+        },
+        "midline_shift_mm": {
+            "type": ["number", "null"],
+            "description": "the septum pellucidum's displacement from the midsagittal plane "
+            "(mm, positive towards the patient's left); null where not measured",
+            "examples": [4.2, -0.6],
+        },
+        "anatomy_read": {
+            "type": "boolean",
+            "description": "whether the head's anatomy was read (lesions located, the shift "
+            "looked for); false for a negative study and for analyses before version 3 of "
+            "the findings record",
+        },
+    }
+
+
 def _study_schemas() -> dict[str, Any]:
     series = _object(
         {
@@ -233,6 +275,7 @@ def _study_schemas() -> dict[str, Any]:
                 "them (replaced, kept-first, refused)",
                 "additionalProperties": _INTEGER,
             },
+            **_reading("its latest analysis's"),
         }
     )
     study = _object(
@@ -256,9 +299,13 @@ def _study_schemas() -> dict[str, Any]:
             "probability": _nullable({"type": "number"}),
             "finding": {
                 "type": "string",
-                "description": "The most severe result of its series, "
-                "'S<series number>: <finding>' ('' before any analysis)",
+                "description": "The impression of its most severe series (positive first, "
+                "then the more probable), 'S<series number>: <impression>', "
+                "'S<series number> (incomplete volume): <impression>' where that analysis "
+                "read a volume with a hole ('' before any analysis)",
+                "examples": [f"S2: {_IMPRESSION_EXAMPLE}"],
             },
+            **_reading("the most severe series' (the one `finding` names)"),
         }
     )
     with_series = {
@@ -308,8 +355,69 @@ def _analysis_schemas() -> dict[str, Any]:
             "probability": _PROBABILITY,
             "label": _INTEGER,
             "summary": {**_STRING, "description": "the line the reports carry"},
+            "place": {
+                "anyOf": [_ref("schemas", "Place"), {"type": "null"}],
+                "description": "where it lies; null where it was not located (analyses "
+                "before version 3 of the findings record)",
+            },
+            "abc2_volume_ml": {
+                "type": ["number", "null"],
+                "minimum": 0,
+                "description": "A·B·C/2 (mL), as measured at a console: A its longest axial "
+                "diameter, B perpendicular to A on that slice, C its craniocaudal extent; "
+                "null where not measured",
+            },
+            "thickness_mm": {
+                "type": ["number", "null"],
+                "minimum": 0,
+                "description": "an extra-axial collection's greatest thickness (mm); null "
+                "for other lesions and where not measured",
+            },
+            "severity": {
+                "type": "string",
+                "enum": [*SEVERITIES, ""],
+                "description": "its size band (docs/model-card.md); '' where not rated",
+            },
         }
     )
+    place = _object(
+        {
+            "side": {
+                "type": "string",
+                "enum": list(SIDES),
+                "description": "the side of the midsagittal plane ('' where none was fitted)",
+            },
+            "compartment": {"type": "string", "enum": list(COMPARTMENTS)},
+            "region": {"type": "string", "enum": list(REGIONS)},
+            "relation": {
+                "type": "string",
+                "enum": list(RELATIONS),
+                "description": "within the parenchyma, or against the skull's inner table",
+            },
+            "shape": {
+                "type": "string",
+                "enum": list(SHAPES),
+                "description": "an extra-axial collection's shape on its largest slice "
+                "('' for an intra-axial lesion)",
+            },
+            "approximate": {
+                "type": "boolean",
+                "description": "true where the region is a best guess (a rule near its "
+                "limit, or too little anatomy in the series)",
+            },
+        },
+        "Where a lesion lies, in a radiologist's terms",
+    )
+    place["examples"] = [
+        {
+            "side": "right",
+            "compartment": "supratentorial",
+            "region": "parietal",
+            "relation": "intra-axial",
+            "shape": "",
+            "approximate": False,
+        }
+    ]
     slice_ = _object(
         {
             "slice_number": _SLICE_NUMBER,
@@ -362,6 +470,7 @@ def _analysis_schemas() -> dict[str, Any]:
             "positive": _nullable({"type": "boolean"}),
             "probability": _nullable(_PROBABILITY),
             "summary": _STRING,
+            **_reading("its"),
             "notes": {"type": "array", "items": _STRING},
             "lesions": {"type": "array", "items": _ref("schemas", "Lesion")},
             "slices": {"type": "array", "items": _ref("schemas", "Slice")},
@@ -370,6 +479,7 @@ def _analysis_schemas() -> dict[str, Any]:
     )
     return {
         "Lesion": lesion,
+        "Place": place,
         "Slice": slice_,
         "Delivery": delivery,
         "Result": result,
@@ -416,6 +526,7 @@ def _other_schemas() -> dict[str, Any]:
             "inference_seconds": _nullable({"type": "number"}),
             "positive": _nullable({"type": "boolean"}),
             "probability": _nullable(_PROBABILITY),
+            **_reading("its"),
         }
     )
     error = {

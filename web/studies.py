@@ -9,6 +9,7 @@ from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
+from functools import cached_property
 
 from sqlalchemy import Select, func, or_, select
 from sqlalchemy.orm import Session
@@ -29,6 +30,7 @@ from assistant.db import (
     utcnow,
 )
 from assistant.findings import Findings, FindingsError, Lesion
+from web.reading import Reading, reading_of
 
 LOGGER = logging.getLogger(__name__)
 
@@ -86,10 +88,30 @@ class SeriesView:
     probability: float | None
     #: Changed copies of its instances, by action (replaced, kept-first, refused).
     instance_changes: dict[str, int] = field(default_factory=dict)
-    #: The verdict line of its latest analysis and its first lesion's line, if any.
-    finding: str = ""
     #: Its latest analysis's results at their destinations (DELIVERY_SUMMARIES).
     delivery: str = "none"
+    #: Its latest analysis's summary and findings record, once it is done ("" before).
+    summary: str = field(default="", repr=False, compare=False)
+    findings_record: str = field(default="", repr=False, compare=False)
+
+    @cached_property
+    def reading(self) -> Reading | None:
+        """Its latest analysis's impression and midline shift; None before it is done.
+        Read from the record when first asked for: the worklist asks for the rows of the
+        page it shows, not for every study it sorts."""
+        return reading_of(self.findings_record) if self.positive is not None else None
+
+    @property
+    def finding(self) -> str:
+        """Its latest analysis's impression ("" before one is done)."""
+        if self.reading is not None:
+            return self.reading.impression
+        return self.summary.splitlines()[0].split(" (")[0] if self.summary else ""
+
+    @property
+    def incomplete(self) -> bool:
+        """Whether its latest analysis read a volume with a hole in it."""
+        return any(line.startswith("Incomplete volume") for line in self.summary.splitlines())
 
     @property
     def change_notes(self) -> list[str]:
@@ -123,8 +145,6 @@ class StudyView:
     positive: bool | None
     probability: float | None
     series: tuple[SeriesView, ...] = field(default=())
-    #: The most severe result among its series: "S<number>: <its finding>" or "".
-    finding: str = ""
     #: Patient Sex as sent ("F", "M", "O" or "").
     patient_sex: str = ""
     #: Patient Birth Date as sent (YYYYMMDD or "").
@@ -139,6 +159,28 @@ class StudyView:
     @property
     def verdict(self) -> str:
         return "none" if self.positive is None else ("positive" if self.positive else "negative")
+
+    @cached_property
+    def most_severe(self) -> SeriesView | None:
+        """The analysed series that weighs most: positive before negative, then the
+        higher probability."""
+        judged = [s for s in self.series if s.positive is not None and s.finding]
+        return max(judged, key=lambda s: (bool(s.positive), s.probability or 0.0), default=None)
+
+    @property
+    def finding(self) -> str:
+        """The most severe series' impression, named by its series number: "S2: Small
+        right parietal …", "S2 (incomplete volume): …"; "" before any analysis."""
+        worst = self.most_severe
+        if worst is None:
+            return ""
+        number = f"S{worst.number}" if worst.number is not None else "Series"
+        return f"{number}{' (incomplete volume)' if worst.incomplete else ''}: {worst.finding}"
+
+    @property
+    def reading(self) -> Reading | None:
+        """The most severe series' reading (what `finding` shows)."""
+        return self.most_severe.reading if self.most_severe is not None else None
 
     @property
     def status_label(self) -> str:
@@ -240,8 +282,9 @@ def _series_views(session: Session, study_pks: Select) -> dict[int, list[SeriesV
                 positive=job.positive if job and job.state is JobState.DONE else None,
                 probability=job.study_probability if job and job.state is JobState.DONE else None,
                 instance_changes=changes.get(series.id, {}),
-                finding=_finding(job),
                 delivery=delivery,
+                summary=job.summary if job and job.state is JobState.DONE else "",
+                findings_record=job.findings_json if job and job.state is JobState.DONE else "",
             )
         )
     return out
@@ -275,29 +318,6 @@ def delivery_summaries(session: Session, job_ids: Select | list[int]) -> dict[in
     ):
         states[job_pk].append((state, attempts))
     return {job_pk: delivery_summary(rows) for job_pk, rows in states.items()}
-
-
-def _finding(job: Job | None) -> str:
-    """A done job's verdict and, when positive, its first (surest) lesion."""
-    if job is None or job.state is not JobState.DONE or not job.summary:
-        return ""
-    lines = job.summary.splitlines()
-    lesions = [line for line in lines[1:] if line.startswith("Hyperdense lesion")]
-    finding = lesions[0] if job.positive and lesions else lines[0].split(" (")[0]
-    if any(line.startswith("Incomplete volume") for line in lines):
-        finding += " (incomplete volume)"
-    return finding
-
-
-def _most_severe(series: list[SeriesView]) -> str:
-    """The finding of the series that weighs most: positive before negative, then the
-    higher probability; named by its series number."""
-    judged = [s for s in series if s.positive is not None and s.finding]
-    if not judged:
-        return ""
-    worst = max(judged, key=lambda s: (bool(s.positive), s.probability or 0.0))
-    number = f"S{worst.number}" if worst.number is not None else "Series"
-    return f"{number}: {worst.finding}"
 
 
 def _series_status(
@@ -342,7 +362,6 @@ def _study_view(study: Study, patient: Patient, series: list[SeriesView]) -> Stu
         positive=positive,
         probability=max(probabilities) if probabilities else None,
         series=tuple(series),
-        finding=_most_severe(series),
         patient_sex=patient.sex,
         patient_birth_date=patient.birth_date,
     )
@@ -431,6 +450,8 @@ class JobDetail:
     #: None for a job that found nothing yet (queued, failed, skipped) or whose record
     #: cannot be read.
     findings: Findings | None
+    #: Its impression and midline shift; None where `findings` is.
+    reading: Reading | None
     inference_seconds: float | None
     finished_at: datetime | None
     results: tuple[ResultView, ...]
@@ -446,6 +467,13 @@ class JobDetail:
     @property
     def lesions(self) -> list[Lesion]:
         return list(self.findings.lesions) if self.findings else []
+
+    @property
+    def summary_lines(self) -> list[str]:
+        """Its summary, line by line, less the impression line (the page shows that
+        above, with the midline shift)."""
+        shown = self.reading.impression if self.reading else None
+        return [line for line in self.summary.splitlines() if line != shown]
 
     @property
     def slice_probabilities(self) -> list[float]:
@@ -510,6 +538,7 @@ def job_details(session: Session, study: StudyView) -> list[JobDetail]:
     details = []
     for job, series_uid, series_number, series_description in jobs:
         findings = read_findings(job.findings_json)
+        reading = reading_of(job.findings_json) if findings is not None else None
         details.append(
             JobDetail(
                 id=job.id,
@@ -524,6 +553,7 @@ def job_details(session: Session, study: StudyView) -> list[JobDetail]:
                 probability=job.study_probability,
                 summary=job.summary,
                 findings=findings,
+                reading=reading,
                 inference_seconds=job.inference_seconds,
                 finished_at=job.finished_at,
                 results=tuple(results[job.id]),

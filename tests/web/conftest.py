@@ -1,6 +1,7 @@
 """A real site for the dashboard's tests: a migrated database, the DICOM node and a worker
 with the bundled model, a synthetic head CT with a lesion pushed in by dcmtk's storescu
-and analysed, and a destination PACS (dcmtk's storescp) that is down at first."""
+and analysed, and a destination PACS (dcmtk's storescp) that is down at first. Beside
+it, `readings`: analyses written as records (tests/web/readings.py), for the wording."""
 
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ from tests.peers.chromium import chromium
 from tests.peers.dcmtk import StoreSCP, storescu
 from tests.peers.tools import wait_until
 from tests.support.site import ADMIN, VIEWER, Site, add_test_users, running_node, site_settings
+from tests.web.readings import Readings, readings_site
 from web import create_app
 
 if TYPE_CHECKING:
@@ -93,3 +95,9 @@ def viewer(site: Site) -> FlaskClient:
     client = site.app.test_client()
     login(client, VIEWER)
     return client
+
+
+@pytest.fixture(scope="package")
+def readings(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Readings]:
+    with readings_site(tmp_path_factory.mktemp("readings")) as found:
+        yield found

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import html
 import json
 
 import pytest
@@ -175,8 +176,13 @@ def test_the_most_severe_finding_and_changed_instances_are_shown(
     site: Site, viewer: FlaskClient
 ) -> None:
     (study,) = viewer.get("/api/v1/studies").get_json()["studies"]
-    assert study["finding"].startswith("S2: Hyperdense lesion, slice")
-    assert "S2: Hyperdense lesion" in viewer.get("/").get_data(as_text=True)
+    with site.receiver.db.sessions() as session:
+        record = json.loads(session.get_one(Job, site.job_id).findings_json)
+    # The series' impression, as its record (and its SR) says it.
+    assert study["impression"] == record["impression"] and study["impression"]
+    assert study["finding"] == f"S2: {record['impression']}"
+    worklist = html.unescape(viewer.get("/").get_data(as_text=True))
+    assert f"S2: {record['impression']}"[:60] in worklist
 
     with site.receiver.db.sessions() as session, session.begin():
         instance = session.scalars(select(Instance).order_by(Instance.id)).first()

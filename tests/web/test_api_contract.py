@@ -30,6 +30,7 @@ from tests.peers.dcmtk import storescu
 from tests.peers.orthanc import Orthanc
 from tests.peers.tools import wait_until
 from tests.support.site import VIEWER, Site
+from tests.web.readings import KINDS, Readings
 from web import create_app
 from web.openapi import openapi_document
 
@@ -96,6 +97,121 @@ def test_every_answer_is_what_the_document_says(site: Site, viewer: FlaskClient)
     conforms(viewer.get(f"/api/v1/studies/{uid}/feedback"), "/studies/{study_uid}/feedback")
     assert conforms(viewer.get("/api/v1/jobs?limit=500"), "/jobs")["jobs"]
     assert viewer.get("/api/v1/openapi.json").get_json() == openapi_document()
+
+
+READING = ("impression", "midline_shift_mm", "anatomy_read")
+
+
+def test_every_answer_carries_the_reading_an_old_record_too(readings: Readings) -> None:
+    """Each study, series, analysis and job says its impression, midline shift and
+    whether the anatomy was read; an analysis from before lesions were located (findings
+    version 2) says what it can, nulls for the rest, and fits the same schemas."""
+    client = readings.client()
+    expected = {
+        "located": (readings.findings["located"].impression(), -6.3, True),
+        "old": ("Hyperdense lesion, 5.0 mL.", None, False),
+        "negative": ("No hyperdense lesion (probability 3.0 %).", None, False),
+    }
+    listed = conforms(client.get("/api/v1/studies"), "/studies")["studies"]
+    by_uid = {s["study_instance_uid"]: s for s in listed}
+    jobs = {j["id"]: j for j in conforms(client.get("/api/v1/jobs"), "/jobs")["jobs"]}
+    for kind in KINDS:
+        uid = readings.study_uids[kind]
+        study = conforms(client.get(f"/api/v1/studies/{uid}"), "/studies/{study_uid}")
+        (series,) = study["series"]
+        (analysis,) = conforms(
+            client.get(f"/api/v1/studies/{uid}/findings"), "/studies/{study_uid}/findings"
+        )["analyses"]
+        job = jobs[readings.job_ids[kind]]
+        for answer in (by_uid[uid], study, series, analysis, job):
+            assert tuple(answer[key] for key in READING) == expected[kind], kind
+        assert study["finding"] == f"S2: {expected[kind][0]}"
+
+
+def test_each_lesion_says_where_it_lies_or_null(readings: Readings) -> None:
+    client = readings.client()
+    path = "/studies/{study_uid}/findings"
+    located = conforms(
+        client.get(f"/api/v1/studies/{readings.study_uids['located']}/findings"), path
+    )["analyses"][0]["lesions"]
+    assert [les["place"] for les in located] == [
+        {
+            "side": "left",
+            "compartment": "supratentorial",
+            "region": "frontal",
+            "relation": "extra-axial",
+            "shape": "crescent",
+            "approximate": True,
+        },
+        {
+            "side": "right",
+            "compartment": "supratentorial",
+            "region": "parietal",
+            "relation": "intra-axial",
+            "shape": "",
+            "approximate": False,
+        },
+    ]
+    assert [(les["abc2_volume_ml"], les["thickness_mm"], les["severity"]) for les in located] == [
+        (22.1, 9.2, "medium"),
+        (2.9, None, "small"),
+    ]
+    assert located[1]["summary"].startswith("Small right parietal intraparenchymal")
+    (old,) = conforms(client.get(f"/api/v1/studies/{readings.study_uids['old']}/findings"), path)[
+        "analyses"
+    ][0]["lesions"]
+    assert (old["place"], old["abc2_volume_ml"], old["thickness_mm"], old["severity"]) == (
+        None,
+        None,
+        None,
+        "",
+    )
+    negative = client.get(f"/api/v1/studies/{readings.study_uids['negative']}/findings")
+    assert conforms(negative, path)["analyses"][0]["lesions"] == []
+
+
+def test_the_document_holds_lesions_to_the_places_there_are() -> None:
+    """The Lesion schema names each field's values: a side or a severity not in the
+    model's words, or a lesion without its place, is not what the API answers."""
+    components = _strict(openapi_document()["components"])
+    lesion = {"$ref": "#/components/schemas/Lesion", "components": components}
+    validator = Draft202012Validator(lesion)
+    place = {
+        "side": "right",
+        "compartment": "supratentorial",
+        "region": "parietal",
+        "relation": "intra-axial",
+        "shape": "",
+        "approximate": False,
+    }
+    good = {
+        "index": 0,
+        **{f"{end}_slice_number": 2 for end in ("first", "last", "key")},
+        **{f"{end}_sop_instance_uid": "1.2.3" for end in ("first", "last", "key")},
+        **{f"{end}_frame_number": None for end in ("first", "last", "key")},
+        "outline": [[1.0, 2.0], [3.0, 4.0], [5.0, 1.0]],
+        "area_mm2": 10.0,
+        "longest_diameter_mm": 4.0,
+        "volume_ml": 0.1,
+        "mean_hu": 60.0,
+        "probability": 0.9,
+        "label": 1,
+        "summary": "Small right parietal intraparenchymal hyperdense lesion, 0.1 mL",
+        "place": place,
+        "abc2_volume_ml": 0.1,
+        "thickness_mm": None,
+        "severity": "small",
+    }
+    validator.validate(good)
+    validator.validate({**good, "place": None, "abc2_volume_ml": None, "severity": ""})
+    for bad in (
+        {**good, "place": {**place, "side": "up"}},
+        {**good, "place": {**place, "lobe": "frontal"}},
+        {**good, "severity": "huge"},
+        {**good, "abc2_volume_ml": -1.0},
+        {key: value for key, value in good.items() if key != "place"},
+    ):
+        assert not validator.is_valid(bad), bad
 
 
 @pytest.mark.parametrize(

@@ -47,7 +47,8 @@ def test_radiologist_reads_a_study(site: Site, server: WebServer, browser) -> No
     image = page.locator("img.key-image").first
     image.wait_for()
     assert page.evaluate("(img) => img.complete && img.naturalWidth", image.element_handle()) == 512
-    assert "Hyperdense lesion" in page.locator(".summary").first.inner_text()
+    assert "hyperdense" in page.locator(".impression-line").first.inner_text().lower()
+    assert "hyperdense lesion" in page.locator(".summary").first.inner_text().lower()
     page.screenshot(path=str(SCREENSHOTS / "study.png"), full_page=True)
 
     # The flagged slices: windowed, zoomed and stepped through in the page.

@@ -12,6 +12,7 @@ import socket
 import numpy as np
 import pytest
 from flask.testing import FlaskClient
+from markupsafe import escape
 from PIL import Image
 from pydicom import dcmread
 from sqlalchemy import select
@@ -210,11 +211,15 @@ def test_study_page(site: Site, viewer: FlaskClient) -> None:
     assert response.status_code == 200
     assert "HEAD SYNTHETIC PHANTOM" in html  # the series, with its status
     assert '<svg xmlns="http://www.w3.org/2000/svg" class="curve"' in html
-    assert "Hyperdense lesion, slices" in html
     assert f"/jobs/{site.job_id}/lesions/0.png" in html
     with site.receiver.db.sessions() as session:
         job = session.get_one(Job, site.job_id)
     findings = json.loads(job.findings_json)
+    # The impression first, above the patient's details; each lesion's line below (in
+    # the words of Lesion.summary, located or not).
+    impression = f'<p class="impression-line">{escape(findings["impression"])}</p>'
+    assert impression in html and html.index(impression) < html.index("<dt>Patient</dt>")
+    assert re.search(r"hyperdense (lesion|collection)[^<]*, slices? \d+", html, re.IGNORECASE)
     # Probabilities in percent, as the SR's measurements and its text give them; the
     # verdict's line carries the study's, and no second line repeats it.
     assert (

@@ -87,12 +87,20 @@ def test_predict_prints_each_lesion(bundled, tmp_path: Path, capsys) -> None:
     assert main(["predict", str(tmp_path / "head"), "--json"]) == 0
     out = json.loads(capsys.readouterr().out)
     assert main(["predict", str(tmp_path / "head")]) == 0
-    first, *lines = capsys.readouterr().out.splitlines()
+    first, impression, *rest = capsys.readouterr().out.splitlines()
     assert first.startswith("POSITIVE: study probability ") and out["lesions"]
+    assert impression == f"Impression: {out['impression']}"
+    lines = [line for line in rest if line.startswith("  ")]
     assert len(lines) == len(out["lesions"])
-    for line, lesion in zip(lines, out["lesions"], strict=True):
-        where = f"slices {lesion['first_slice'] + 1}-{lesion['last_slice'] + 1}"
-        assert where in line and line.endswith(f", probability {percent(lesion['probability'])}")
+    for number, (line, lesion) in enumerate(zip(lines, out["lesions"], strict=True), start=1):
+        first_slice, last_slice = lesion["first_slice"] + 1, lesion["last_slice"] + 1
+        where = (
+            f"slice {first_slice},"
+            if first_slice == last_slice
+            else f"slices {first_slice}\u2013{last_slice},"
+        )
+        assert line.startswith(f"  {number}. ") and where in line
+        assert line.endswith(f", probability {percent(lesion['probability'])}")
 
 
 def test_a_lesion_outside_the_cavity_still_gets_a_density(tmp_path: Path) -> None:

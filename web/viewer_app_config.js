@@ -36,6 +36,55 @@
     return measurement;
   }
 
+  // OHIF 3.13 draws at most five of a measurement's labels beside it: its numbers in the
+  // SR's order, then the finding site's anatomy (labelled with its SNOMED code, without
+  // its side). A reader looks first for where the lesion is and how big: the lesion's
+  // number and place (our tracking identifier, "Lesion 1 (right parietal)") come first,
+  // then the sizes and the probability; the other numbers stay in the SR.
+  var SHOWN_FIRST = [
+    'Volume',
+    'Volume of ellipsoid',
+    'Thickness',
+    'Probability',
+    'Mean Attenuation Coefficient',
+    'Long axis',
+  ];
+  var READABLE_NAMES = { 'Volume of ellipsoid': 'ABC/2' };
+  var FINDING_SITE = '363698007';
+
+  function placeFirst(measurement) {
+    var match = /^(Lesion \d+) \((.+)\)$/.exec(measurement.TrackingIdentifier || '');
+    if (!match) {
+      return; // not one of our located lesions: as OHIF lays it out
+    }
+    var labels = asArray(measurement.labels).filter(function (label) {
+      return label.label !== FINDING_SITE;
+    });
+    function rank(label) {
+      var at = SHOWN_FIRST.indexOf(label.label);
+      return at === -1 ? SHOWN_FIRST.length : at;
+    }
+    labels = labels
+      .map(function (label, index) {
+        return { label: label, index: index };
+      })
+      .sort(function (a, b) {
+        return rank(a.label) - rank(b.label) || a.index - b.index;
+      })
+      .map(function (entry) {
+        var label = entry.label;
+        var name = READABLE_NAMES[label.label];
+        return name ? { label: name, value: label.value } : label;
+      });
+    measurement.labels = [{ label: match[1], value: match[2] }].concat(labels);
+  }
+
+  function readableMeasurement(args) {
+    readableUnits(args);
+    placeFirst(args.measurement);
+    return args.measurement;
+  }
+
   // OHIF 3.13 has no handler for Key Object Selection documents: it lists ours with
   // its "unsupported" warning. This one makes each KOS a series of the key images it
   // selects, shown by the image viewport like any stack. The images are looked up
@@ -144,7 +193,7 @@
     customizationService: {
       // No guided tour over the images: it held every click until dismissed.
       'ohif.tours': [],
-      onBeforeSRAddMeasurement: readableUnits,
+      onBeforeSRAddMeasurement: readableMeasurement,
     },
     showStudyList: true,
     maxNumberOfWebWorkers: 2,

@@ -29,6 +29,7 @@ from sqlalchemy import select
 from assistant.analysis.imaging.synthetic import write_demo_series
 from assistant.db import Database, Instance, Job, JobState, ResultKind
 from assistant.findings import Findings
+from assistant.findings.wording import place_words
 from assistant.settings import Settings, StorageSettings
 from assistant.training.demo import write_demo_head
 from tests.helpers import login
@@ -122,6 +123,8 @@ class Report:
     key_instance_number: int
     #: Images the KOS selects.
     key_images: int
+    #: Where the first lesion lies, as its measurement's label says: "right frontal".
+    lesion_place: str
 
 
 def _report(room: ReadingRoom, study_uid: str) -> Report:
@@ -144,8 +147,13 @@ def _report(room: ReadingRoom, study_uid: str) -> Report:
             for item in kos.ContentSequence
             if "ReferencedSOPSequence" in item
         }
-        assert number is not None
-        return Report(results[ResultKind.SR].series_instance_uid, number, len(selected))
+        assert number is not None and lesion.place is not None
+        return Report(
+            results[ResultKind.SR].series_instance_uid,
+            number,
+            len(selected),
+            place_words(lesion.place),
+        )
 
 
 def _report_of(room: ReadingRoom) -> str:
@@ -189,7 +197,9 @@ def test_the_study_link_opens_our_sr_on_its_key_slice_without_a_click(  # type: 
     assert "/viewer/viewer?StudyInstanceUIDs=" in viewer.url
     assert f"initialSeriesInstanceUID={expected.sr_series_uid}" in viewer.url
 
-    label = viewer.get_by_text(re.compile(r"Long axis: \d+\.\d+ mm")).first
+    # where the lesion lies first (its tracking identifier), then its sizes: OHIF draws
+    # five of a measurement's labels
+    label = viewer.get_by_text(re.compile(rf"Lesion 1: {expected.lesion_place}")).first
     if not _shown(label, 90_000):
         viewer.screenshot(path=str(SCREENSHOTS / "ohif-sr-not-shown.png"))
         shown = viewer.locator("body").inner_text()
@@ -198,9 +208,13 @@ def test_the_study_link_opens_our_sr_on_its_key_slice_without_a_click(  # type: 
             f"page text: {shown[:2000]!r}\nerrors: {errors}\n"
             f"console (last 40): {console[-40:]}\nreport: {_report_of(room)}"
         )
-    for value in (r"Volume: \d+\.\d+ ml", r"Mean Attenuation Coefficient: -?\d+\.\d+ HU"):
+    for value in (
+        r"Volume: \d+\.\d+ ml",
+        r"ABC/2: \d+\.\d+ ml",
+        r"Probability: \d+(\.\d+)? ?%",
+        r"Mean Attenuation Coefficient: -?\d+\.\d+ HU",
+    ):
         viewer.get_by_text(re.compile(value)).first.wait_for(timeout=5_000)
-    viewer.get_by_text(re.compile(r"Probability: \d+(\.\d+)? ?%")).first.wait_for(timeout=5_000)
     viewer.wait_for_timeout(1_000)
     text = viewer.locator("body").inner_text()
     assert "[hnsf'U]" not in text

@@ -42,6 +42,7 @@ bench: install system-deps
 	$(BIN)/python bench/inference.py
 	$(BIN)/python bench/phantoms.py
 	$(BIN)/python bench/end_to_end.py
+	$(BIN)/python bench/anatomy.py
 
 # AdrenalMNIST3D with train's defaults, 3 seeds, beside the published table and a
 # shape-measure baseline (about 8 minutes a seed on 2 CPU cores; 22 at 64³).

@@ -20,11 +20,21 @@ the bundled model was trained at 128): a 40-slice case takes about 0.06 s at 128
 on the same cores (`bench/phantoms.py`; thick helical slices sum up to 23 sections each).
 Each section is computed inside the head's window only; outside it, every section is
 air or the head holder.
+
+For the anatomy that locates findings (assistant/analysis/anatomy, bench/anatomy.py), a
+case can be asked for with a mass effect (`shift_mm`: the lateral and third ventricles,
+the septum and the falx moved sideways by a known amount, one ventricle narrowed by
+`compress`) and with lesions placed where asked (`PlacedLesion`, in fractions of the
+drawn head; `PLACES` names some regions), and tells its truth in head coordinates
+(`PhantomCase.truth`: side, compartment, region, volume, thickness). Head coordinates
+are DICOM's LPS as `phantom_dicom.write_case` stores them: +x is the patient's left, +y
+posterior, +z up. Without these options a case is the same as before them, to the bit.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from typing import cast
 
@@ -55,10 +65,86 @@ class Acquisition:
 @dataclass(frozen=True)
 class Lesion:
     kind: str
-    #: Centre in head coordinates (mm): x right-left, y anterior-posterior, z up.
+    #: Centre in head coordinates (mm): +x towards the patient's left, +y posterior, +z
+    #: up (LPS, as the images are stored: a lesion at +x lies right of the image centre).
+    #: A drawn subdural or epidural collection has its centre on the axis (0, 0, z).
     center: tuple[float, float, float]
     size_mm: float
     density_hu: float
+    #: A subdural or epidural collection's direction from the head's axis (radians from
+    #: +x towards +y); None: drawn from the centre, as for the generator's own.
+    direction: float | None = None
+    #: The region a lesion was placed in (a key of `PLACES`, or the caller's name for
+    #: it: "posterior fossa" lets the truth tell brainstem from cerebellum), else "".
+    region: str = ""
+
+
+@dataclass(frozen=True)
+class PlacedLesion:
+    """A lesion asked for at a place given in fractions of the drawn head: `at` is
+    (x / width, y / length, z / height), x towards the patient's left, y posterior, z up
+    from the skull base (the head's semi-axes and height). A subdural or epidural
+    collection lies along the inner table in the direction of (x, y) from the head's
+    axis, at height z."""
+
+    kind: str
+    at: tuple[float, float, float]
+    size_mm: float
+    density_hu: float = 70.0
+    region: str = ""
+
+
+#: Places (for the patient's left; `placed` mirrors them) whose region a radiologist
+#: would name, as the phantom's anatomy lays it out: the posterior fossa below 0.30 of
+#: the height behind the petrous ridges, the middle fossa in front of them, the deep grey
+#: nuclei at 0.34-0.52 (_SliceMaker._draw_dense_normals).
+PLACES: dict[str, tuple[float, float, float]] = {
+    "frontal": (0.35, -0.55, 0.62),
+    "parietal": (0.40, 0.15, 0.72),
+    "occipital": (0.20, 0.70, 0.60),
+    "temporal": (0.52, -0.20, 0.24),
+    "basal ganglia/thalamus": (0.22, 0.02, 0.44),
+    "cerebellum": (0.30, 0.40, 0.21),
+}
+
+
+def placed(
+    region: str, side: str, size_mm: float = 20.0, kind: str = "intraparenchymal"
+) -> PlacedLesion:
+    """A lesion in `region` (a key of `PLACES`) on `side` ("left" or "right")."""
+    if side not in ("left", "right"):
+        raise ValueError(f'side must be "left" or "right", not {side!r}')
+    fx, fy, t = PLACES[region]
+    return PlacedLesion(kind, (fx if side == "left" else -fx, fy, t), size_mm, region=region)
+
+
+@dataclass(frozen=True)
+class LesionTruth:
+    """What a reader should say of some blood of a case, from the phantom's own
+    anatomy (`PhantomCase.truth`)."""
+
+    #: The kind of the lesion whose centre is nearest the blood's.
+    kind: str
+    #: By the rule of assistant/analysis/anatomy/location.py on the true head x of
+    #: every voxel: 80 % beyond 2 mm on one side names it, 20 % on each "bilateral",
+    #: else "midline".
+    side: str
+    compartment: str
+    #: Within 5 mm of the tentorium or of the petrous ridge, or near the levels where
+    #: the phantom's posterior fossa changes: either answer is defensible.
+    ambiguous: bool
+    #: The region it was placed in (`PLACES`); in the posterior fossa the phantom's
+    #: convention, as it draws no brainstem: brainstem within 12 mm of the midline in
+    #: front of the fourth ventricle, else cerebellum; "" for a drawn lesion.
+    region: str
+    #: The blood's volume: its voxels, each slice standing for the slab between the
+    #: midpoints to its neighbours.
+    volume_ml: float
+    #: Its thickest point in a slice (mm): the width of the widest band of voxels.
+    thickness_mm: float
+    #: Its centre in head coordinates (mm) and its height (0 skull base .. 1 vertex).
+    centre: tuple[float, float, float]
+    height: float
 
 
 @dataclass
@@ -70,6 +156,13 @@ class PhantomCase:
     mask: np.ndarray  # (slices, 512, 512) bool: acute blood
     acquisition: Acquisition
     lesions: tuple[Lesion, ...] = field(default=())
+    #: The subject, and the rendered pixels' size (mm): for the truth in head coordinates.
+    head: _Head | None = field(default=None, repr=False)
+    spacing: float = 0.0
+    #: The mass effect asked for: the septum's displacement (mm, + towards the
+    #: patient's left) and how much the ventricle on the mass's side was narrowed.
+    shift_mm: float = 0.0
+    compress: float = 0.0
 
     @property
     def slice_labels(self) -> np.ndarray:
@@ -80,6 +173,75 @@ class PhantomCase:
     def label(self) -> bool:
         return bool(self.slice_labels.any())
 
+    def head_coords(self, index: int, rows: np.ndarray, columns: np.ndarray) -> np.ndarray:
+        """Head coordinates (k, 3) (mm: +x the patient's left, +y posterior, +z up from
+        the skull base) of rendered pixels (rows, columns; fractional allowed) of slice
+        `index`: the inverse of _SliceMaker's placement, tilt and flexion included."""
+        head, acq = self._head(), self.acquisition
+        z = acq.positions[index]
+        matrix = self.hu.shape[-1]
+        tilt = math.tan(math.radians(acq.gantry_tilt_degrees))
+        row_shift = (z - head.height / 2) * (tilt + head.pitch) / self.spacing
+        gx = (np.asarray(columns, float) - matrix / 2 + 0.5) * self.spacing - head.shift[0]
+        gy = (np.asarray(rows, float) - row_shift - matrix / 2 + 0.5) * self.spacing
+        gy -= head.shift[1]
+        cos, sin = math.cos(head.rotation), math.sin(head.rotation)
+        return np.column_stack([cos * gx + sin * gy, -sin * gx + cos * gy, np.full(len(gx), z)])
+
+    def slabs(self) -> np.ndarray:
+        """The thickness (mm) of the slab each slice stands for: half the distance to each
+        neighbour, the one neighbour's distance at the ends."""
+        positions = np.asarray(self.acquisition.positions)
+        if len(positions) < 2:
+            return np.full(len(positions), self.acquisition.slice_thickness)
+        gaps = np.diff(positions)
+        return np.concatenate([[gaps[0]], (gaps[:-1] + gaps[1:]) / 2, [gaps[-1]]])
+
+    def truth(self, blood: np.ndarray | None = None) -> LesionTruth:
+        """The truth of `blood` (a part of `mask`, one lesion; by default all of it)."""
+        blood = self.mask if blood is None else blood
+        head = self._head()
+        slabs = self.slabs()
+        points, volume, thickest = [], 0.0, 0.0
+        for index in np.flatnonzero(blood.reshape(len(blood), -1).any(axis=1)):
+            rows, columns = np.nonzero(blood[index])
+            points.append(self.head_coords(int(index), rows, columns))
+            volume += len(rows) * self.spacing**2 * float(slabs[index]) / 1000.0
+            depth = ndimage.distance_transform_edt(blood[index])
+            thickest = max(thickest, (2 * float(depth.max()) - 1) * self.spacing)
+        if not points:
+            raise ValueError("blood holds no voxel")
+        xyz = np.concatenate(points)
+        x, y, z = (float(v) for v in xyz.mean(axis=0))
+        t = z / head.height
+        compartment, ambiguous = _compartment_truth(x, y, t)
+        nearest = min(self.lesions, key=lambda les: math.dist(les.center, (x, y, z)), default=None)
+        region = nearest.region if nearest is not None else ""
+        if region and compartment == "infratentorial":
+            region = "brainstem" if abs(x) < 12.0 and y < 30.0 and t < 0.30 else "cerebellum"
+        return LesionTruth(
+            kind=nearest.kind if nearest is not None else "",
+            side=_side_truth(xyz[:, 0]),
+            compartment=compartment,
+            ambiguous=ambiguous,
+            region=region,
+            volume_ml=volume,
+            thickness_mm=thickest,
+            centre=(x, y, z),
+            height=t,
+        )
+
+    def truths(self) -> list[LesionTruth]:
+        """The truth of each connected piece of blood (26-connected), largest first."""
+        labels, count = ndimage.label(self.mask, structure=np.ones((3, 3, 3), bool))
+        sizes = np.bincount(labels.ravel(), minlength=count + 1)[1:]
+        return [self.truth(labels == k + 1) for k in np.argsort(-sizes, kind="stable")]
+
+    def _head(self) -> _Head:
+        if self.head is None or not self.spacing:
+            raise ValueError("the case was built without its head: no truth to give")
+        return self.head
+
 
 def _smoothstep(x: np.ndarray) -> np.ndarray:
     """0 below -1, 1 above +1, linear between: soft partial-volume edges, cheaply."""
@@ -89,6 +251,36 @@ def _smoothstep(x: np.ndarray) -> np.ndarray:
 
 
 _BLUR = np.array([0.25, 0.5, 0.25], dtype=np.float32)
+
+
+def _side_truth(x: np.ndarray) -> str:
+    """The side of voxels by their head x (mm, + the patient's left)."""
+    left, right = float(np.mean(x > 2.0)), float(np.mean(x < -2.0))
+    if left >= 0.8:
+        return "left"
+    if right >= 0.8:
+        return "right"
+    return "bilateral" if left >= 0.2 and right >= 0.2 else "midline"
+
+
+def _compartment_truth(x: float, y: float, t: float) -> tuple[str, bool]:
+    """(compartment, ambiguous) of a point (head mm; t, its height) by the phantom's
+    anatomy: below the top of the petrous bones (t 0.30), infratentorial behind the
+    petrous ridges and clivus (a line from (13, -2) to (48, 20) mm, mirrored; the
+    ridges are drawn between (10-16, -6..2) and (45-52, 15-25)); up to t 0.42, inside
+    the tentorium's V (behind y 8, 0.8 (y - 8) > 0.9 |x|, drawn from 0.26 to 0.42);
+    higher, supratentorial. Ambiguous within 5 mm of those lines and near the levels
+    where the rule changes."""
+    v_distance = ((y - 8.0) * 0.8 - abs(x) * 0.9) / math.hypot(0.8, 0.9)
+    if t < 0.30:
+        ridge = -2.0 + max(0.0, abs(x) - 13.0) * 22.0 / 35.0
+        ambiguous = abs(y - ridge) < 5.0 or (t > 0.26 and v_distance <= 0)
+        return ("infratentorial" if y > ridge else "supratentorial"), ambiguous
+    if t < 0.42:
+        inside = v_distance > 0 and y > 8.0
+        ambiguous = abs(v_distance) < 5.0 or t > 0.40 or t < 0.32
+        return ("infratentorial" if inside else "supratentorial"), ambiguous
+    return "supratentorial", t < 0.44
 
 
 #: Height (fraction of skull base to vertex) of the head's widest level.
@@ -315,6 +507,8 @@ class _SliceMaker:
         acq: Acquisition,
         lesions: tuple[Lesion, ...],
         matrix: int,
+        shift_mm: float = 0.0,
+        compress: float = 0.0,
     ) -> None:
         self.rng, self.head, self.acq, self.lesions, self.matrix = rng, head, acq, lesions, matrix
         self.spacing = acq.pixel_spacing * MATRIX / matrix  # same field of view at any matrix
@@ -401,6 +595,24 @@ class _SliceMaker:
             self.outside += np.float32(weight) * holder
         self._neck: dict[str, np.ndarray] | None = None
         self._lesion_planes: dict[int, np.ndarray] = {}
+        self.mass, self.compress = float(shift_mm), float(compress)
+        if self.mass:
+            self._mass_effect()
+
+    def _mass_effect(self) -> None:
+        """A subfalcine shift: the lateral and third ventricles, the septum between them
+        and the falx move by `mass` mm along head x (+ the patient's left) where the
+        septum is (y near 0), tapering to nothing at the falx's front and back
+        attachments (the falx bows); the ventricle on the side the mass pushes from is
+        narrowed by `compress` (a share of its width). Everything moves rigidly: no
+        effaced ventricle, no herniation's shape, no trapped contralateral horn."""
+        reach = 0.85 * self.head.length
+        bow = np.clip(1.0 - (np.abs(self.y) / reach) ** 4, 0.0, 1.0)
+        self.x_moved = (self.x - self.mass * bow).astype(np.float32)
+        self.x2_moved = self.x_moved * self.x_moved
+        self.falx_moved = (_smoothstep((0.6 - np.abs(self.x_moved)) / 0.4) * (self.y > -10)).astype(
+            np.float32
+        )
 
     def outline(self, t: float) -> tuple[np.ndarray, float]:
         """Normalised radius (1 at the outer scalp) and the mean semi-axis at height t."""
@@ -513,7 +725,7 @@ class _SliceMaker:
             if low < t < high:
                 brain += mask * (value - brain)
         if t > 0.5:
-            brain += self.falx_hu * self.falx
+            brain += self.falx_hu * (self.falx_moved if self.mass else self.falx)
         brain = self._dense_normals(t, brain, inner)
         if base:  # dark and bright beam-hardening streaks between the dense bones
             phase = t * 40
@@ -668,19 +880,25 @@ class _SliceMaker:
     def _ventricles(self, t: float) -> np.ndarray | None:
         """Lateral ventricles (largest mid-head), third and fourth ventricles."""
         s = self.head.ventricle_scale
-        x, y = self.x, self.y
+        x, y, x2 = self.x, self.y, self.x2
+        if self.mass:  # the supratentorial ventricles move; the fourth stays
+            x, x2 = self.x_moved, self.x2_moved
         v = None
         if 0.42 < t < 0.78:
             k = math.sin(math.pi * (t - 0.42) / 0.36)
             for side in (-1.0, 1.0):
                 cx = side * (7 + 4 * k) * s
-                body = ((x - cx) * np.float32(1 / (5 * s * k + 1))) ** 2 + self.y2 * np.float32(
+                half = 5 * s * k + 1
+                if self.compress and side * self.mass < 0:  # the mass's side: narrowed,
+                    half *= 1.0 - self.compress  # its medial wall nearly in place
+                    cx = side * (abs(cx) - 5 * s * k * self.compress)
+                body = ((x - cx) * np.float32(1 / half)) ** 2 + self.y2 * np.float32(
                     1 / (28 * s * k + 2) ** 2
                 )
                 part = _smoothstep((1.0 - body) * 4)
                 v = part if v is None else np.maximum(v, part)
         if 0.33 < t < 0.48:  # third ventricle: a midline slit
-            part = _smoothstep((1.0 - self.x2 * np.float32(1 / 1.8**2) - ((y - 5) / 12) ** 2) * 4)
+            part = _smoothstep((1.0 - x2 * np.float32(1 / 1.8**2) - ((y - 5) / 12) ** 2) * 4)
             v = part if v is None else np.maximum(v, part)
         if 0.18 < t < 0.32:  # fourth ventricle, posterior fossa
             part = _smoothstep((1.0 - self.x2 * np.float32(1 / 36) - ((y - 35) / 4) ** 2) * 4)
@@ -699,7 +917,9 @@ class _SliceMaker:
                 wobble = 1 + 0.25 * np.cos(3 * self.angle + cz) + 0.15 * np.sin(5 * self.angle + cx)
                 plane = np.hypot(x - cx, y - cy) / wobble
             elif lesion.kind in ("subdural", "epidural"):
-                sector_center = cx / 10.0 + cy / 7.0 + cz  # a direction drawn from the centre
+                sector_center = lesion.direction
+                if sector_center is None:  # a direction drawn from the centre
+                    sector_center = cx / 10.0 + cy / 7.0 + cz
                 plane = np.cos(self.angle - sector_center)
             else:
                 plane = _smoothstep((lesion.size_mm - np.hypot(x - cy / 2, y - cx / 2)) / 3)
@@ -821,34 +1041,79 @@ def make_case(
     max_slices: int = 48,
     matrix: int = MATRIX,
     lesion_sizes: tuple[float, float] = (3.0, 40.0),
+    lesions: Sequence[PlacedLesion] | None = None,
+    shift_mm: float = 0.0,
+    compress: float = 0.0,
 ) -> PhantomCase:
     """One deterministic case: with `positive`, 1-3 lesions; without, none.
 
     `matrix` below 512 renders the same field of view with larger pixels (the model sees
     256 after resampling a 512 slice). `lesion_sizes` bounds the
     diameters (mm, drawn log-uniformly).
+
+    `lesions`, when given, replace the drawn ones (which are drawn all the same, so the
+    head and the scan are the seed's); the slab is moved over the first. `shift_mm`
+    moves the ventricles, septum and falx sideways (+ towards the patient's left: a mass
+    on the right pushes them left); `compress` (0-1) narrows the ventricle on the side
+    they are pushed from. Neither moves any lesion: place the mass yourself.
     """
+    if not 0.0 <= compress < 1.0:
+        raise ValueError(f"compress must be in [0, 1), not {compress}")
     rng = np.random.default_rng(seed)
     head = _draw_head(rng)
     acquisition = _draw_acquisition(rng, head, max_slices)
     count = int(rng.choice([1, 1, 1, 2, 3])) if positive else 0
-    lesions = _draw_lesions(rng, head, count, lesion_sizes)
-    acquisition = _slab_over_brain(acquisition, head, lesions, np.random.default_rng(seed + 7))
-    if positive:  # make sure the blood falls inside the scanned slab
+    drawn = _draw_lesions(rng, head, count, lesion_sizes)
+    if lesions is not None:
+        drawn = tuple(_lesion_at(placement, head) for placement in lesions)
+    acquisition = _slab_over_brain(acquisition, head, drawn, np.random.default_rng(seed + 7))
+    if positive or lesions:  # make sure the blood falls inside the scanned slab
         lo, hi = acquisition.positions[0], acquisition.positions[-1]
-        lesions = tuple(
-            Lesion(
-                les.kind,
-                (les.center[0], les.center[1], float(np.clip(les.center[2], lo + 2, hi - 2))),
-                les.size_mm,
-                les.density_hu,
+        drawn = tuple(
+            replace(
+                les,
+                center=(
+                    les.center[0],
+                    les.center[1],
+                    float(np.clip(les.center[2], lo + 2, hi - 2)),
+                ),
             )
-            for les in lesions
+            for les in drawn
         )
-    maker = _SliceMaker(rng, head, acquisition, lesions, matrix)
+    maker = _SliceMaker(rng, head, acquisition, drawn, matrix, shift_mm, compress)
     slices, masks = zip(*(maker.make(z) for z in acquisition.positions), strict=True)
     hu, mask = np.stack(slices), np.stack(masks)
-    case = PhantomCase(seed, hu, mask, acquisition, lesions)
+    case = PhantomCase(
+        seed, hu, mask, acquisition, drawn, head, maker.spacing, float(shift_mm), float(compress)
+    )
     if positive and not case.label:  # a lesion too small to leave any blood voxel
-        return make_case(seed + 1_000_003, positive, max_slices, matrix, lesion_sizes)
+        return make_case(
+            seed + 1_000_003,
+            positive,
+            max_slices,
+            matrix,
+            lesion_sizes,
+            lesions,
+            shift_mm,
+            compress,
+        )
     return case
+
+
+def _lesion_at(placement: PlacedLesion, head: _Head) -> Lesion:
+    """The lesion a placement asks for, in the drawn head's millimetres."""
+    if placement.kind not in FINDING_KINDS:
+        raise ValueError(f"kind must be one of {FINDING_KINDS}, not {placement.kind!r}")
+    fx, fy, t = placement.at
+    x, y = fx * head.width, fy * head.length
+    direction = None
+    if placement.kind in ("subdural", "epidural"):
+        direction = math.atan2(y, x)
+    return Lesion(
+        placement.kind,
+        (x, y, t * head.height),
+        float(placement.size_mm),
+        float(placement.density_hu),
+        direction,
+        placement.region,
+    )

@@ -7,13 +7,21 @@ from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
+import pydicom
 import pytest
 from PIL import Image
 from scipy import ndimage
 
 from assistant.training import phantoms
 from assistant.training.montage import write_montage
-from assistant.training.phantoms import FINDING_KINDS, make_case, slice_profile
+from assistant.training.phantom_dicom import write_case
+from assistant.training.phantoms import (
+    FINDING_KINDS,
+    PlacedLesion,
+    make_case,
+    placed,
+    slice_profile,
+)
 
 
 def test_same_seed_same_case() -> None:
@@ -185,3 +193,148 @@ def test_short_slabs_cross_the_brain_whatever_the_label() -> None:
     # moved: medians 51 mm positive, 36 mm negative).
     assert min(np.median(middles[True]), np.median(middles[False])) > 50
     assert abs(np.median(middles[True]) - np.median(middles[False])) < 8
+
+
+#: Cases as the generator made them before it learned mass effect and placement
+#: (commit 4559881): blood voxels, the sum and absolute sum of the HU, the lesions.
+#: The bundled model and the tests that pin its outputs depend on these staying.
+BEFORE_MASS_EFFECT = {
+    (2, True, 12, 128): (
+        1169,
+        -126929470.94,
+        143261594.48,
+        ("intraventricular", "subdural", "intraventricular"),
+    ),
+    (6, False, 12, 128): (0, -100405619.42, 136034495.35, ()),
+    (9, True, 16, 256): (
+        7430,
+        -655556395.39,
+        778014544.33,
+        ("epidural", "intraparenchymal", "epidural"),
+    ),
+    (17, True, 10, 128): (394, -84714315.40, 104094134.02, ("subdural", "subdural", "epidural")),
+}
+
+
+@pytest.mark.parametrize("key", list(BEFORE_MASS_EFFECT))
+def test_default_cases_are_the_same_as_before_mass_effect_and_placement(
+    key: tuple[int, bool, int, int],
+) -> None:
+    seed, positive, slices, matrix = key
+    blood, total, absolute, kinds = BEFORE_MASS_EFFECT[key]
+    case = make_case(seed, positive, max_slices=slices, matrix=matrix)
+    hu = case.hu.astype(np.float64)
+    assert int(case.mask.sum()) == blood
+    # float32 arithmetic may round differently on another CPU: a changed draw or drawing
+    # moves these sums by far more than a part in a million
+    assert hu.sum() == pytest.approx(total, rel=1e-6)
+    assert np.abs(hu).sum() == pytest.approx(absolute, rel=1e-6)
+    assert tuple(lesion.kind for lesion in case.lesions) == kinds
+    assert all(les.direction is None and les.region == "" for les in case.lesions)
+    assert case.shift_mm == 0.0 and case.compress == 0.0
+
+
+def _maker(shift: float, compress: float = 0.0) -> phantoms._SliceMaker:
+    rng = np.random.default_rng(4)
+    head = phantoms._draw_head(rng)
+    acquisition = replace(phantoms._draw_acquisition(rng, head, 48), gantry_tilt_degrees=0.0)
+    return phantoms._SliceMaker(
+        np.random.default_rng(1), head, acquisition, (), 512, shift_mm=shift, compress=compress
+    )
+
+
+def _septum_x(maker: phantoms._SliceMaker, t: float = 0.6) -> float:
+    """Head x (mm) of the septum at y = 0: the middle of the widest gap between the
+    ventricles' CSF across the row."""
+    ventricles = maker._ventricles(t)
+    assert ventricles is not None
+    row = (np.abs(maker.y) < 1.0) & (np.abs(maker.x) < 40) & (ventricles > 0.5)
+    xs = np.sort(maker.x[row])
+    widest = int(np.argmax(np.diff(xs)))
+    return float(xs[widest] + xs[widest + 1]) / 2
+
+
+def _ventricle_width(maker: phantoms._SliceMaker, side: float, t: float = 0.6) -> float:
+    ventricles = maker._ventricles(t)
+    assert ventricles is not None
+    row = (
+        (np.abs(maker.y) < 1.0) & (ventricles > 0.5) & (np.sign(maker.x - _septum_x(maker)) == side)
+    )
+    return float(np.ptp(maker.x[row]))
+
+
+@pytest.mark.parametrize(("shift", "compress"), [(6.0, 0.0), (-9.0, 0.0), (6.0, 0.5)])
+def test_a_mass_effect_moves_the_septum_and_falx_by_the_shift(
+    shift: float, compress: float
+) -> None:
+    """+ is towards the patient's left (head +x); the ventricle on the side the mass
+    pushes from is narrowed, its medial wall staying within `compress` mm; the fourth
+    ventricle, below the tentorium, stays."""
+    still, moved = _maker(0.0), _maker(shift, compress)
+    septum = _septum_x(moved) - _septum_x(still)
+    assert abs(septum - shift) <= 0.5 + compress / 2  # 0.4 mm pixels at 512
+    falx = (np.abs(moved.y - 20) < 0.5) & (np.abs(moved.x) < 20)
+    assert moved.x[falx][np.argmax(moved.falx_moved[falx])] == pytest.approx(shift, abs=0.6)
+    pushed_from = -np.sign(shift)
+    width = _ventricle_width(moved, pushed_from) / _ventricle_width(still, pushed_from)
+    assert width == pytest.approx(1 - compress, abs=0.1)
+    fourth, unmoved = moved._ventricles(0.25), still._ventricles(0.25)
+    assert fourth is not None and unmoved is not None and np.array_equal(fourth, unmoved)
+
+
+def test_placed_lesions_lie_where_asked_and_tell_their_truth(tmp_path: Path) -> None:
+    """Head +x is the patient's left as the images are stored (columns run towards LPS
+    +x): a lesion placed on the left lies in higher columns than one on the right."""
+    lesions = [
+        placed("frontal", "right", 20.0),
+        placed("parietal", "left", 20.0),
+        PlacedLesion("subdural", (-0.9, 0.3, 0.6), 40.0),
+    ]
+    case = make_case(147, True, matrix=128, lesions=lesions)
+    head = case.head
+    assert head is not None
+    fx, fy, t = phantoms.PLACES["frontal"]
+    assert case.lesions[0].center == pytest.approx(
+        (-fx * head.width, fy * head.length, t * head.height)
+    )
+    assert case.lesions[2].direction == pytest.approx(
+        math.atan2(0.3 * head.length, -0.9 * head.width)
+    )
+    pieces, count = ndimage.label(case.mask, structure=np.ones((3, 3, 3), bool))
+    assert count == 3
+    truths, columns = {}, {}
+    for k in range(1, count + 1):
+        truth = case.truth(pieces == k)
+        truths[truth.region or truth.kind] = truth
+        columns[truth.region or truth.kind] = np.nonzero(pieces == k)[2].mean()
+    assert set(truths) == {"frontal", "parietal", "subdural"}
+    assert case.truths() == sorted(truths.values(), key=lambda truth: -truth.volume_ml)
+    assert (truths["frontal"].side, truths["parietal"].side, truths["subdural"].side) == (
+        "right",
+        "left",
+        "right",
+    )
+    assert all(truth.compartment == "supratentorial" for truth in truths.values())
+    assert truths["subdural"].thickness_mm == pytest.approx(12.0, abs=4.0)  # 2 + 40/4
+    centre = (case.hu.shape[-1] - 1) / 2
+    assert columns["parietal"] > centre > columns["frontal"]
+    assert columns["subdural"] < centre
+    (first, *_) = write_case(case, tmp_path)
+    assert pydicom.dcmread(first).ImageOrientationPatient[:3] == [1, 0, 0]
+
+
+def test_the_truth_volume_counts_each_voxel_with_its_slab() -> None:
+    case = make_case(113, True, matrix=128, lesions=[placed("parietal", "left", 30.0)])
+    slabs = case.slabs()
+    voxels = case.mask.reshape(len(case.mask), -1).sum(axis=1)
+    expected = float((voxels * slabs).sum()) * case.spacing**2 / 1000
+    assert case.truth().volume_ml == pytest.approx(expected)
+    assert len(set(np.round(np.diff(case.acquisition.positions), 3))) > 1  # irregular spacing
+    assert case.truth().volume_ml == pytest.approx(math.pi / 6 * 30**3 / 1000, rel=0.5)
+
+
+def test_compress_is_a_share_of_the_width() -> None:
+    with pytest.raises(ValueError, match="compress"):
+        make_case(1, True, matrix=64, shift_mm=5.0, compress=1.0)
+    with pytest.raises(ValueError, match="side"):
+        placed("frontal", "up")

@@ -122,9 +122,12 @@ def fit_midline(cavity: np.ndarray, grid: PatientGrid) -> Midline | None:
         return first
 
     # All outlines at once (one interpolation a step: the search takes ~250 steps): each
-    # point's slice in the stack of distance maps, and that slice's origin.
+    # point's slice and that slice's origin. The distance maps are laid one under the
+    # other in one image (a 2D interpolation is half the work of a 3D one); a point off
+    # its own map reads 20 mm, as off the image.
     points = np.concatenate([p for _, p, _ in outlines])
-    stack = np.stack([d for _, _, d in outlines])
+    height, width = outlines[0][2].shape
+    mosaic = np.concatenate([d for _, _, d in outlines])
     layer = np.concatenate([np.full(len(p), k) for k, (_, p, _) in enumerate(outlines)])
     origins = grid.origins[np.array([index for index, _, _ in outlines])][layer]
     counts = np.bincount(layer)
@@ -133,7 +136,10 @@ def fit_midline(cavity: np.ndarray, grid: PatientGrid) -> Midline | None:
         midline = _plane(first, params)
         moved = points - 2 * midline.distance(points)[:, None] * midline.normal
         rows, columns = grid.to_pixels_from(origins, moved)
-        values = ndimage.map_coordinates(stack, [layer, rows, columns], order=1, cval=20.0)
+        values = ndimage.map_coordinates(
+            mosaic, [rows + layer * height, columns], order=1, cval=20.0
+        )
+        values[(rows < 0) | (rows > height - 1) | (columns < 0) | (columns > width - 1)] = 20.0
         means = np.bincount(layer, weights=np.minimum(values, 8.0)) / counts
         return float(means.mean())
 
@@ -204,16 +210,13 @@ def _hull_area(mask: np.ndarray) -> float:
 
 def _row_plane(cavity: np.ndarray, grid: PatientGrid) -> Midline | None:
     """The plane through the midpoints of the cavity's image rows."""
-    slices, rows, midpoints = [], [], []
-    for index, plane in enumerate(cavity):
-        for row in np.flatnonzero(plane.sum(axis=1) >= _MIN_ROW_PIXELS):
-            columns = np.flatnonzero(plane[row])
-            slices.append(index)
-            rows.append(row)
-            midpoints.append((columns[0] + columns[-1]) / 2.0)
-    if len(midpoints) < 20:
+    slices, rows = np.nonzero(cavity.sum(axis=2) >= _MIN_ROW_PIXELS)
+    if len(slices) < 20:
         return None
-    return _robust_plane(grid.points(np.array(slices), np.array(rows), np.array(midpoints)))
+    lines = cavity[slices, rows]  # each such row's pixels, in order of slice and row
+    first = np.argmax(lines, axis=1)
+    last = lines.shape[1] - 1 - np.argmax(lines[:, ::-1], axis=1)
+    return _robust_plane(grid.points(slices, rows, (first + last) / 2.0))
 
 
 def _robust_plane(points: np.ndarray) -> Midline | None:
@@ -265,16 +268,53 @@ def straighten(
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Slice `index` of `image` resampled in the plane's frame: (along, across, values)
     with values[i, j] at along[i] mm (back +) and across[j] mm (left +) of the plane."""
+    s, u, rows, columns = _frame_pixels(grid, midline, index, along_mm, across_mm, step)
+    return s, u, _resample(image, rows, columns, order, outside)
+
+
+def _frame_pixels(
+    grid: PatientGrid,
+    midline: Midline,
+    index: int,
+    along_mm: tuple[float, float],
+    across_mm: tuple[float, float],
+    step: float = STEP_MM,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """(along, across, rows, columns): the grid pixel (fractional) at each point of the
+    plane's frame on slice `index`. A pixel's place is affine in the frame's
+    coordinates, so it is worked out from the frame's axes, not point by point."""
     point, along, across = slice_frame(grid, midline, index)
     s = np.arange(along_mm[0], along_mm[1] + 1e-9, step)
     u = np.arange(across_mm[0], across_mm[1] + 1e-9, step)
-    ss, uu = np.meshgrid(s, u, indexing="ij")
-    points = point + ss.reshape(-1, 1) * along + uu.reshape(-1, 1) * across
-    rows, columns = grid.to_pixels(index, points)
-    values = ndimage.map_coordinates(
-        np.asarray(image, dtype=np.float32), [rows, columns], order=order, cval=outside
+    base_rows, base_columns = grid.to_pixels(index, point)
+    rows_per_mm = grid.spacing[0] * grid.scale[0]
+    columns_per_mm = grid.spacing[1] * grid.scale[1]
+    rows = (
+        base_rows[0]
+        + (
+            s[:, None] * float(along @ grid.along_column)
+            + u[None, :] * float(across @ grid.along_column)
+        )
+        / rows_per_mm
     )
-    return s, u, values.reshape(ss.shape)
+    columns = (
+        base_columns[0]
+        + (s[:, None] * float(along @ grid.along_row) + u[None, :] * float(across @ grid.along_row))
+        / columns_per_mm
+    )
+    return s, u, rows, columns
+
+
+def _resample(
+    image: np.ndarray, rows: np.ndarray, columns: np.ndarray, order: int, outside: float
+) -> np.ndarray:
+    values = ndimage.map_coordinates(
+        np.asarray(image, dtype=np.float32),
+        [rows.ravel(), columns.ravel()],
+        order=order,
+        cval=outside,
+    )
+    return np.asarray(values.reshape(rows.shape))
 
 
 def septum_readings(
@@ -310,9 +350,9 @@ def septum_readings(
         front, length = float(along[0]), float(along[-1] - along[0])
         span = (front + SEPTUM_SPAN[0] * length, front + SEPTUM_SPAN[1] * length)
         across = (-VENTRICLE_REACH_MM, VENTRICLE_REACH_MM)
-        s, u, image = straighten(hu[index], grid, midline, index, span, across)
-        _, _, pools = straighten(csf, grid, midline, index, span, across, order=0, outside=0)
-        pools = pools > 0.5
+        s, u, rows, columns = _frame_pixels(grid, midline, index, span, across)
+        image = _resample(hu[index], rows, columns, order=1, outside=-1000.0)
+        pools = _resample(csf, rows, columns, order=0, outside=0) > 0.5
         if pools.sum() * STEP_MM**2 < 2 * SEPTUM_POOL_MM2:
             continue
         found = [
@@ -358,10 +398,16 @@ def shift_of(readings: list[SeptumReading]) -> float | None:
     return round(float(np.average(values[close], weights=weights[close])), 1)
 
 
-def _runs(line: np.ndarray) -> list[tuple[int, int]]:
-    """(first, last) indices of the runs of True."""
-    change = np.diff(np.concatenate([[0], line.astype(np.int8), [0]]))
-    return list(zip(np.flatnonzero(change == 1), np.flatnonzero(change == -1) - 1, strict=True))
+def _runs_by_line(mask: np.ndarray) -> dict[int, list[tuple[int, int]]]:
+    """Per line (row) of a 2D mask that has any, the (first, last) indices of its runs of
+    True, in order: `_runs` of every line at once."""
+    change = np.diff(np.pad(mask.astype(np.int8), ((0, 0), (1, 1))), axis=1)
+    starts_line, starts = np.nonzero(change == 1)
+    _, ends = np.nonzero(change == -1)  # row-major: each line's ends follow its starts
+    runs: dict[int, list[tuple[int, int]]] = {}
+    for k, a, b in zip(starts_line.tolist(), starts.tolist(), (ends - 1).tolist(), strict=True):
+        runs.setdefault(k, []).append((a, b))
+    return runs
 
 
 def _septum_lines(
@@ -392,8 +438,8 @@ def _septum_lines(
     wide = round(2.0 / STEP_MM)
     # (line, offset, weight, pool on the right, pool on the left)
     candidates: list[tuple[int, float, float, int, int]] = []
-    for k in range(len(image)):
-        runs = [(a, b) for a, b in _runs(labels[k] > 0) if (b - a + 1) * STEP_MM >= 1.5]
+    for k, line_runs in _runs_by_line(labels > 0).items():
+        runs = [(a, b) for a, b in line_runs if (b - a + 1) * STEP_MM >= 1.5]
         line = smooth[k]
         for (a1, b1), (a2, b2) in itertools.pairwise(runs):
             if (a2 - b1) * STEP_MM > SEPTUM_MAX_GAP_MM:
@@ -438,16 +484,17 @@ def _septum_lines(
     candidates = [c for c in candidates if abs(c[1]) <= SEPTUM_MAX_SHIFT_MM]
     if not candidates:
         return []
-    # the heaviest 5 mm band, one candidate (the heaviest) a line
-    best_centre, best_weight = 0.0, -1.0
-    for centre in np.arange(-SEPTUM_MAX_SHIFT_MM, SEPTUM_MAX_SHIFT_MM + 1e-9, 0.25):
-        weights: dict[int, float] = {}
-        for k, v, w, _, _ in candidates:
-            if abs(v - centre) <= 2.5:
-                weights[k] = max(weights.get(k, 0.0), w)
-        total = sum(weights.values())
-        if total > best_weight:
-            best_centre, best_weight = float(centre), total
+    # the heaviest 5 mm band, one candidate (the heaviest) a line: for every band centre
+    # at once, each line's heaviest candidate in the band, summed over the lines
+    lines = np.array([c[0] for c in candidates])
+    order = np.argsort(lines, kind="stable")
+    values = np.array([c[1] for c in candidates])[order]
+    weights = np.array([c[2] for c in candidates])[order]
+    starts = np.flatnonzero(np.concatenate([[True], np.diff(lines[order]) != 0]))
+    centres = np.arange(-SEPTUM_MAX_SHIFT_MM, SEPTUM_MAX_SHIFT_MM + 1e-9, 0.25)
+    in_band = np.abs(values[None, :] - centres[:, None]) <= 2.5
+    heaviest = np.maximum.reduceat(np.where(in_band, weights, 0.0), starts, axis=1)
+    best_centre = float(centres[int(np.argmax(heaviest.sum(axis=1)))])
     chosen: dict[int, tuple[float, float, int, int]] = {}
     for k, v, w, right, left in candidates:
         if abs(v - best_centre) <= 2.5 and (k not in chosen or w > chosen[k][1]):

@@ -110,9 +110,14 @@ class WebSettings:
     #: same machine): its X-Forwarded-For/-Proto/-Host/-Port are then believed, so the
     #: audit trail and the login throttle see each client's own address. Empty: none.
     trusted_proxy: str = ""
+    #: The dashboard's address as readers reach it (behind a proxy, its https:// name):
+    #: the links in notifications. Empty: http://<web.host>:<web.port>.
+    public_url: str = ""
 
     def __post_init__(self) -> None:
         _check_port("web.port", self.port, allow_any=True)  # 0: any free port
+        if self.public_url:
+            _check_url("web.public_url", self.public_url)
         if self.session_hours < 1:
             raise SettingsError("web.session_hours must be at least 1")
         if self.session_idle_minutes < 1:
@@ -284,15 +289,21 @@ class DicomwebSettings:
 
 @dataclass(frozen=True)
 class Destination:
-    """A peer that receives our results: a DIMSE SCP or a DICOMweb STOW-RS root."""
+    """A peer that receives our results.
+
+    DICOM objects (SR, KOS, SEG) go to ``dimse`` (a DICOM SCP) and ``dicomweb`` (a STOW-RS
+    root) destinations, every one of them. Notifications of a finding go to ``webhook``
+    (a signed JSON POST), ``hl7`` (an HL7 v2.5.1 ORU^R01 over MLLP) and ``fhir`` (a FHIR
+    R4 transaction Bundle) destinations, when the destination's rule says so
+    (`send_on` and the conditions after it; see assistant/delivery/rules.py)."""
 
     name: str
-    kind: Literal["dimse", "dicomweb"] = "dimse"
+    kind: Literal["dimse", "dicomweb", "webhook", "hl7", "fhir"] = "dimse"
     host: str = ""
     port: int = 104
     ae_title: str = ""
     url: str = ""
-    #: DICOMweb only: sent as "Authorization: Bearer <token>" when set.
+    #: DICOMweb and FHIR: sent as "Authorization: Bearer <token>" when set.
     token: str = ""
     #: DIMSE only: DICOM TLS to this peer; `tls_ca` the certificate(s) to trust (empty:
     #: the system's), `tls_cert`/`tls_key` our client certificate when it asks for one.
@@ -300,6 +311,31 @@ class Destination:
     tls_ca: str = ""
     tls_cert: str = ""
     tls_key: str = ""
+    #: Webhook only: the HMAC-SHA256 key that signs each body, given here or (better) in
+    #: a file that only the node can read.
+    secret: str = ""
+    secret_file: str = ""
+    #: HL7 only: MSH-3/4 (us) and MSH-5/6 (the receiver).
+    sending_application: str = "RADASSIST"
+    sending_facility: str = ""
+    receiving_application: str = ""
+    receiving_facility: str = ""
+    #: Webhook, HL7 and FHIR: how long to wait for the peer's answer (seconds).
+    timeout_seconds: float = 10.0
+    #: Notifications: which results are sent: "positive" (default) or "all" (negatives
+    #: too); then every condition set here must hold (0 or empty: no condition).
+    send_on: Literal["positive", "all"] = "positive"
+    min_probability: float = 0.0
+    min_volume_ml: float = 0.0
+    min_midline_shift_mm: float = 0.0
+    modalities: tuple[str, ...] = ()
+    calling_ae_titles: tuple[str, ...] = ()
+    body_part_patterns: tuple[str, ...] = ()
+
+    @property
+    def notifies(self) -> bool:
+        """Whether this destination takes notifications (not DICOM objects)."""
+        return self.kind in NOTIFICATION_KINDS
 
     def __post_init__(self) -> None:
         key = f"destinations[{self.name}]"
@@ -310,11 +346,73 @@ class Destination:
                 raise SettingsError(f"{key}.host: required for kind 'dimse'")
             _check_port(f"{key}.port", self.port)
             _check_ae_title(f"{key}.ae_title", self.ae_title)
-        elif self.kind == "dicomweb":
-            if not self.url.startswith(("http://", "https://")):
-                raise SettingsError(f"{key}.url: {self.url!r} is not an http(s) URL")
+        elif self.kind in ("dicomweb", "webhook", "fhir"):
+            _check_url(f"{key}.url", self.url)
+        elif self.kind == "hl7":
+            if not self.host:
+                raise SettingsError(f"{key}.host: required for kind 'hl7'")
+            _check_port(f"{key}.port", self.port)
+            if not self.sending_application:
+                raise SettingsError(f"{key}.sending_application: required for kind 'hl7'")
         else:
-            raise SettingsError(f"{key}.kind: {self.kind!r} is not 'dimse' or 'dicomweb'")
+            raise SettingsError(
+                f"{key}.kind: {self.kind!r} is not one of 'dimse', 'dicomweb', 'webhook', "
+                "'hl7', 'fhir'"
+            )
+        if self.kind == "webhook" and not (self.secret or self.secret_file):
+            raise SettingsError(
+                f"{key}.secret_file: a webhook needs a secret to sign with (secret_file, or secret)"
+            )
+        if self.timeout_seconds <= 0:
+            raise SettingsError(f"{key}.timeout_seconds: must be > 0")
+        if not 0.0 <= self.min_probability <= 1.0:
+            raise SettingsError(f"{key}.min_probability: {self.min_probability} is not in [0, 1]")
+        for name in ("min_volume_ml", "min_midline_shift_mm"):
+            if getattr(self, name) < 0:
+                raise SettingsError(f"{key}.{name}: must be >= 0")
+        rules = (
+            "send_on",
+            "min_probability",
+            "min_volume_ml",
+            "min_midline_shift_mm",
+            "modalities",
+            "calling_ae_titles",
+            "body_part_patterns",
+        )
+        if not self.notifies:
+            defaults = {f.name: f.default for f in dataclasses.fields(self)}
+            set_here = [name for name in rules if getattr(self, name) != defaults[name]]
+            if set_here:
+                raise SettingsError(
+                    f"{key}.{set_here[0]}: rules are for notification destinations "
+                    f"(webhook, hl7, fhir); a {self.kind} destination gets every result"
+                )
+
+    def signing_secret(self) -> bytes:
+        """The webhook's HMAC key: `secret`, else the contents of `secret_file` (read when
+        asked, so a rotated file is used from the next message)."""
+        if self.secret:
+            return self.secret.encode()
+        return Path(self.secret_file).read_bytes().strip()
+
+
+#: The destination kinds that take notifications of findings, not DICOM objects.
+NOTIFICATION_KINDS = ("webhook", "hl7", "fhir")
+
+
+def _check_url(key: str, value: str) -> None:
+    """An http(s) URL with a host (and a port, when given, that is a TCP port)."""
+    from urllib.parse import urlsplit
+
+    try:
+        parts = urlsplit(value)
+        port = parts.port  # raises ValueError for a port out of range or not a number
+    except ValueError as exc:
+        raise SettingsError(f"{key}: {value!r} is not a usable URL ({exc})") from exc
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise SettingsError(f"{key}: {value!r} is not an http(s) URL with a host")
+    if port == 0:
+        raise SettingsError(f"{key}: {value!r} has port 0")
 
 
 @dataclass(frozen=True)
@@ -336,6 +434,16 @@ class Settings:
         names = [d.name for d in self.destinations]
         if len(names) != len(set(names)):
             raise SettingsError(f"destinations: names must be unique, got {names}")
+
+    @property
+    def public_url(self) -> str:
+        """The dashboard's base address for links (no trailing slash)."""
+        if self.web.public_url:
+            return self.web.public_url.rstrip("/")
+        host = self.web.host
+        if host in ("0.0.0.0", "::", ""):
+            host = "127.0.0.1"
+        return f"http://{host}:{self.web.port}"
 
     @property
     def secret_key_path(self) -> Path:
@@ -498,7 +606,7 @@ _PATH_KEYS = {
     "model": ("path",),
     "node": ("tls_cert", "tls_key", "tls_ca"),
 }
-_DESTINATION_PATH_KEYS = ("tls_ca", "tls_cert", "tls_key")
+_DESTINATION_PATH_KEYS = ("tls_ca", "tls_cert", "tls_key", "secret_file")
 
 
 def _paths_relative_to(raw: dict[str, Any], base: Path) -> None:
@@ -563,6 +671,7 @@ def with_absolute_paths(settings: Settings, base: Path) -> Settings:
                 tls_ca=_absolute(d.tls_ca, base),
                 tls_cert=_absolute(d.tls_cert, base),
                 tls_key=_absolute(d.tls_key, base),
+                secret_file=_absolute(d.secret_file, base),
             )
             for d in settings.destinations
         ),
@@ -575,6 +684,7 @@ def replace(settings: Settings, **sections: Any) -> Settings:
 
 
 __all__ = [
+    "NOTIFICATION_KINDS",
     "AuthSettings",
     "CompletionSettings",
     "DatabaseSettings",

@@ -81,20 +81,27 @@ class InstanceStore:
     def __init__(self, root: Path) -> None:
         self.root = root
 
-    def path_for(self, study_uid: str, series_uid: str, sop_uid: str) -> Path:
+    def path_for(
+        self, study_uid: str, series_uid: str, sop_uid: str, suffix: str = ".dcm"
+    ) -> Path:
         """Where an instance lives; refuses anything that is not a valid UID."""
         for name, uid in (("study", study_uid), ("series", series_uid), ("SOP instance", sop_uid)):
             if not is_valid_uid(uid):
                 raise InvalidUID(f"{name} UID {uid!r} is not a valid UID")
-        return self.root / study_uid / series_uid / f"{sop_uid}.dcm"
+        return self.root / study_uid / series_uid / f"{sop_uid}{suffix}"
 
     def write(
-        self, study_uid: str, series_uid: str, sop_uid: str, chunks: Iterable[bytes | memoryview]
+        self,
+        study_uid: str,
+        series_uid: str,
+        sop_uid: str,
+        chunks: Iterable[bytes | memoryview],
+        suffix: str = ".dcm",
     ) -> StoredFile:
         """Durably write an instance once; a second write of the same UID keeps the first
         (the caller decides, with :meth:`replace` or :meth:`keep_beside`, what becomes of a
-        copy with other content)."""
-        final = self.path_for(study_uid, series_uid, sop_uid)
+        copy with other content). `suffix`: ".json" for a notice beside the results."""
+        final = self.path_for(study_uid, series_uid, sop_uid, suffix)
         if final.exists():
             return StoredFile(final, final.stat().st_size, created=False)
         folder = final.parent

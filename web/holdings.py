@@ -119,6 +119,7 @@ def series_of(session: Session, study_uid: str | None = None) -> dict[str, list[
         select(ResultObject, Series.series_number)
         .join(Job, Job.id == ResultObject.job_pk)
         .join(Series, Series.id == Job.series_pk)
+        .where(ResultObject.kind != ResultKind.NOTICE)  # a notification is not DICOM
     )
     if study_uid:
         results = results.where(ResultObject.study_instance_uid == study_uid)
@@ -151,7 +152,9 @@ def instances(
         .join(Study, Study.id == Series.study_pk)
         .where(Study.study_instance_uid == study_uid)
     )
-    ours = select(ResultObject).where(ResultObject.study_instance_uid == study_uid)
+    ours = select(ResultObject).where(
+        ResultObject.study_instance_uid == study_uid, ResultObject.kind != ResultKind.NOTICE
+    )
     if series_uid:
         received = received.where(Series.series_instance_uid == series_uid)
         ours = ours.where(ResultObject.series_instance_uid == series_uid)

@@ -46,6 +46,7 @@ from assistant.db import (
     input_digest,
     utcnow,
 )
+from assistant.delivery.notice import NoticeSubject, build_notice, notice_bytes, read_notice
 from assistant.delivery.outbox import Outbox
 from assistant.findings import Findings
 from assistant.settings import Settings
@@ -88,6 +89,20 @@ def _encode(dataset: Dataset) -> bytes:
     buffer = io.BytesIO()
     dcmwrite(buffer, dataset, enforce_file_format=True)
     return buffer.getvalue()
+
+
+@dataclass(frozen=True)
+class _Written:
+    """A result file written for a job: a DICOM object, or the notice (its document in
+    `notice`, for the outbox's rules)."""
+
+    kind: ResultKind
+    sop_class_uid: str
+    sop_instance_uid: str
+    series_uid: str
+    study_uid: str
+    path: str
+    notice: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True)
@@ -247,6 +262,17 @@ class Analysis:
             ) from exc
         LOGGER.info("model and writers warmed up in %.1f s", time.perf_counter() - started)
 
+    def _context(self, job: _JobInput, first: Dataset) -> WriterContext:
+        card = self._model.card
+        return WriterContext(
+            identity=ResultIdentity(job.series_uid, card.name, card.version, job.digest),
+            weights_sha256=card.weights_sha256,
+            clinical_use=card.clinical_use,
+            intended_use=card.intended_use,
+            source_series_number=_series_number(first),
+            source_series_description=str(first.get("SeriesDescription", "") or ""),
+        )
+
     def _build(
         self,
         job: _JobInput,
@@ -255,17 +281,8 @@ class Analysis:
         previous_reports: list[Dataset],
     ) -> list[tuple[ResultKind, Dataset]]:
         """The SR, and the KOS and SEG where there is something to show."""
-        card = self._model.card
         headers = evidence_headers(series.slices)  # a multi-frame object once
-        first = next(iter(headers.values()))
-        context = WriterContext(
-            identity=ResultIdentity(job.series_uid, card.name, card.version, job.digest),
-            weights_sha256=card.weights_sha256,
-            clinical_use=card.clinical_use,
-            intended_use=card.intended_use,
-            source_series_number=_series_number(first),
-            source_series_description=str(first.get("SeriesDescription", "") or ""),
-        )
+        context = self._context(job, next(iter(headers.values())))
         objects: list[tuple[ResultKind, Dataset | None]] = [
             (ResultKind.SR, build_sr(prediction, headers, context, previous_reports)),
             (ResultKind.KOS, build_kos(prediction, headers, context)),
@@ -275,7 +292,8 @@ class Analysis:
 
     def _write(
         self, job: _JobInput, series: SeriesGeometry, prediction: Findings
-    ) -> list[tuple[ResultKind, Dataset, str]]:
+    ) -> list[_Written]:
+        """Write the DICOM objects, then the notice that goes with them."""
         written = []
         for kind, dataset in self._build(job, series, prediction, self._previous_reports(job)):
             stored = self._results.write(
@@ -284,38 +302,123 @@ class Analysis:
                 str(dataset.SOPInstanceUID),
                 [_encode(dataset)],
             )
-            relative = stored.path.relative_to(self._settings.storage.data_dir).as_posix()
-            written.append((kind, dataset, relative))
+            written.append(
+                _Written(
+                    kind,
+                    str(dataset.SOPClassUID),
+                    str(dataset.SOPInstanceUID),
+                    str(dataset.SeriesInstanceUID),
+                    str(dataset.StudyInstanceUID),
+                    stored.path.relative_to(self._settings.storage.data_dir).as_posix(),
+                )
+            )
+        sr = next((w for w in written if w.kind is ResultKind.SR), None)
+        context = self._context(job, next(iter(evidence_headers(series.slices[:1]).values())))
+        message_id = context.identity.uid("notice")
+        notice = build_notice(
+            prediction,
+            self._subject(job),
+            message_id=message_id,
+            created_at=self._clock(),
+            replaces=self._previous_notice(job),
+            use_statement=context.use_statement(),
+            clinical_use=context.clinical_use,
+            study_page=f"{self._settings.public_url}/studies/{job.study_uid}",
+            viewer=(
+                f"{self._settings.public_url}/viewer/viewer?StudyInstanceUIDs={job.study_uid}"
+                + (f"&initialSeriesInstanceUID={sr.series_uid}" if sr else "")
+            ),
+            sr_sop_instance_uid=sr.sop_instance_uid if sr else None,
+            sr_series_instance_uid=sr.series_uid if sr else None,
+        )
+        stored = self._results.write(
+            job.study_uid, job.series_uid, message_id, [notice_bytes(notice)], suffix=".json"
+        )
+        written.append(
+            _Written(
+                ResultKind.NOTICE,
+                "",
+                message_id,
+                job.series_uid,
+                job.study_uid,
+                stored.path.relative_to(self._settings.storage.data_dir).as_posix(),
+                # as stored: a job run again sends what was written the first time
+                read_notice(stored.path),
+            )
+        )
         return written
+
+    def _subject(self, job: _JobInput) -> NoticeSubject:
+        """The patient, study and series of a job, as the node recorded them."""
+        with self._sessions() as session:
+            series = session.get(Series, job.series_pk)
+            assert series is not None  # a job's series is never deleted under it
+            study, patient = series.study, series.study.patient
+            return NoticeSubject(
+                patient_id=patient.patient_id,
+                patient_name=patient.patient_name,
+                patient_birth_date=patient.birth_date,
+                patient_sex=patient.sex,
+                study_instance_uid=study.study_instance_uid,
+                accession_number=study.accession_number,
+                study_date=study.study_date,
+                study_description=study.study_description,
+                series_instance_uid=series.series_instance_uid,
+                series_number=series.series_number,
+                series_description=series.series_description,
+                modality=series.modality,
+                body_part=series.body_part_examined,
+                calling_ae=series.calling_ae_title,
+            )
+
+    def _previous_notice(self, job: _JobInput) -> str | None:
+        """The message id of the latest notice of this series by this model from other
+        inputs: the one this analysis corrects."""
+        card = self._model.card
+        with self._sessions() as session:
+            return session.scalar(
+                select(ResultObject.sop_instance_uid)
+                .join(Job, Job.id == ResultObject.job_pk)
+                .where(
+                    Job.series_pk == job.series_pk,
+                    Job.model_name == card.name,
+                    Job.input_digest != job.digest,
+                    Job.state == JobState.DONE,
+                    ResultObject.kind == ResultKind.NOTICE,
+                )
+                .order_by(Job.finished_at.desc(), Job.id.desc())
+                .limit(1)
+            )
 
     def _record(
         self,
         job_id: int,
         prediction: Findings,
         seconds: float,
-        written: list[tuple[ResultKind, Dataset, str]],
+        written: list[_Written],
     ) -> None:
         now = self._clock()
         with self._write_lock, self._sessions() as session, session.begin():
-            for kind, dataset, path in written:
-                uid = str(dataset.SOPInstanceUID)
+            for item in written:
                 result = session.scalar(
-                    select(ResultObject).where(ResultObject.sop_instance_uid == uid)
+                    select(ResultObject).where(
+                        ResultObject.sop_instance_uid == item.sop_instance_uid
+                    )
                 )
                 if result is None:
                     result = ResultObject(
                         job_pk=job_id,
-                        kind=kind,
-                        sop_class_uid=str(dataset.SOPClassUID),
-                        sop_instance_uid=uid,
-                        series_instance_uid=str(dataset.SeriesInstanceUID),
-                        study_instance_uid=str(dataset.StudyInstanceUID),
-                        path=path,
+                        kind=item.kind,
+                        sop_class_uid=item.sop_class_uid,
+                        sop_instance_uid=item.sop_instance_uid,
+                        series_instance_uid=item.series_uid,
+                        study_instance_uid=item.study_uid,
+                        path=item.path,
                         created_at=now,
                     )
                     session.add(result)
                     session.flush()
-                self._outbox.add(session, result)
+                self._outbox.add(session, result, item.notice)
             session.execute(
                 update(Job)
                 .where(Job.id == job_id, Job.state == JobState.RUNNING)

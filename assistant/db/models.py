@@ -187,6 +187,9 @@ class ResultKind(enum.StrEnum):
     SR = "sr"
     KOS = "kos"
     SEG = "seg"
+    #: The notification of an analysis (a JSON document, assistant/delivery/notice.py),
+    #: for webhook, HL7 and FHIR destinations.
+    NOTICE = "notice"
 
 
 class DeliveryState(enum.StrEnum):
@@ -254,7 +257,9 @@ class Job(Base):
 
 
 class ResultObject(Base):
-    """A DICOM object we wrote (SR, KOS or SEG), kept under <data>/results."""
+    """A result we wrote, kept under <data>/results: a DICOM object (SR, KOS or SEG), or
+    the notification document of its analysis (NOTICE: `sop_instance_uid` is then the
+    notice's message id, `sop_class_uid` empty)."""
 
     __tablename__ = "result_object"
 

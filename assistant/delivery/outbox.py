@@ -21,7 +21,8 @@ from typing import Any, cast
 from sqlalchemy import CursorResult, select, update
 from sqlalchemy.orm import Session
 
-from assistant.db import Database, Delivery, DeliveryState, ResultObject, utcnow
+from assistant.db import Database, Delivery, DeliveryState, ResultKind, ResultObject, utcnow
+from assistant.delivery.rules import wants
 from assistant.delivery.senders import Sender
 from assistant.settings import DeliverySettings, Destination
 
@@ -31,6 +32,19 @@ LOGGER = logging.getLogger(__name__)
 CLAIM_TIMEOUT = timedelta(minutes=10)
 #: Most rows one pass sends to one destination (one association).
 BATCH = 64
+
+
+def _told_of(session: Session, message_id: str | None) -> set[str]:
+    """The destinations the notice `message_id` was queued for (none for None)."""
+    if not message_id:
+        return set()
+    return set(
+        session.scalars(
+            select(Delivery.destination)
+            .join(ResultObject, ResultObject.id == Delivery.result_pk)
+            .where(ResultObject.sop_instance_uid == message_id)
+        )
+    )
 
 
 def backoff(attempts: int, settings: DeliverySettings) -> timedelta:
@@ -69,13 +83,28 @@ class Outbox:
     def destination_names(self) -> list[str]:
         return list(self._destinations)
 
-    def add(self, session: Session, result: ResultObject) -> None:
-        """Queue `result` for every destination, in the caller's transaction; a row
-        that exists already (the same object written before) is left as it is."""
+    def add(
+        self, session: Session, result: ResultObject, notice: dict[str, Any] | None = None
+    ) -> None:
+        """Queue `result` for its destinations, in the caller's transaction: a DICOM
+        object for every DICOM destination; a notice (`notice`, the document of a NOTICE
+        result) for each notification destination whose rule it meets, and for every
+        one the notice it corrects was queued for. A row that exists already (the same
+        object written before) is left as it is."""
         known = set(
             session.scalars(select(Delivery.destination).where(Delivery.result_pk == result.id))
         )
-        for name in self._destinations:
+        if result.kind is ResultKind.NOTICE:
+            told = _told_of(session, notice["replaces"] if notice else None)
+            wanted = [
+                name
+                for name, destination in self._destinations.items()
+                if destination.notifies
+                and (name in told or (notice is not None and wants(destination, notice)))
+            ]
+        else:
+            wanted = [name for name, d in self._destinations.items() if not d.notifies]
+        for name in wanted:
             if name not in known:
                 session.add(
                     Delivery(
@@ -101,8 +130,9 @@ class Outbox:
         for delivery_id, destination, attempts, path in claimed:
             by_destination[destination].append((delivery_id, attempts, self._data_dir / path))
         acknowledged = 0
-        for name, rows in by_destination.items():
-            acknowledged += self._deliver(self._destinations[name], rows)
+        # Notifications first: a reader is told no later than the PACS gets the SR.
+        for name in sorted(by_destination, key=lambda n: not self._destinations[n].notifies):
+            acknowledged += self._deliver(self._destinations[name], by_destination[name])
         return acknowledged
 
     def _claim(self) -> list[tuple[int, str, int, str]]:
@@ -184,7 +214,10 @@ class Outbox:
                 else:
                     tries = attempts + 1
                     detail = (result.detail or result.outcome) if result is not None else error
-                    failed = give_up or tries >= self._settings.max_attempts
+                    # "rejected": the peer refused it for good (an HTTP 4xx other than
+                    # 408/429, an HL7 AR): sending it again would be refused again
+                    rejected = result is not None and result.outcome == "rejected"
+                    failed = give_up or rejected or tries >= self._settings.max_attempts
                     values = {
                         "state": DeliveryState.FAILED if failed else DeliveryState.PENDING,
                         "peer_status": result.status if result is not None else None,

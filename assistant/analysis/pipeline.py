@@ -293,7 +293,8 @@ class Analysis:
     def _write(
         self, job: _JobInput, series: SeriesGeometry, prediction: Findings
     ) -> list[_Written]:
-        """Write the DICOM objects, then the notice that goes with them."""
+        """Write the DICOM objects, then (when the node has notification destinations)
+        the notice that goes with them."""
         written = []
         for kind, dataset in self._build(job, series, prediction, self._previous_reports(job)):
             stored = self._results.write(
@@ -312,6 +313,8 @@ class Analysis:
                     stored.path.relative_to(self._settings.storage.data_dir).as_posix(),
                 )
             )
+        if not any(destination.notifies for destination in self._settings.destinations):
+            return written  # nobody to notify: no notice to keep
         sr = next((w for w in written if w.kind is ResultKind.SR), None)
         context = self._context(job, next(iter(evidence_headers(series.slices[:1]).values())))
         message_id = context.identity.uid("notice")

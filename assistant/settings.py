@@ -359,6 +359,8 @@ class Destination:
                 f"{key}.kind: {self.kind!r} is not one of 'dimse', 'dicomweb', 'webhook', "
                 "'hl7', 'fhir'"
             )
+        if self.secret and self.secret_file:
+            raise SettingsError(f"{key}.secret: give secret or secret_file, not both")
         if self.kind == "webhook" and not (self.secret or self.secret_file):
             raise SettingsError(
                 f"{key}.secret_file: a webhook needs a secret to sign with (secret_file, or secret)"

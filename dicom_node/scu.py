@@ -32,7 +32,9 @@ class SendResult:
     path: Path
     #: The peer's DIMSE status, or None when the file never reached the peer.
     status: int | None
-    outcome: str  # "sent", "warning", "failed" or "skipped"
+    #: "sent", "warning", "failed" (tried again later), "rejected" (refused for good:
+    #: not tried again) or "skipped".
+    outcome: str
     detail: str = ""
 
     @property

@@ -12,6 +12,7 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Protocol
 
+from assistant.delivery.webhook import WebhookSender
 from assistant.settings import Destination
 from dicom_node import SendResult, send_files
 from dicom_node.stow import stow_files
@@ -60,6 +61,7 @@ class DicomwebSender:
 SENDERS: Mapping[str, Callable[[str], Sender]] = {
     "dimse": lambda calling_ae: DimseSender(calling_ae),
     "dicomweb": lambda _calling_ae: DicomwebSender(),
+    "webhook": lambda _calling_ae: WebhookSender(),
 }
 
 

@@ -2,8 +2,9 @@
 
 A sender takes the files of one batch and a destination and reports each file's
 outcome; it does not raise for a peer that refuses or cannot be reached (that is a
-failed `SendResult`, retried by the outbox). Adding a kind (webhook, HL7, FHIR) is
-adding a class here and a line in `SENDERS`.
+failed `SendResult`, retried by the outbox, or a rejected one, not retried). Adding a
+kind is adding a class and a line in `SENDERS`; the notification kinds (webhook, HL7,
+FHIR) live in their own modules and read the notice a result file holds.
 """
 
 from __future__ import annotations
@@ -12,6 +13,8 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Protocol
 
+from assistant.delivery.fhir_report import FhirSender
+from assistant.delivery.hl7_oru import Hl7Sender
 from assistant.delivery.webhook import WebhookSender
 from assistant.settings import Destination
 from dicom_node import SendResult, send_files
@@ -62,6 +65,8 @@ SENDERS: Mapping[str, Callable[[str], Sender]] = {
     "dimse": lambda calling_ae: DimseSender(calling_ae),
     "dicomweb": lambda _calling_ae: DicomwebSender(),
     "webhook": lambda _calling_ae: WebhookSender(),
+    "hl7": lambda _calling_ae: Hl7Sender(),
+    "fhir": lambda _calling_ae: FhirSender(),
 }
 
 

@@ -20,11 +20,18 @@ from flask import (
 from flask_login import current_user, login_required
 from sqlalchemy import func, select
 
-from assistant.db import AuditEvent, Instance, ResultObject, Series, Study
+from assistant.db import AuditEvent, Instance, ResultObject, Series, Study, utcnow
 from web.actions import ActionError, add_feedback, retry_delivery
 from web.auth import admin_required, record
 from web.context import context, stored_file
-from web.queries import page_number, study_and_jobs, study_filter
+from web.queries import (
+    ChangeToken,
+    change_token,
+    new_positives,
+    page_number,
+    study_and_jobs,
+    study_filter,
+)
 from web.render import WINDOWS, key_image_png, probability_svg
 from web.sr_text import sr_as_text
 from web.studies import STATUS_LABELS, STATUSES, VERDICTS, JobDetail, list_studies
@@ -40,7 +47,10 @@ SLICE_THRESHOLD = 0.5
 @login_required
 def worklist() -> Any:
     flt = study_filter(request.args)
+    partial = bool(request.args.get("partial"))
     with context().sessions() as session:
+        # Taken before the rows are read: a change in between shows at the first poll.
+        token = None if partial else change_token(session, utcnow())
         page = list_studies(session, flt, page_number(request.args), PER_PAGE)
     # The worklist shows names and IDs (and refreshes itself): one row a minute per user.
     searched = request.query_string.decode("latin-1")[:300]  # what was searched for
@@ -49,16 +59,55 @@ def worklist() -> Any:
         detail=f"worklist; {searched or 'all'}; {len(page.studies)} of {page.total}",
         coalesce=True,
     )
-    template = "_worklist_rows.html" if request.args.get("partial") else "worklist.html"
     return render_template(
-        template,
+        "_worklist_rows.html" if partial else "worklist.html",
         page=page,
+        changes_token=str(token) if token else "",
         flt=flt,
         statuses=STATUSES,
         status_labels=STATUS_LABELS,
         verdicts=VERDICTS,
         args={k: v for k, v in request.args.items() if k not in ("page", "partial")},
     )
+
+
+@blueprint.route("/worklist/changes")
+@login_required
+def worklist_changes() -> Any:
+    """Whether the worklist changed since `since` (a token from the page or from the
+    last answer), and the studies that turned positive since, with their impression:
+    `{"token", "changed", "new_positives": [{"study_uid", "impression", "url"}]}`.
+    Without `since`, only a token. The page polls it every few seconds with
+    `partial=1`, which (as for the rows' refresh) does not count as use of the session:
+    an unattended screen is still logged out when it has been idle too long."""
+    given = request.args.get("since", "")
+    since = ChangeToken.parse(given) if given else None
+    if given and since is None:
+        abort(400)
+    now = utcnow()
+    with context().sessions() as session:
+        token = change_token(session, now)
+        changed = since is not None and token.digest != since.digest
+        found = new_positives(session, since, now) if since is not None and changed else []
+    for view in found:
+        record(
+            "study_list",
+            target=view.study_instance_uid,
+            detail="worklist: new positive",
+            coalesce=True,
+        )
+    return {
+        "token": str(token),
+        "changed": changed,
+        "new_positives": [
+            {
+                "study_uid": view.study_instance_uid,
+                "impression": view.reading.impression if view.reading else view.finding,
+                "url": url_for("dashboard.study", study_uid=view.study_instance_uid),
+            }
+            for view in found
+        ],
+    }
 
 
 @blueprint.route("/studies/<study_uid>")

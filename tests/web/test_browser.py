@@ -4,6 +4,7 @@ log out. Screenshots go to test-artifacts/screenshots/ (see the README)."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 
 import pytest
@@ -158,3 +159,128 @@ setTimeout(() => document.title = "sent", 1500);</script>
     finally:
         context.close()
         elsewhere.shutdown()
+
+
+#: Wraps the browser's Notification so that the test sees each one the page makes.
+NOTIFICATION_SPY = """
+(() => {
+  const Real = window.Notification;
+  if (!Real) return;
+  window.notes = [];
+  function Spy(title, options) {
+    const seen = { title, body: options && options.body, note: null };
+    window.notes.push(seen);
+    seen.note = new Real(title, options);
+    return seen.note;
+  }
+  Object.defineProperty(Spy, "permission", { get: () => Real.permission });
+  Spy.requestPermission = (...args) => Real.requestPermission(...args);
+  window.Notification = Spy;
+})();
+"""
+
+
+def test_a_new_positive_shows_up_live_highlighted_and_notified(browser, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """With the worklist open and filtered to positives, a study analysed positive
+    meanwhile appears without a reload, highlighted, the filter kept; the reader who
+    allowed notifications gets one with its impression, which opens the study."""
+    from datetime import timedelta
+
+    from sqlalchemy import update
+
+    from assistant.db import Job, JobState, Patient, Series, SeriesState, Study, utcnow
+    from assistant.settings import Settings, StorageSettings
+    from tests.web.readings import readings_site
+
+    impression = "Acute extradural haematoma, right temporal, 14 mm thick."
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    with readings_site(tmp_path) as readings:
+        settings = Settings(storage=StorageSettings(data_dir=tmp_path / "var"))  # readings'
+        with readings.db.writing() as session:  # analysed yesterday: not news
+            session.execute(update(Job).values(finished_at=utcnow() - timedelta(days=1)))
+        web = WebServer(settings, readings.db, port=0)
+        web.start()
+        context = browser.new_context(viewport={"width": 1280, "height": 900})
+        try:
+            context.grant_permissions(["notifications"], origin=web.url.rstrip("/"))
+            context.add_init_script(NOTIFICATION_SPY)
+            page = context.new_page()
+            errors: list[str] = []
+            page.on("pageerror", lambda error: errors.append(str(error)))
+            page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+            page.goto(f"{web.url}?verdict=positive")
+            page.fill("input[name=username]", VIEWER[0])
+            page.fill("input[name=password]", VIEWER[1])
+            page.click("#login")
+            page.locator(f"tr[data-study='{readings.study_uids['located']}']").wait_for()
+            assert page.locator("tr.study").count() == 2  # the two positives
+            page.check("#notify")  # permission granted already: no prompt
+            page.evaluate("window.stayed = true")  # gone if the page reloads
+
+            def arrives(number: int, positive: bool) -> str:
+                now = utcnow()
+                study_uid = f"1.2.826.0.1.3680043.10.543.7.{number}"
+                finding = impression if positive else "No acute intracranial haemorrhage."
+                with readings.db.writing() as session:
+                    session.add(
+                        Job(
+                            series=Series(
+                                series_instance_uid=f"{study_uid}.1",
+                                study=Study(
+                                    study_instance_uid=study_uid,
+                                    patient=Patient(patient_id=f"LIVE-{number}", created_at=now),
+                                    accession_number=f"LIVE{number}",
+                                    study_description="CT HEAD",
+                                    received_at=now,
+                                ),
+                                modality="CT",
+                                series_number=3,
+                                instance_count=30,
+                                state=SeriesState.COMPLETE,
+                                first_received_at=now,
+                                last_received_at=now,
+                                completed_at=now,
+                            ),
+                            model_name="demo-hyperdense",
+                            model_version="1.0",
+                            input_digest=f"live-{number}",
+                            instance_count=30,
+                            state=JobState.DONE,
+                            attempts=1,
+                            created_at=now,
+                            started_at=now,
+                            finished_at=now,
+                            study_probability=0.98 if positive else 0.01,
+                            positive=positive,
+                            summary=finding,
+                            findings_json=json.dumps({"impression": finding}),
+                        )
+                    )
+                return study_uid
+
+            negative = arrives(1, positive=False)
+            fresh = arrives(2, positive=True)
+            row = page.locator(f"tr[data-study='{fresh}']")
+            row.wait_for(timeout=15000)
+            assert "new-positive" in row.get_attribute("class")
+            assert row.locator(".new-flag").inner_text().strip().lower().startswith("new")
+            assert impression[:40] in row.locator("td.finding").inner_text()
+            assert page.locator(f"tr[data-study='{negative}']").count() == 0  # filtered out
+            assert page.evaluate("window.stayed") is True  # no reload
+            assert "verdict=positive" in page.url
+            assert page.locator("select[name=verdict]").input_value() == "positive"
+            page.wait_for_function("window.notes.length > 0", timeout=5000)
+            notes = page.evaluate("window.notes.map((n) => ({title: n.title, body: n.body}))")
+            assert notes == [{"title": "New positive study", "body": impression}]
+            assert page.locator("tr.study.new-positive").count() == 1  # not the ones there
+            page.screenshot(path=str(SCREENSHOTS / "worklist-new-positive.png"), full_page=True)
+
+            page.evaluate("window.notes[0].note.dispatchEvent(new Event('click'))")
+            page.wait_for_url(f"**/studies/{fresh}")
+            page.go_back()
+            page.locator(f"tr[data-study='{fresh}']").wait_for()
+            assert page.locator("tr.study.new-positive").count() == 0  # opened: not new
+            assert errors == []
+        finally:
+            context.close()
+            web.stop()

@@ -20,7 +20,7 @@ from flask import (
 from flask_login import current_user, login_required
 from sqlalchemy import func, select
 
-from assistant.db import AuditEvent, Instance, ResultObject, Series, Study, utcnow
+from assistant.db import AuditEvent, Instance, ResultKind, ResultObject, Series, Study, utcnow
 from web.actions import ActionError, add_feedback, retry_delivery
 from web.auth import admin_required, record
 from web.context import context, stored_file
@@ -205,11 +205,12 @@ def result_file(study_uid: str, result_id: int) -> Any:
     if path is None:
         abort(404)
     record("result_download", target=study_uid, detail=f"{row.kind.value} {row.sop_instance_uid}")
+    notice = row.kind is ResultKind.NOTICE  # the notification document, JSON
     return send_file(
         path,
-        mimetype="application/dicom",
+        mimetype="application/json" if notice else "application/dicom",
         as_attachment=True,
-        download_name=f"{row.kind.value}-{row.sop_instance_uid}.dcm",
+        download_name=f"{row.kind.value}-{row.sop_instance_uid}{'.json' if notice else '.dcm'}",
     )
 
 

@@ -5,6 +5,7 @@ delivery."""
 
 from __future__ import annotations
 
+import base64
 import dataclasses
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -14,6 +15,7 @@ import pytest
 from pydicom import dcmread
 from sqlalchemy import select
 
+from assistant.access.users import add_user
 from assistant.cli import build_worker
 from assistant.db import Delivery, DeliveryState, ResultKind, ResultObject
 from assistant.intake.receiver import Receiver
@@ -24,7 +26,9 @@ from tests.peers.orthanc import Orthanc
 from tests.peers.tools import wait_until
 from tests.support.fhir_server import FhirServer, fhir_server
 from tests.support.mllp_listener import MllpListener
+from tests.support.site import VIEWER
 from tests.support.webhook_receiver import WebhookReceiver
+from web import create_app
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -157,6 +161,17 @@ def test_a_positive_study_is_told_to_every_peer_once_and_no_later_than_the_pacs(
     assert report.resource["status"] == "final"
     assert report.resource["conclusion"] == result["impression"]
     assert len([o for o in fhir.state.of_kind("Observation")]) >= 1
+
+    # the reader sees each notification's delivery beside the SR's, in the API and page
+    add_user(node.db, *VIEWER, "viewer")
+    client = create_app(node.settings, node.db).test_client()
+    token = base64.b64encode(":".join(VIEWER).encode()).decode()
+    answer = client.get(
+        f"/api/v1/studies/{study_uid}/findings", headers={"Authorization": f"Basic {token}"}
+    ).get_json()
+    notices = [r for r in answer["analyses"][0]["results"] if r["kind"] == "notice"]
+    assert sorted(d["destination"] for d in notices[0]["deliveries"]) == ["alerts", "ehr", "ris"]
+    assert {d["state"] for d in notices[0]["deliveries"]} == {"sent"}
 
 
 def test_a_negative_study_tells_nobody(

@@ -8,6 +8,7 @@ from __future__ import annotations
 from typing import Any
 
 from assistant.db import DeliveryState, FeedbackVerdict, JobState, ResultKind
+from assistant.delivery.notice import NOTICE_SCHEMA
 from assistant.findings.place import COMPARTMENTS, REGIONS, RELATIONS, SEVERITIES, SHAPES, SIDES
 from web.studies import DELIVERY_SUMMARIES, STATUSES, VERDICTS
 
@@ -571,6 +572,18 @@ def _other_schemas() -> dict[str, Any]:
     }
 
 
+def _notification_schema() -> dict[str, Any]:
+    """The document webhook destinations are POSTed (assistant/delivery/notice.py; also
+    docs/notification.schema.json): not served by this API, described here for the
+    receivers that integrate with both."""
+    schema = {k: v for k, v in NOTICE_SCHEMA.items() if not k.startswith("$")}
+    schema["description"] = (
+        "What a webhook destination receives (POST, signed; see docs/notifications.md). "
+        "The same document is translated into HL7 v2 ORU^R01 and FHIR R4 bundles."
+    )
+    return schema
+
+
 def openapi_document() -> dict[str, Any]:
     error_body = _ref("schemas", "Error")
     return {
@@ -590,6 +603,11 @@ def openapi_document() -> dict[str, Any]:
                 "NotFound": _json(error_body, "No such study here"),
                 "Error": _json(error_body, "Refused (403, 405, 413, 429…) or failed"),
             },
-            "schemas": {**_study_schemas(), **_analysis_schemas(), **_other_schemas()},
+            "schemas": {
+                **_study_schemas(),
+                **_analysis_schemas(),
+                **_other_schemas(),
+                "Notification": _notification_schema(),
+            },
         },
     }

@@ -193,3 +193,39 @@ def test_a_negative_study_tells_nobody(
     rows = wait_until(sr_sent, timeout=240, interval=0.5)
     assert {kind for kind, _, _ in rows} == {ResultKind.SR}
     assert hook.received == [] and listener.received == [] and fhir.state.bundles == []
+
+
+def test_a_late_instance_sends_a_correction_that_replaces_the_first_notice(
+    start_node: Callable[..., Receiver], tmp_path: Path
+) -> None:
+    """The series is analysed, told, then completed by a late instance: analysed again,
+    and the receiver gets a second notice, "corrected", naming the first."""
+    from tests.peers.dcmtk import storescu
+    from tests.support.ct import dicom_files, shared_ct
+
+    node = start_node(quiet_seconds=1.0)
+    with WebhookReceiver(secret=SECRET.encode()) as hook:
+        settings = dataclasses.replace(
+            node.settings,
+            destinations=(
+                Destination("alerts", kind="webhook", url=hook.url, secret=SECRET, send_on="all"),
+            ),
+            delivery=DeliverySettings(
+                backoff_seconds=1.0, max_backoff_seconds=2.0, poll_seconds=0.2
+            ),
+        )
+        worker = build_worker(settings, node.db)
+        worker.start()
+        try:
+            files = dicom_files(shared_ct("ge_head_tilted"))
+            assert storescu(node.scp.port, files[:-1]).returncode == 0
+            wait_until(lambda: len(hook.received) == 1, timeout=120, interval=0.3)
+            assert storescu(node.scp.port, files[-1:]).returncode == 0
+            wait_until(lambda: len(hook.received) == 2, timeout=120, interval=0.3)
+        finally:
+            worker.stop()
+    first, second = (r.notice for r in hook.received)
+    assert (first["status"], first["replaces"]) == ("final", None)
+    assert (second["status"], second["replaces"]) == ("corrected", first["message_id"])
+    assert second["message_id"] != first["message_id"]
+    assert hook.duplicates == 0

@@ -81,9 +81,7 @@ class InstanceStore:
     def __init__(self, root: Path) -> None:
         self.root = root
 
-    def path_for(
-        self, study_uid: str, series_uid: str, sop_uid: str, suffix: str = ".dcm"
-    ) -> Path:
+    def path_for(self, study_uid: str, series_uid: str, sop_uid: str, suffix: str = ".dcm") -> Path:
         """Where an instance lives; refuses anything that is not a valid UID."""
         for name, uid in (("study", study_uid), ("series", series_uid), ("SOP instance", sop_uid)):
             if not is_valid_uid(uid):

@@ -214,23 +214,32 @@ class Analysis:
             ).all()
         return input_digest((row.sop_instance_uid, row.version) for row in rows) != job.digest
 
-    def _previous_reports(self, job: _JobInput) -> list[Dataset]:
-        """The latest SR of this series by this model from other inputs: superseded."""
+    def _superseded(self, job: _JobInput, kind: ResultKind) -> ResultObject | None:
+        """The latest result of `kind` for this series by this model from other inputs:
+        what this analysis supersedes."""
         card = self._model.card
         with self._sessions() as session:
-            path = session.scalar(
-                select(ResultObject.path)
+            result = session.scalar(
+                select(ResultObject)
                 .join(Job, Job.id == ResultObject.job_pk)
                 .where(
                     Job.series_pk == job.series_pk,
                     Job.model_name == card.name,
                     Job.input_digest != job.digest,
                     Job.state == JobState.DONE,
-                    ResultObject.kind == ResultKind.SR,
+                    ResultObject.kind == kind,
                 )
                 .order_by(Job.finished_at.desc(), Job.id.desc())
                 .limit(1)
             )
+            if result is not None:
+                session.expunge(result)
+            return result
+
+    def _previous_reports(self, job: _JobInput) -> list[Dataset]:
+        """The SR this analysis supersedes (its Predecessor Documents), if any."""
+        earlier = self._superseded(job, ResultKind.SR)
+        path = earlier.path if earlier is not None else None
         if path is None:
             return []
         try:
@@ -375,23 +384,9 @@ class Analysis:
             )
 
     def _previous_notice(self, job: _JobInput) -> str | None:
-        """The message id of the latest notice of this series by this model from other
-        inputs: the one this analysis corrects."""
-        card = self._model.card
-        with self._sessions() as session:
-            return session.scalar(
-                select(ResultObject.sop_instance_uid)
-                .join(Job, Job.id == ResultObject.job_pk)
-                .where(
-                    Job.series_pk == job.series_pk,
-                    Job.model_name == card.name,
-                    Job.input_digest != job.digest,
-                    Job.state == JobState.DONE,
-                    ResultObject.kind == ResultKind.NOTICE,
-                )
-                .order_by(Job.finished_at.desc(), Job.id.desc())
-                .limit(1)
-            )
+        """The message id of the notice this analysis corrects, if any."""
+        earlier = self._superseded(job, ResultKind.NOTICE)
+        return earlier.sop_instance_uid if earlier is not None else None
 
     def _record(
         self,

@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import socket
 from collections.abc import Iterator
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -19,27 +18,12 @@ from fhir.resources.R4B.observation import Observation
 from assistant.analysis.writers import concepts
 from assistant.delivery import fhir_report
 from assistant.delivery.fhir_report import FhirSender, build_bundle, report_key
-from assistant.delivery.notice import NoticeSubject, build_notice, notice_bytes
+from assistant.delivery.notice import notice_bytes
 from assistant.findings import Findings, Lesion, ModelIdentity, Place, SliceProbability
 from assistant.settings import Destination
 from tests.support.fhir_server import FhirServer, fhir_server, operation_outcome
+from tests.support.notices import notice_of
 
-SUBJECT = NoticeSubject(
-    patient_id="P1",
-    patient_name="DOE^JANE",
-    patient_birth_date="19600101",
-    patient_sex="F",
-    study_instance_uid="1.2.3",
-    accession_number="A1",
-    study_date="20261205",
-    study_description="CT HEAD",
-    series_instance_uid="1.2.3.4",
-    series_number=2,
-    series_description="HEAD 5MM",
-    modality="CT",
-    body_part="HEAD",
-    calling_ae="ORTHANC",
-)
 LEFT_FRONTAL_SUBDURAL = Place("left", "supratentorial", "frontal", "extra-axial", "crescent")
 TOKEN = "s3cret"
 
@@ -79,19 +63,7 @@ def _findings(positive: bool = True, volume: float = 18.0) -> Findings:
 def _notice(
     message_id: str = "1.2.5", replaces: str | None = None, **findings: Any
 ) -> dict[str, Any]:
-    return build_notice(
-        _findings(**findings),
-        SUBJECT,
-        message_id=message_id,
-        created_at=datetime(2026, 12, 5, 8, 0, 0),
-        replaces=replaces,
-        use_statement="NOT FOR CLINICAL USE",
-        clinical_use=False,
-        study_page="http://node/studies/1.2.3",
-        viewer="http://node/viewer/viewer?StudyInstanceUIDs=1.2.3",
-        sr_sop_instance_uid="1.2.3.9",
-        sr_series_instance_uid="1.2.3.8",
-    )
+    return notice_of(_findings(**findings), message_id, replaces)
 
 
 def _resources(bundle: Bundle) -> tuple[DiagnosticReport, list[Observation]]:

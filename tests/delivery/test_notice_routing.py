@@ -6,7 +6,6 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import replace
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -27,30 +26,14 @@ from assistant.db import (
     utcnow,
 )
 from assistant.db.migrate import upgrade
-from assistant.delivery.notice import NOTICE_SCHEMA, NoticeSubject, build_notice, notice_bytes
+from assistant.delivery.notice import NOTICE_SCHEMA, notice_bytes
 from assistant.delivery.outbox import Outbox
 from assistant.delivery.rules import wants
 from assistant.findings import Findings, Lesion, ModelIdentity, Place, SliceProbability
 from assistant.settings import DeliverySettings, Destination, SettingsError
 from dicom_node import SendResult
+from tests.support.notices import notice_of
 from tests.support.results import _series
-
-SUBJECT = NoticeSubject(
-    patient_id="P1",
-    patient_name="DOE^JANE",
-    patient_birth_date="19600101",
-    patient_sex="F",
-    study_instance_uid="1.2.3",
-    accession_number="A1",
-    study_date="20261205",
-    study_description="CT HEAD",
-    series_instance_uid="1.2.3.4",
-    series_number=2,
-    series_description="HEAD 5MM",
-    modality="CT",
-    body_part="HEAD",
-    calling_ae="ORTHANC",
-)
 
 
 def _findings(positive: bool = True, volume: float = 8.0, shift: float | None = 4.0) -> Findings:
@@ -85,19 +68,7 @@ def _findings(positive: bool = True, volume: float = 8.0, shift: float | None = 
 
 
 def _notice(findings: Findings, message_id: str, replaces: str | None = None) -> dict[str, Any]:
-    return build_notice(
-        findings,
-        SUBJECT,
-        message_id=message_id,
-        created_at=datetime(2026, 12, 5, 8, 0, 0),
-        replaces=replaces,
-        use_statement="NOT FOR CLINICAL USE",
-        clinical_use=False,
-        study_page="http://node/studies/1.2.3",
-        viewer="http://node/viewer/viewer?StudyInstanceUIDs=1.2.3",
-        sr_sop_instance_uid="1.2.3.9",
-        sr_series_instance_uid="1.2.3.8",
-    )
+    return notice_of(findings, message_id, replaces)
 
 
 def _hook(name: str = "hook", **rule: Any) -> Destination:

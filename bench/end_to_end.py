@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import secrets
 import statistics
 import subprocess
 import sys
@@ -49,8 +50,8 @@ from assistant.settings import (
 from tests.peers.orthanc import Orthanc
 from tests.support.webhook_receiver import WebhookReceiver
 
-#: The bench's webhook receiver checks each notice's signature with it.
-HOOK_SECRET = "bench-secret"
+#: The bench's webhook receiver checks each notice's signature with it (made per run).
+HOOK_SECRET = secrets.token_hex(16)
 
 
 def _sr_sent(node: Receiver, series_uid: str) -> tuple[bool, dict[str, float]]:

@@ -41,9 +41,11 @@ from urllib.parse import urlsplit
 
 import requests
 from fhir.resources.R4B.bundle import Bundle
+from pydicom.sr.coding import Code as DicomCode
 
 from assistant import __version__
 from assistant.delivery.notice import read_notice
+from assistant.findings import concepts
 from assistant.findings.place import Place
 from assistant.findings.wording import place_words
 from assistant.settings import Destination
@@ -78,48 +80,33 @@ class Code(NamedTuple):
     display: str
 
 
-# The concepts of assistant/analysis/writers/concepts.py (the SR's), written again here:
-# delivery may not import analysis (DESIGN.md §2). tests/delivery/test_fhir.py checks
-# that every code below is the SR's.
-FINDING = Code(SNOMED, "1386000", "Intracranial hemorrhage")
-PRESENT = Code(SNOMED, "52101004", "Present")
+def _from_sr(code: DicomCode) -> Code:
+    """A concept of assistant.findings.concepts (the SR's) as a FHIR coding."""
+    systems = {"SCT": SNOMED, "DCM": DCM, "LN": LOINC, concepts.PRIVATE_SCHEME: PRIVATE}
+    return Code(systems[code.scheme_designator], code.value, code.meaning)
+
+
+# The SR's concepts (a site that maps them differently changes assistant/findings/
+# concepts.py, and the bundle follows), then FHIR's own.
+FINDING = _from_sr(concepts.FINDING)
+PRESENT = _from_sr(concepts.PRESENT)
+VOLUME = _from_sr(concepts.VOLUME)
+ABC2_VOLUME = _from_sr(concepts.ABC2_VOLUME)
+THICKNESS = _from_sr(concepts.THICKNESS)
+LONG_AXIS = _from_sr(concepts.LONG_AXIS)
+AREA = _from_sr(concepts.AREA)
+MEAN_ATTENUATION = _from_sr(concepts.MEAN_ATTENUATION)
+PROBABILITY = _from_sr(concepts.PROBABILITY)
+SEVERITY = _from_sr(concepts.SEVERITY)
+MIDLINE_SHIFT = _from_sr(concepts.MIDLINE_SHIFT)
+MIDLINE_SHIFT_DIRECTION = _from_sr(concepts.MIDLINE_SHIFT_DIRECTION)
+REGIONS: dict[str, Code] = {w: _from_sr(c) for w, c in concepts.REGIONS.items()}
+LATERALITIES: dict[str, Code] = {w: _from_sr(c) for w, c in concepts.LATERALITIES.items()}
+RELATIONS: dict[str, Code] = {w: _from_sr(c) for w, c in concepts.RELATIONS.items()}
+SEVERITIES: dict[str, Code] = {w: _from_sr(c) for w, c in concepts.SEVERITIES.items()}
 REPORT_CODE = Code(LOINC, "24725-4", "CT Head")
 RADIOLOGY = Code(_V2_0074, "RAD", "Radiology")
 IMAGING = Code(_OBSERVATION_CATEGORY, "imaging", "Imaging")
-VOLUME = Code(SNOMED, "118565006", "Volume")
-ABC2_VOLUME = Code(DCM, "121221", "Volume of ellipsoid")
-THICKNESS = Code(LOINC, "59089-3", "Thickness")
-LONG_AXIS = Code(SNOMED, "103339001", "Long axis")
-AREA = Code(SNOMED, "42798000", "Area")
-MEAN_ATTENUATION = Code(DCM, "112181", "Mean Attenuation Coefficient")
-PROBABILITY = Code(DCM, "122157", "Probability")
-SEVERITY = Code(DCM, "112025", "Size Descriptor")
-MIDLINE_SHIFT = Code(PRIVATE, "MLS", "Midline shift")
-MIDLINE_SHIFT_DIRECTION = Code(PRIVATE, "MLSDIR", "Direction of midline shift")
-REGIONS: dict[str, Code] = {
-    "frontal": Code(SNOMED, "83251001", "Frontal lobe"),
-    "parietal": Code(SNOMED, "16630005", "Parietal lobe"),
-    "temporal": Code(SNOMED, "78277001", "Temporal lobe"),
-    "occipital": Code(SNOMED, "31065004", "Occipital lobe"),
-    "basal ganglia/thalamus": Code(SNOMED, "244434001", "Basal ganglion"),
-    "brainstem": Code(SNOMED, "119238007", "Brain stem"),
-    "cerebellum": Code(SNOMED, "113305005", "Cerebellum"),
-}
-LATERALITIES: dict[str, Code] = {
-    "right": Code(SNOMED, "24028007", "Right"),
-    "left": Code(SNOMED, "7771000", "Left"),
-    "bilateral": Code(SNOMED, "51440002", "Bilateral"),
-    "midline": Code(SNOMED, "261129000", "Midline"),
-}
-RELATIONS: dict[str, Code] = {
-    "intra-axial": Code(SNOMED, "91772007", "Parenchyma"),
-    "extra-axial": Code(SNOMED, "1231004", "Meninges"),
-}
-SEVERITIES: dict[str, Code] = {
-    "small": Code(SNOMED, "255507004", "Small"),
-    "medium": Code(SNOMED, "255508009", "Medium"),
-    "large": Code(SNOMED, "255509001", "Large"),
-}
 
 
 def _coding(code: Code) -> dict[str, str]:

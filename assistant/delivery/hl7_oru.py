@@ -10,9 +10,9 @@ connection and reads the receiver's ACK (original acknowledgment mode): AA/CA is
 AE/CE is retried, AR/CR is not. The layout, every OBX code and the ACK rules are in
 docs/notifications.md ("HL7 v2").
 
-The codes are the concepts the SR uses (assistant/analysis/writers/concepts.py), written
-here again because delivery does not import analysis; tests/delivery/test_hl7.py keeps
-the two equal.
+The codes are the concepts the SR uses (assistant/findings/concepts.py): a site that
+maps a finding, a site or a measurement differently changes it there, and the SR, the
+HL7 message and the FHIR bundle follow.
 """
 
 from __future__ import annotations
@@ -30,8 +30,10 @@ from typing import Any, NamedTuple
 
 import hl7  # type: ignore[import-untyped]  # python-hl7 ships no type information
 from hl7.mllp import InvalidBlockError, open_hl7_connection  # type: ignore[import-untyped]
+from pydicom.sr.coding import Code
 
 from assistant.delivery.notice import read_notice
+from assistant.findings import concepts
 from assistant.findings.wording import NO_SHIFT_BELOW_MM
 from assistant.settings import Destination
 from dicom_node import SendResult
@@ -55,28 +57,47 @@ class Coded(NamedTuple):
     system: str
 
 
-#: Our own codes where no standard one says it: the SR's private scheme (concepts.py).
-PRIVATE = "99RADASSIST"
+def _coded(code: Code) -> Coded:
+    """A concept of assistant.findings.concepts (the SR's) as HL7 writes it."""
+    return Coded(code.value, code.meaning, code.scheme_designator)
 
-PROCEDURE = Coded("303653007", "Computed tomography of head", "SCT")
-FINDING = Coded("1386000", "Intracranial hemorrhage", "SCT")
-PRESENT = Coded("52101004", "Present", "SCT")
-ABSENT = Coded("272519000", "Absent", "SCT")
-PROBABILITY = Coded("122157", "Probability", "DCM")
-IMPRESSION = Coded("121073", "Impression", "DCM")
-MIDLINE_SHIFT = Coded("MLS", "Midline shift", PRIVATE)
-MIDLINE_SHIFT_DIRECTION = Coded("MLSDIR", "Direction of midline shift", PRIVATE)
+
+def _coded_each(codes: Mapping[str, Code]) -> Mapping[str, Coded]:
+    return {word: _coded(code) for word, code in codes.items()}
+
+
+#: Our own codes where no standard one says it: the SR's private scheme.
+PRIVATE = concepts.PRIVATE_SCHEME
+
+# The SR's concepts (a site that maps them differently changes assistant/findings/
+# concepts.py, and the HL7 message follows)...
+PROCEDURE = _coded(concepts.PROCEDURE)
+FINDING = _coded(concepts.FINDING)
+PRESENT = _coded(concepts.PRESENT)
+ABSENT = _coded(concepts.ABSENT)
+PROBABILITY = _coded(concepts.PROBABILITY)
+IMPRESSION = _coded(concepts.IMPRESSION)
+MIDLINE_SHIFT = _coded(concepts.MIDLINE_SHIFT)
+MIDLINE_SHIFT_DIRECTION = _coded(concepts.MIDLINE_SHIFT_DIRECTION)
+SITE_CERTAINTY = _coded(concepts.SITE_CERTAINTY)
+UNCERTAIN = _coded(concepts.UNCERTAIN)
+VOLUME = _coded(concepts.VOLUME)
+ABC2_VOLUME = _coded(concepts.ABC2_VOLUME)
+ABC2_METHOD = _coded(concepts.ABC2_METHOD)
+THICKNESS = _coded(concepts.THICKNESS)
+SEVERITY = _coded(concepts.SEVERITY)
+#: The finding site of a lesion that was not located.
+BRAIN = _coded(concepts.FINDING_SITE)
+REGIONS: Mapping[str, Coded] = _coded_each(concepts.REGIONS)
+LATERALITIES: Mapping[str, Coded] = _coded_each(concepts.LATERALITIES)
+RELATIONS: Mapping[str, Coded] = _coded_each(concepts.RELATIONS)
+SEVERITIES: Mapping[str, Coded] = _coded_each(concepts.SEVERITIES)
+
+# ...and the names of the message's own rows (DICOM's and SNOMED CT's, as in TID 1500).
 LESION = Coded("121071", "Finding", "DCM")
 FINDING_SITE = Coded("363698007", "Finding Site", "SCT")
 LATERALITY = Coded("272741003", "Laterality", "SCT")
 TOPOGRAPHICAL_MODIFIER = Coded("106233006", "Topographical modifier", "SCT")
-SITE_CERTAINTY = Coded("SITECERT", "Certainty of finding site", PRIVATE)
-UNCERTAIN = Coded("64957009", "Uncertain", "SCT")
-VOLUME = Coded("118565006", "Volume", "SCT")
-ABC2_VOLUME = Coded("121221", "Volume of ellipsoid", "DCM")
-ABC2_METHOD = Coded("126029", "LWH method for volume of ellipsoid", "DCM")
-THICKNESS = Coded("59089-3", "Thickness", "LN")
-SEVERITY = Coded("112025", "Size Descriptor", "DCM")
 STUDY_UID = Coded("110180", "Study Instance UID", "DCM")
 SERIES_UID = Coded("112002", "Series Instance UID", "DCM")
 SR_UID = Coded("SRUID", "SR SOP Instance UID", PRIVATE)
@@ -84,34 +105,7 @@ ALGORITHM_NAME = Coded("111001", "Algorithm Name", "DCM")
 ALGORITHM_VERSION = Coded("111003", "Algorithm Version", "DCM")
 STUDY_PAGE = Coded("STUDYPAGE", "Study page", PRIVATE)
 VIEWER = Coded("VIEWER", "Viewer link", PRIVATE)
-#: The finding site of a lesion that was not located.
-BRAIN = Coded("12738006", "Brain", "SCT")
 REMARK = Coded("RE", "Remark", "HL70364")
-
-REGIONS: Mapping[str, Coded] = {
-    "frontal": Coded("83251001", "Frontal lobe", "SCT"),
-    "parietal": Coded("16630005", "Parietal lobe", "SCT"),
-    "temporal": Coded("78277001", "Temporal lobe", "SCT"),
-    "occipital": Coded("31065004", "Occipital lobe", "SCT"),
-    "basal ganglia/thalamus": Coded("244434001", "Basal ganglion", "SCT"),
-    "brainstem": Coded("119238007", "Brain stem", "SCT"),
-    "cerebellum": Coded("113305005", "Cerebellum", "SCT"),
-}
-LATERALITIES: Mapping[str, Coded] = {
-    "right": Coded("24028007", "Right", "SCT"),
-    "left": Coded("7771000", "Left", "SCT"),
-    "bilateral": Coded("51440002", "Bilateral", "SCT"),
-    "midline": Coded("261129000", "Midline", "SCT"),
-}
-RELATIONS: Mapping[str, Coded] = {
-    "intra-axial": Coded("91772007", "Parenchyma", "SCT"),
-    "extra-axial": Coded("1231004", "Meninges", "SCT"),
-}
-SEVERITIES: Mapping[str, Coded] = {
-    "small": Coded("255507004", "Small", "SCT"),
-    "medium": Coded("255508009", "Medium", "SCT"),
-    "large": Coded("255509001", "Large", "SCT"),
-}
 
 MILLILITRE = Coded("mL", "milliliter", "UCUM")
 MILLIMETRE = Coded("mm", "millimeter", "UCUM")

@@ -15,8 +15,6 @@ from fhir.resources.R4B.bundle import Bundle
 from fhir.resources.R4B.diagnosticreport import DiagnosticReport
 from fhir.resources.R4B.observation import Observation
 
-from assistant.analysis.writers import concepts
-from assistant.delivery import fhir_report
 from assistant.delivery.fhir_report import FhirSender, build_bundle, report_key
 from assistant.delivery.notice import notice_bytes
 from assistant.findings import Findings, Lesion, ModelIdentity, Place, SliceProbability
@@ -198,31 +196,6 @@ def test_a_corrected_notice_amends_the_same_report() -> None:
     )
     assert report_key(notice) == report_key(_notice())  # the same report as the first
     assert ("old", "urn:oid:1.2.5") in {(i.use, i.value) for i in report.identifier}
-
-
-def test_the_codes_are_the_structured_reports() -> None:
-    def same(fhir: fhir_report.Code, sr: Any) -> bool:
-        return fhir.code == sr.value
-
-    pairs = [
-        (fhir_report.FINDING, concepts.FINDING),
-        (fhir_report.PRESENT, concepts.PRESENT),
-        (fhir_report.VOLUME, concepts.VOLUME),
-        (fhir_report.ABC2_VOLUME, concepts.ABC2_VOLUME),
-        (fhir_report.THICKNESS, concepts.THICKNESS),
-        (fhir_report.LONG_AXIS, concepts.LONG_AXIS),
-        (fhir_report.AREA, concepts.AREA),
-        (fhir_report.MEAN_ATTENUATION, concepts.MEAN_ATTENUATION),
-        (fhir_report.PROBABILITY, concepts.PROBABILITY),
-        (fhir_report.SEVERITY, concepts.SEVERITY),
-        (fhir_report.MIDLINE_SHIFT, concepts.MIDLINE_SHIFT),
-        (fhir_report.MIDLINE_SHIFT_DIRECTION, concepts.MIDLINE_SHIFT_DIRECTION),
-    ]
-    for table in ("REGIONS", "LATERALITIES", "RELATIONS", "SEVERITIES"):
-        ours, theirs = getattr(fhir_report, table), getattr(concepts, table)
-        assert set(ours) == set(theirs), table
-        pairs += [(ours[key], theirs[key]) for key in ours]
-    assert [(f, s) for f, s in pairs if not same(f, s)] == []
 
 
 # -- sending --------------------------------------------------------------------------------

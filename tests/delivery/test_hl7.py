@@ -16,7 +16,6 @@ import hl7  # type: ignore[import-untyped]
 import pytest
 from sqlalchemy import select
 
-from assistant.analysis.writers import concepts
 from assistant.db import (
     Database,
     Delivery,
@@ -33,7 +32,6 @@ from assistant.db import (
     utcnow,
 )
 from assistant.db.migrate import upgrade
-from assistant.delivery import hl7_oru
 from assistant.delivery.hl7_oru import Hl7Sender, build_oru, control_id
 from assistant.delivery.notice import NoticeSubject, build_notice, notice_bytes
 from assistant.delivery.outbox import Outbox
@@ -246,39 +244,6 @@ def test_separators_in_names_and_text_survive_escaping() -> None:
     impression = _value(_obx(message)[("121073", "")])
     assert impression == "Bleed 3^2 cm | left & right ~ both \\ none\rnext line"
     assert len(message.segments("OBX")) == len(_obx(message))  # no row split apart
-
-
-def test_the_codes_are_the_ones_the_sr_uses() -> None:
-    """The HL7 rows and the SR must say the same thing; delivery may not import the
-    analysis' concepts, so this keeps the two copies equal."""
-    pairs = [
-        (hl7_oru.FINDING, concepts.FINDING),
-        (hl7_oru.PRESENT, concepts.PRESENT),
-        (hl7_oru.ABSENT, concepts.ABSENT),
-        (hl7_oru.PROCEDURE, concepts.PROCEDURE),
-        (hl7_oru.PROBABILITY, concepts.PROBABILITY),
-        (hl7_oru.IMPRESSION, concepts.IMPRESSION),
-        (hl7_oru.MIDLINE_SHIFT, concepts.MIDLINE_SHIFT),
-        (hl7_oru.MIDLINE_SHIFT_DIRECTION, concepts.MIDLINE_SHIFT_DIRECTION),
-        (hl7_oru.SITE_CERTAINTY, concepts.SITE_CERTAINTY),
-        (hl7_oru.UNCERTAIN, concepts.UNCERTAIN),
-        (hl7_oru.VOLUME, concepts.VOLUME),
-        (hl7_oru.ABC2_VOLUME, concepts.ABC2_VOLUME),
-        (hl7_oru.ABC2_METHOD, concepts.ABC2_METHOD),
-        (hl7_oru.THICKNESS, concepts.THICKNESS),
-        (hl7_oru.SEVERITY, concepts.SEVERITY),
-        (hl7_oru.BRAIN, concepts.FINDING_SITE),
-    ]
-    for table, sr in (
-        (hl7_oru.REGIONS, concepts.REGIONS),
-        (hl7_oru.LATERALITIES, concepts.LATERALITIES),
-        (hl7_oru.RELATIONS, concepts.RELATIONS),
-        (hl7_oru.SEVERITIES, concepts.SEVERITIES),
-    ):
-        assert table.keys() == sr.keys()
-        pairs += [(table[key], sr[key]) for key in table]
-    for ours, theirs in pairs:
-        assert (ours.code, ours.system) == (theirs.value, theirs.scheme_designator)
 
 
 # -- the sender against a real MLLP listener -----------------------------------------------

@@ -13,8 +13,9 @@ from pydicom import Dataset, FileMetaDataset, dcmread
 from pydicom.sr.codedict import codes
 
 from assistant import __version__
-from assistant.analysis.writers import concepts, result_series_number
+from assistant.analysis.writers import result_series_number
 from assistant.analysis.writers.uids import ResultIdentity
+from assistant.findings import concepts
 
 if TYPE_CHECKING:
     from assistant.analysis.imaging import SliceInfo

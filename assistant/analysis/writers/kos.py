@@ -10,13 +10,12 @@ from collections.abc import Mapping
 import highdicom as hd
 from pydicom import Dataset
 
-from assistant.analysis.writers import concepts
 from assistant.analysis.writers.context import (
     MANUFACTURER,
     WriterContext,
     quiet_person_names,
 )
-from assistant.findings import Findings
+from assistant.findings import Findings, concepts
 
 
 @quiet_person_names()

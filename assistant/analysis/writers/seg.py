@@ -16,13 +16,12 @@ from pydicom.sequence import Sequence as DicomSequence
 from pydicom.sr.codedict import codes
 
 from assistant.analysis.imaging.frames import frame_value
-from assistant.analysis.writers import concepts
 from assistant.analysis.writers.context import (
     MANUFACTURER,
     WriterContext,
     quiet_person_names,
 )
-from assistant.findings import Findings, SliceProbability
+from assistant.findings import Findings, SliceProbability, concepts
 
 
 def _upsample(labels: np.ndarray, rows: int, columns: int) -> np.ndarray:

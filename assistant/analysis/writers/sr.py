@@ -18,13 +18,12 @@ import highdicom as hd
 import numpy as np
 from pydicom import Dataset
 
-from assistant.analysis.writers import concepts
 from assistant.analysis.writers.context import (
     MANUFACTURER,
     WriterContext,
     quiet_person_names,
 )
-from assistant.findings import Findings, Lesion
+from assistant.findings import Findings, Lesion, concepts
 from assistant.findings.wording import NO_SHIFT_BELOW_MM, place_words
 
 #: Most lesions one report lists (the largest ones); the SEG carries all of them.

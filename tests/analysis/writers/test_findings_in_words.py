@@ -18,13 +18,12 @@ from pydicom import Dataset, dcmread
 from pydicom.sr.codedict import codes
 
 from assistant.analysis.imaging import read_series
-from assistant.analysis.writers import concepts
 from assistant.analysis.writers.context import WriterContext, evidence_header
 from assistant.analysis.writers.kos import DESCRIPTION_LIMIT, build_kos
 from assistant.analysis.writers.sr import build_sr
 from assistant.analysis.writers.uids import ResultIdentity
 from assistant.db import input_digest
-from assistant.findings import Findings, Lesion, ModelIdentity, Place, SliceProbability
+from assistant.findings import Findings, Lesion, ModelIdentity, Place, SliceProbability, concepts
 from assistant.findings.place import REGIONS, RELATIONS, SEVERITIES, SIDES
 from tests.peers.dicom3tools import dciodvfy_errors
 from tests.peers.tools import require_tool

@@ -12,14 +12,13 @@ import pytest
 from pydicom import Dataset, dcmread
 
 from assistant.analysis.imaging import read_series
-from assistant.analysis.writers import concepts
 from assistant.analysis.writers.context import WriterContext, evidence_header
 from assistant.analysis.writers.kos import build_kos
 from assistant.analysis.writers.seg import build_seg
 from assistant.analysis.writers.sr import build_sr
 from assistant.analysis.writers.uids import ResultIdentity
 from assistant.db import input_digest
-from assistant.findings import Findings, Lesion, ModelIdentity, SliceProbability
+from assistant.findings import Findings, Lesion, ModelIdentity, SliceProbability, concepts
 from tests.peers.dicom3tools import dciodvfy_errors
 from tests.peers.tools import require_tool
 from tests.support.ct import shared_ct

@@ -1,7 +1,9 @@
 """Every coded concept our results use, in one place (SNOMED CT, DCM, LOINC, UCUM, UMLS,
 and our own private scheme where no standard code says it).
 
-A site that maps the finding or its place differently changes it here and nowhere else.
+A site that maps the finding or its place differently changes it here and nowhere else:
+the SR, KOS and SEG (assistant/analysis/writers), the HL7 message and the FHIR bundle
+(assistant/delivery) all take their codes from this module.
 Codes come from pydicom's dictionaries (`pydicom.sr.codedict.codes`, built from DICOM
 PS3.16); the few written by hand say why, and where their concept id was checked.
 """

@@ -15,7 +15,7 @@ from typing import Any
 
 from assistant.findings import Findings, FindingsError, Lesion
 from assistant.findings.place import Place
-from assistant.findings.wording import millilitres, place_words, shift_words
+from assistant.findings.wording import SHAPE_WORDS, millilitres, place_words, shift_words
 
 LOGGER = logging.getLogger(__name__)
 
@@ -24,8 +24,6 @@ MISSING = "\u2014"
 #: A worklist cell shows this many characters of the impression, the rest in its title:
 #: one lesion's impression with its midline shift fits (about 125), a list of lesions not.
 WORKLIST_CHARACTERS = 140
-
-_SHAPE_WORDS = {"crescent": "crescent-shaped", "lens": "lentiform", "": ""}
 
 
 @dataclass(frozen=True)
@@ -94,7 +92,7 @@ def location_text(place: Place | None) -> str:
     beside it by the page."""
     if place is None:
         return MISSING
-    words = [place_words(place), place.compartment, place.relation, _SHAPE_WORDS[place.shape]]
+    words = [place_words(place), place.compartment, place.relation, SHAPE_WORDS[place.shape]]
     return ", ".join(word for word in words if word)
 
 

@@ -15,7 +15,7 @@ import os
 import socket
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -262,7 +262,8 @@ class Analysis:
                 series = read_series(Path(scratch))
                 prediction = predict_series(self._model, series)
                 job = _JobInput(0, "", series.series_instance_uid, "warm-up")
-                self._build(job, series, prediction, previous_reports=[])
+                headers = evidence_headers(series.slices)
+                self._build(prediction, headers, self._context(job, headers), [])
         except Exception as exc:  # whatever it is, every job would meet it too
             LOGGER.exception("warming up the model and writers failed")
             raise WarmUpFailed(
@@ -271,7 +272,10 @@ class Analysis:
             ) from exc
         LOGGER.info("model and writers warmed up in %.1f s", time.perf_counter() - started)
 
-    def _context(self, job: _JobInput, first: Dataset) -> WriterContext:
+    def _context(self, job: _JobInput, headers: Mapping[str, Dataset]) -> WriterContext:
+        """Who writes the job's results, and of which source series (`headers`: the
+        evidence headers, the first one naming the series)."""
+        first = next(iter(headers.values()))
         card = self._model.card
         return WriterContext(
             identity=ResultIdentity(job.series_uid, card.name, card.version, job.digest),
@@ -284,14 +288,12 @@ class Analysis:
 
     def _build(
         self,
-        job: _JobInput,
-        series: SeriesGeometry,
         prediction: Findings,
+        headers: Mapping[str, Dataset],
+        context: WriterContext,
         previous_reports: list[Dataset],
     ) -> list[tuple[ResultKind, Dataset]]:
         """The SR, and the KOS and SEG where there is something to show."""
-        headers = evidence_headers(series.slices)  # a multi-frame object once
-        context = self._context(job, next(iter(headers.values())))
         objects: list[tuple[ResultKind, Dataset | None]] = [
             (ResultKind.SR, build_sr(prediction, headers, context, previous_reports)),
             (ResultKind.KOS, build_kos(prediction, headers, context)),
@@ -304,8 +306,11 @@ class Analysis:
     ) -> list[_Written]:
         """Write the DICOM objects, then (when the node has notification destinations)
         the notice that goes with them."""
+        headers = evidence_headers(series.slices)  # a multi-frame object once
+        context = self._context(job, headers)
         written = []
-        for kind, dataset in self._build(job, series, prediction, self._previous_reports(job)):
+        previous = self._previous_reports(job)
+        for kind, dataset in self._build(prediction, headers, context, previous):
             stored = self._results.write(
                 str(dataset.StudyInstanceUID),
                 str(dataset.SeriesInstanceUID),
@@ -322,10 +327,19 @@ class Analysis:
                     stored.path.relative_to(self._settings.storage.data_dir).as_posix(),
                 )
             )
-        if not any(destination.notifies for destination in self._settings.destinations):
-            return written  # nobody to notify: no notice to keep
+        if any(destination.notifies for destination in self._settings.destinations):
+            written.append(self._write_notice(job, prediction, context, written))
+        return written
+
+    def _write_notice(
+        self,
+        job: _JobInput,
+        prediction: Findings,
+        context: WriterContext,
+        written: list[_Written],
+    ) -> _Written:
+        """Write the notice of the analysis whose DICOM objects are `written`."""
         sr = next((w for w in written if w.kind is ResultKind.SR), None)
-        context = self._context(job, next(iter(evidence_headers(series.slices[:1]).values())))
         message_id = context.identity.uid("notice")
         notice = build_notice(
             prediction,
@@ -346,19 +360,16 @@ class Analysis:
         stored = self._results.write(
             job.study_uid, job.series_uid, message_id, [notice_bytes(notice)], suffix=".json"
         )
-        written.append(
-            _Written(
-                ResultKind.NOTICE,
-                "",
-                message_id,
-                job.series_uid,
-                job.study_uid,
-                stored.path.relative_to(self._settings.storage.data_dir).as_posix(),
-                # as stored: a job run again sends what was written the first time
-                read_notice(stored.path),
-            )
+        return _Written(
+            ResultKind.NOTICE,
+            "",
+            message_id,
+            job.series_uid,
+            job.study_uid,
+            stored.path.relative_to(self._settings.storage.data_dir).as_posix(),
+            # as stored: a job run again sends what was written the first time
+            notice if stored.created else read_notice(stored.path),
         )
-        return written
 
     def _subject(self, job: _JobInput) -> NoticeSubject:
         """The patient, study and series of a job, as the node recorded them."""

@@ -37,13 +37,13 @@ from collections.abc import Sequence
 from html import escape
 from pathlib import Path
 from typing import Any, NamedTuple
-from urllib.parse import urlsplit
 
 import requests
 from fhir.resources.R4B.bundle import Bundle
 from pydicom.sr.coding import Code as DicomCode
 
 from assistant import __version__
+from assistant.delivery.http import USER_AGENT, origin, root_cause
 from assistant.delivery.notice import read_notice
 from assistant.findings import concepts
 from assistant.findings.place import Place
@@ -377,7 +377,6 @@ def _entry(url: str, observation: dict[str, Any]) -> dict[str, Any]:
 #: Answers that mean "not now": retried by the outbox, as 5xx are. 409 is FHIR's
 #: version conflict (two writers at once): the same transaction goes through later.
 RETRIED_STATUSES = frozenset({408, 409, 429})
-USER_AGENT = f"radassist/{__version__}"
 #: How much of an answer is read: an OperationOutcome, a transaction-response.
 _ANSWER_BYTES = 256 * 1024
 _DETAIL_CHARS = 300
@@ -417,7 +416,7 @@ class FhirSender:
         }
         if destination.token:
             headers["Authorization"] = f"Bearer {destination.token}"
-        where = _origin(destination.url)
+        where = origin(destination.url)
         try:
             with session.post(
                 destination.url,
@@ -434,7 +433,7 @@ class FhirSender:
             detail = f"no answer from {where} within {destination.timeout_seconds:g} s"
             return SendResult(path, None, "failed", detail)
         except requests.RequestException as exc:
-            return SendResult(path, None, "failed", f"cannot reach {where}: {_root_cause(exc)}")
+            return SendResult(path, None, "failed", f"cannot reach {where}: {root_cause(exc)}")
         return _outcome(path, code, answer, location)
 
 
@@ -454,7 +453,7 @@ def _outcome(path: Path, code: int, answer: bytes, location: str) -> SendResult:
     if code in RETRIED_STATUSES or code >= 500:
         return SendResult(path, code, "failed", f"HTTP {code}{said}")
     if 300 <= code < 400:
-        to = f" to {_origin(location)}" if location else ""
+        to = f" to {origin(location)}" if location else ""
         detail = f"HTTP {code}: redirected{to}, not followed; set the destination's url"
         return SendResult(path, code, "rejected", detail)
     if code in (401, 403):
@@ -504,29 +503,6 @@ def _report_location(answer: bytes) -> str:
     if not isinstance(response, dict):
         return ""
     return " ".join(str(response.get(k) or "") for k in ("location", "status")).strip()
-
-
-def _origin(url: str) -> str:
-    """scheme://host:port of `url`: where, without a path or query (or user:password@)."""
-    parts = urlsplit(url)
-    port = parts.port or (443 if parts.scheme == "https" else 80)
-    return f"{parts.scheme}://{parts.hostname}:{port}"
-
-
-def _root_cause(exc: BaseException) -> str:
-    """The innermost cause of a requests error in a few words ("Connection refused"):
-    requests' own message repeats the URL."""
-    cause: BaseException = exc
-    seen: set[int] = set()
-    while id(cause) not in seen:
-        seen.add(id(cause))
-        for inner in (getattr(cause, "reason", None), cause.__cause__, *cause.args[:1]):
-            if isinstance(inner, BaseException):
-                cause = inner
-                break
-    if isinstance(cause, OSError) and cause.strerror:
-        return str(cause.strerror)
-    return f"{type(cause).__name__}: {cause}" if str(cause) else type(cause).__name__
 
 
 __all__ = ["RETRIED_STATUSES", "FhirSender", "build_bundle", "report_key"]

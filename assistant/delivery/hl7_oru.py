@@ -34,7 +34,7 @@ from pydicom.sr.coding import Code
 
 from assistant.delivery.notice import read_notice
 from assistant.findings import concepts
-from assistant.findings.wording import NO_SHIFT_BELOW_MM
+from assistant.findings.wording import shift_side
 from assistant.settings import Destination
 from dicom_node import SendResult
 
@@ -231,9 +231,9 @@ def _study_rows(notice: Mapping[str, Any]) -> list[_Observation]:
     shift = result["midline_shift_mm"]
     if shift is not None:
         rows.append(_Observation("NM", MIDLINE_SHIFT, _number(abs(shift)), MILLIMETRE))
-        if abs(shift) >= NO_SHIFT_BELOW_MM:  # + is towards the patient's left
-            side = LATERALITIES["left" if shift > 0 else "right"]
-            rows.append(_Observation("CWE", MIDLINE_SHIFT_DIRECTION, side))
+        side = shift_side(shift)
+        if side is not None:
+            rows.append(_Observation("CWE", MIDLINE_SHIFT_DIRECTION, LATERALITIES[side]))
     rows += [
         _Observation("ST", ALGORITHM_NAME, notice["model"]["name"]),
         _Observation("ST", ALGORITHM_VERSION, notice["model"]["version"]),

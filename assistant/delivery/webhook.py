@@ -41,13 +41,11 @@ from urllib.parse import urljoin, urlsplit
 
 import requests
 
-from assistant import __version__
+from assistant.delivery.http import USER_AGENT, origin, root_cause
 from assistant.delivery.notice import read_notice
 from assistant.settings import Destination
 from dicom_node import SendResult
 
-#: Sent as the User-Agent, so a receiver's log names the sender and its version.
-USER_AGENT = f"radassist/{__version__}"
 #: Answers that mean "not now": retried by the outbox, as 5xx are.
 RETRIED_STATUSES = frozenset({408, 429})
 #: Redirects that keep the method and the body, followed to the same origin only.
@@ -122,9 +120,9 @@ class WebhookSender:
             code, reason, excerpt, location = answer
             if code in FOLLOWED_REDIRECTS and location:
                 target = urljoin(url, location)
-                if _origin(target) != _origin(url):
+                if origin(target) != origin(url):
                     detail = (
-                        f"HTTP {code}: redirected to {_origin(target)}, another host; not "
+                        f"HTTP {code}: redirected to {origin(target)}, another host; not "
                         "followed (set the destination's url to the address that answers)"
                     )
                     return SendResult(path, code, "rejected", detail)
@@ -147,11 +145,11 @@ def _post(
             location = response.headers.get("Location", "")
             return response.status_code, response.reason or "", _excerpt(response), location
     except requests.Timeout:
-        return f"no answer from {_origin(url)} within {timeout:g} s"
+        return f"no answer from {origin(url)} within {timeout:g} s"
     except requests.ConnectionError as exc:
-        return f"cannot connect to {_origin(url)}: {_root_cause(exc)}"
+        return f"cannot connect to {origin(url)}: {root_cause(exc)}"
     except requests.RequestException as exc:
-        return f"request to {_origin(url)} failed: {_root_cause(exc)}"
+        return f"request to {origin(url)} failed: {root_cause(exc)}"
 
 
 def _outcome(path: Path, code: int, reason: str, excerpt: str) -> SendResult:
@@ -180,32 +178,6 @@ def _excerpt(response: requests.Response) -> str:
         return ""
     text = " ".join(head.decode(response.encoding or "utf-8", errors="replace").split())
     return text if len(text) <= _EXCERPT_CHARS else text[: _EXCERPT_CHARS - 1] + "…"
-
-
-def _origin(url: str) -> str:
-    """scheme://host:port of `url`: enough to say where, without a path that may hold a
-    token (nor user:password@)."""
-    parts = urlsplit(url)
-    port = parts.port or (443 if parts.scheme == "https" else 80)
-    return f"{parts.scheme}://{parts.hostname}:{port}"
-
-
-def _root_cause(exc: BaseException) -> str:
-    """The innermost cause of a requests error in a few words ("Connection refused",
-    "certificate verify failed: …"): requests' own message repeats the URL."""
-    seen: set[int] = set()
-    cause: BaseException = exc
-    while id(cause) not in seen:
-        seen.add(id(cause))
-        reason = getattr(cause, "reason", None)
-        first = cause.args[0] if cause.args else None
-        for inner in (reason, cause.__cause__, first):
-            if isinstance(inner, BaseException):
-                cause = inner
-                break
-    if isinstance(cause, OSError) and cause.strerror:
-        return str(cause.strerror)
-    return f"{type(cause).__name__}: {cause}" if str(cause) else type(cause).__name__
 
 
 def _redacted(text: str, url: str) -> str:

@@ -33,6 +33,10 @@ _REGION_WORDS = {
 }
 
 
+#: An extra-axial collection's shape in words ("" for an intra-axial lesion).
+SHAPE_WORDS = {"crescent": "crescent-shaped", "lens": "lentiform", "": ""}
+
+
 def percent(probability: float) -> str:
     """A probability in percent with one decimal, "97.2 %", as the SR's measurements
     give it (UCUM %): a radiologist should not meet 0.97 in one place and 97 % in another."""
@@ -57,8 +61,7 @@ def lesion_kind(place: Place | None) -> str:
     if place is None:
         return "hyperdense lesion"
     if place.relation == "extra-axial":
-        shape = {"crescent": "crescent-shaped ", "lens": "lentiform "}[place.shape]
-        return f"{shape}extra-axial hyperdense collection"
+        return f"{SHAPE_WORDS[place.shape]} extra-axial hyperdense collection".lstrip()
     return "intraparenchymal hyperdense lesion"
 
 
@@ -84,14 +87,22 @@ def lesion_description(lesion: Lesion) -> str:
     return ", ".join([text, *sizes])
 
 
+def shift_side(shift_mm: float | None) -> str | None:
+    """The side the septum is pushed to, "left" or "right" (+ is towards the patient's
+    left); None for no shift read, or one under NO_SHIFT_BELOW_MM."""
+    if shift_mm is None or abs(shift_mm) < NO_SHIFT_BELOW_MM:
+        return None
+    return "left" if shift_mm > 0 else "right"
+
+
 def shift_words(shift_mm: float | None) -> str:
     """The midline shift in words: "no midline shift", "midline shift 4 mm to the left"
     (the side the septum is pushed to), or "midline shift not measured"."""
     if shift_mm is None:
         return "midline shift not measured"
-    if abs(shift_mm) < NO_SHIFT_BELOW_MM:
+    side = shift_side(shift_mm)
+    if side is None:
         return "no midline shift"
-    side = "left" if shift_mm > 0 else "right"
     return f"midline shift {abs(shift_mm):.0f} mm to the {side}"
 
 

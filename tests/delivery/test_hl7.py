@@ -20,16 +20,8 @@ from assistant.db import (
     Database,
     Delivery,
     DeliveryState,
-    Job,
-    JobState,
-    Patient,
     ResultKind,
-    ResultObject,
-    Series,
-    SeriesState,
-    Study,
     make_engine,
-    utcnow,
 )
 from assistant.db.migrate import upgrade
 from assistant.delivery.hl7_oru import Hl7Sender, build_oru, control_id
@@ -39,6 +31,7 @@ from assistant.findings import Findings, Lesion, ModelIdentity, SliceProbability
 from assistant.findings.place import Place
 from assistant.settings import DeliverySettings, Destination
 from tests.support.mllp_listener import MllpListener
+from tests.support.results import Clock, record_result
 
 NOW = datetime(2026, 1, 5, 9, 30, tzinfo=UTC)
 USE = "NOT FOR CLINICAL USE: research software, not a medical device."
@@ -324,14 +317,6 @@ def test_a_file_that_is_not_a_notice_is_rejected(tmp_path: Path, receiver: MllpL
 # -- through the outbox --------------------------------------------------------------------
 
 
-class Clock:
-    def __init__(self) -> None:
-        self.now = utcnow()
-
-    def __call__(self) -> datetime:
-        return self.now
-
-
 @pytest.fixture
 def outbox_env(tmp_path: Path, receiver: MllpListener) -> Iterator[tuple[Any, Outbox, Clock]]:
     """A migrated database with one positive notice queued for an HL7 destination."""
@@ -347,43 +332,10 @@ def outbox_env(tmp_path: Path, receiver: MllpListener) -> Iterator[tuple[Any, Ou
     (data_dir / "results").mkdir(parents=True)
     path = _file(data_dir / "results", notice)
     with db.sessions() as session, session.begin():
-        patient = Patient(
-            patient_id="PAT-7",
-            issuer_of_patient_id="",
-            patient_name="Smith^Ann",
-            birth_date="19600214",
-            sex="F",
-            created_at=clock.now,
+        relative = path.relative_to(data_dir).as_posix()
+        result = record_result(
+            session, ResultKind.NOTICE, notice["message_id"], relative, clock.now
         )
-        study = Study(study_instance_uid="1.2.826.0.1", patient=patient, received_at=clock.now)
-        series = Series(
-            series_instance_uid="1.2.826.0.1.2",
-            study=study,
-            state=SeriesState.COMPLETE,
-            first_received_at=clock.now,
-            last_received_at=clock.now,
-        )
-        job = Job(
-            series=series,
-            model_name="ich-demo",
-            model_version="3.1.0",
-            input_digest="d",
-            instance_count=12,
-            state=JobState.DONE,
-            created_at=clock.now,
-        )
-        result = ResultObject(
-            job=job,
-            kind=ResultKind.NOTICE,
-            sop_class_uid="",
-            sop_instance_uid=notice["message_id"],
-            series_instance_uid="1.2.826.0.1.2",
-            study_instance_uid="1.2.826.0.1",
-            path=path.relative_to(data_dir).as_posix(),
-            created_at=clock.now,
-        )
-        session.add_all([patient, study, series, job, result])
-        session.flush()
         outbox.add(session, result, notice)
     yield db.sessions, outbox, clock
     db.dispose()

@@ -17,11 +17,8 @@ from assistant.db import (
     Database,
     Delivery,
     DeliveryState,
-    Job,
-    JobState,
     ResultKind,
     ResultObject,
-    Series,
     make_engine,
     utcnow,
 )
@@ -33,7 +30,7 @@ from assistant.findings import Findings, Lesion, ModelIdentity, Place, SliceProb
 from assistant.settings import DeliverySettings, Destination, SettingsError
 from dicom_node import SendResult
 from tests.support.notices import notice_of
-from tests.support.results import _series
+from tests.support.results import record_result
 
 
 def _findings(positive: bool = True, volume: float = 8.0, shift: float | None = 4.0) -> Findings:
@@ -167,37 +164,8 @@ def _queue(
 ) -> None:
     path = data_dir / f"{uid}.json"
     path.write_bytes(notice_bytes(notice) if notice else b"DICM")
-    now = utcnow()
     with db.sessions() as session, session.begin():
-        series_pk = session.scalar(select(Series.id)) or _series(session)
-        job = Job(
-            series_pk=series_pk,
-            model_name="m",
-            model_version="1",
-            input_digest=uid,
-            instance_count=1,
-            state=JobState.DONE,
-            reason="",
-            attempts=1,
-            worker="",
-            created_at=now,
-            summary="",
-            findings_json="",
-        )
-        session.add(job)
-        session.flush()
-        result = ResultObject(
-            job_pk=job.id,
-            kind=kind,
-            sop_class_uid="" if kind is ResultKind.NOTICE else "1.2",
-            sop_instance_uid=uid,
-            series_instance_uid="1.2.3.4",
-            study_instance_uid="1.2.3",
-            path=path.name,
-            created_at=now,
-        )
-        session.add(result)
-        session.flush()
+        result = record_result(session, kind, uid, path.name, utcnow())
         outbox.add(session, result, notice)
 
 

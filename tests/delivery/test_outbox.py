@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterator, Sequence
-from datetime import datetime, timedelta
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -16,7 +16,6 @@ from assistant.db import (
     Delivery,
     DeliveryState,
     make_engine,
-    utcnow,
 )
 from assistant.db.migrate import upgrade
 from assistant.delivery.outbox import Outbox, backoff
@@ -24,7 +23,7 @@ from assistant.delivery.senders import Sender, make_senders
 from assistant.settings import DeliverySettings, Destination
 from dicom_node import SendResult
 from tests.peers.dcmtk import StoreSCP
-from tests.support.results import queue_results
+from tests.support.results import Clock, queue_results
 
 pytestmark = pytest.mark.integration
 
@@ -34,14 +33,6 @@ def pacs(tmp_path: Path) -> Iterator[StoreSCP]:
     scp = StoreSCP(tmp_path / "pacs")
     yield scp
     scp.stop()
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = utcnow()
-
-    def __call__(self) -> datetime:
-        return self.now
 
 
 @pytest.fixture

@@ -23,16 +23,8 @@ from assistant.db import (
     Database,
     Delivery,
     DeliveryState,
-    Job,
-    JobState,
-    Patient,
     ResultKind,
-    ResultObject,
-    Series,
-    SeriesState,
-    Study,
     make_engine,
-    utcnow,
 )
 from assistant.db.migrate import upgrade
 from assistant.delivery.notice import NOTICE_SCHEMA, NoticeSubject, build_notice, notice_bytes
@@ -40,6 +32,7 @@ from assistant.delivery.outbox import Outbox
 from assistant.delivery.webhook import USER_AGENT, WebhookSender, signature
 from assistant.findings import Findings, Lesion, ModelIdentity, Place, SliceProbability
 from assistant.settings import DeliverySettings, Destination
+from tests.support.results import Clock, record_result
 from tests.support.webhook_receiver import SignatureError, WebhookReceiver, verify
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -119,52 +112,8 @@ def _queue_notice(sessions: sessionmaker[Session], data_dir: Path, now: datetime
     path.parent.mkdir(parents=True)
     path.write_bytes(notice_bytes(_notice()))
     with sessions() as session, session.begin():
-        patient = Patient(
-            patient_id="P1",
-            issuer_of_patient_id="",
-            patient_name="",
-            birth_date="",
-            sex="",
-            created_at=now,
-        )
-        study = Study(study_instance_uid="1.2.826.0.1.98", patient=patient, received_at=now)
-        series = Series(
-            series_instance_uid="1.2.826.0.1.99",
-            study=study,
-            state=SeriesState.COMPLETE,
-            first_received_at=now,
-            last_received_at=now,
-        )
-        session.add_all([patient, study, series])
-        session.flush()
-        job = Job(
-            series_pk=series.id,
-            model_name="radassist-hyperdense",
-            model_version="0.1.0",
-            input_digest="d",
-            instance_count=8,
-            state=JobState.DONE,
-            reason="",
-            attempts=1,
-            worker="",
-            created_at=now,
-            summary="",
-            findings_json="",
-        )
-        session.add(job)
-        session.flush()
-        result = ResultObject(
-            job_pk=job.id,
-            kind=ResultKind.NOTICE,
-            sop_class_uid="",
-            sop_instance_uid=MESSAGE_ID,
-            series_instance_uid="1.2.826.0.1.99",
-            study_instance_uid="1.2.826.0.1.98",
-            path=path.relative_to(data_dir).as_posix(),
-            created_at=now,
-        )
-        session.add(result)
-        session.flush()
+        relative = path.relative_to(data_dir).as_posix()
+        result = record_result(session, ResultKind.NOTICE, MESSAGE_ID, relative, now)
         session.add(
             Delivery(
                 result_pk=result.id,
@@ -176,14 +125,6 @@ def _queue_notice(sessions: sessionmaker[Session], data_dir: Path, now: datetime
             )
         )
     return path
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = utcnow()
-
-    def __call__(self) -> datetime:
-        return self.now
 
 
 @dataclass

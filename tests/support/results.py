@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from pathlib import Path
 
 from pydicom.uid import generate_uid
+from sqlalchemy import select
 
 from assistant.analysis.imaging.synthetic import write_demo_series
 from assistant.db import (
@@ -21,13 +23,61 @@ from assistant.db import (
 from assistant.delivery.outbox import Outbox
 
 
+class Clock:
+    """A clock the test sets: the outbox's `clock`, moved on to make rows due."""
+
+    def __init__(self) -> None:
+        self.now = utcnow()
+
+    def __call__(self) -> datetime:
+        return self.now
+
+
+def record_result(session, kind: ResultKind, uid: str, path: str, now: datetime) -> ResultObject:  # type: ignore[no-untyped-def]
+    """A done job of the one test series (made on first use) and its result row: an
+    object of `kind` with SOP Instance UID (a notice's message id) `uid`, at `path`
+    relative to the data folder."""
+    series_pk = session.scalar(
+        select(Series.id).where(Series.series_instance_uid == "1.2.3.4")
+    ) or make_series(session)
+    job = Job(
+        series_pk=series_pk,
+        model_name="m",
+        model_version="1",
+        input_digest=uid,
+        instance_count=1,
+        state=JobState.DONE,
+        reason="",
+        attempts=1,
+        worker="",
+        created_at=now,
+        summary="",
+        findings_json="",
+    )
+    session.add(job)
+    session.flush()
+    result = ResultObject(
+        job_pk=job.id,
+        kind=kind,
+        sop_class_uid="" if kind is ResultKind.NOTICE else "1.2",
+        sop_instance_uid=uid,
+        series_instance_uid="1.2.3.4",
+        study_instance_uid="1.2.3",
+        path=path,
+        created_at=now,
+    )
+    session.add(result)
+    session.flush()
+    return result
+
+
 def queue_results(sessions, outbox: Outbox, data_dir: Path, now, count: int = 3) -> None:  # type: ignore[no-untyped-def]
     """`count` result files of one done job, each queued for the outbox's destinations."""
     files = data_dir / "results"
     write_demo_series(files, count=count)
     with sessions() as session, session.begin():
         job = Job(
-            series_pk=_series(session),
+            series_pk=make_series(session),
             model_name="m",
             model_version="1",
             input_digest="d",
@@ -59,7 +109,7 @@ def queue_results(sessions, outbox: Outbox, data_dir: Path, now, count: int = 3)
             outbox.add(session, result)  # twice: still one row
 
 
-def _series(session) -> int:  # type: ignore[no-untyped-def]
+def make_series(session) -> int:  # type: ignore[no-untyped-def]
     """A complete series of one patient's study, for the job to belong to."""
     now = utcnow()
     patient = Patient(

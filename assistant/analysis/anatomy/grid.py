@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from assistant.analysis.imaging.series import SeriesGeometry, SliceInfo
+from assistant.analysis.imaging.series import SeriesGeometry
 
 
 @dataclass(frozen=True)
@@ -36,7 +36,7 @@ class PatientGrid:
     def of(cls, series: SeriesGeometry, size: int) -> PatientGrid | None:
         """The grid of `series` resampled to size x size; None when a slice has no
         Image Position (Patient)."""
-        origins = [_origin(s) for s in series.slices]
+        origins = [s.origin for s in series.slices]
         if any(origin is None for origin in origins):
             return None
         orientation = np.asarray(series.orientation, dtype=float)
@@ -103,9 +103,3 @@ class PatientGrid:
             + across[:, None] * self.along_row
             + down[:, None] * self.along_column
         )
-
-
-def _origin(info: SliceInfo) -> tuple[float, float, float] | None:
-    """A slice's Image Position (Patient) as the series reader keeps it (a frame's own
-    for a frame of a multi-frame object); None where unknown."""
-    return info.origin

@@ -268,8 +268,7 @@ def read_head(hu: np.ndarray, cavity: np.ndarray, grid: PatientGrid) -> Head | N
             )
         ]
         shift = shift_of(septa)
-    head = make_head(cavity, grid, midline, shift, septa=septa, base=base)
-    return None if head is None else replace(head, reading=chosen)
+    return make_head(cavity, grid, midline, shift, septa, base, chosen)
 
 
 def reading_slices(levels: np.ndarray, step_mm: float | None = None) -> np.ndarray:
@@ -315,37 +314,35 @@ def make_head(
     grid: PatientGrid,
     midline: Midline | None,
     shift_mm: float | None,
-    hu: np.ndarray | None = None,
-    septa: list[SeptumReading] | None = None,
-    base: tuple[np.ndarray, dict[int, tuple[np.ndarray, np.ndarray]]] | None = None,
+    septa: list[SeptumReading],
+    base: tuple[np.ndarray, dict[int, tuple[np.ndarray, np.ndarray]]],
+    reading: np.ndarray,
 ) -> Head | None:
-    """The head of a series: None when no slice holds a cavity. `hu` (the slices on the
-    grid) finds the skull base; `septa` (midline.septum_readings) the lateral
-    ventricles."""
+    """The head of a series: None when no slice holds a cavity. `base` (skull_base) finds
+    the skull base; `septa` (midline.septum_readings) the lateral ventricles; `reading`
+    the slices they were read on."""
     height, width = grid.pixel_mm
     areas = cavity.reshape(len(cavity), -1).sum(axis=1) * height * width
     present = np.flatnonzero(areas > 0)
     if not len(present):
         return None
     levels = grid.levels
-    if base is None and hu is not None:
-        base = skull_base(hu, cavity, grid)
-    landmarks = _landmarks(cavity, grid, base, septa or [], shift_mm, areas, levels)
+    landmarks = _landmarks(cavity, grid, base, septa, shift_mm, areas, levels)
     low, high = sorted((float(levels[present[0]]), float(levels[present[-1]])))
-    return Head(grid, cavity, midline, shift_mm, landmarks, levels, low, high)
+    return Head(grid, cavity, midline, shift_mm, landmarks, levels, low, high, reading)
 
 
 def _landmarks(
     cavity: np.ndarray,
     grid: PatientGrid,
-    base: tuple[np.ndarray, dict[int, tuple[np.ndarray, np.ndarray]]] | None,
+    base: tuple[np.ndarray, dict[int, tuple[np.ndarray, np.ndarray]]],
     septa: list[SeptumReading],
     shift_mm: float | None,
     areas: np.ndarray,
     levels: np.ndarray,
 ) -> Landmarks:
     ascending = np.argsort(levels)
-    base_bone, bone = base if base is not None else (np.zeros(len(cavity)), {})
+    base_bone, bone = base
     base_top = max((float(levels[i]) for i in bone), default=None)
     good = [
         r

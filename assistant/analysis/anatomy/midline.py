@@ -365,18 +365,6 @@ def septum_readings(
     return readings
 
 
-def midline_shift(
-    hu: np.ndarray,
-    cavity: np.ndarray,
-    grid: PatientGrid,
-    midline: Midline,
-    above: float | None = None,
-) -> float | None:
-    """The septum's displacement from the plane (mm, + towards the patient's left), or
-    None where the septum is not seen well enough (see the module's docstring)."""
-    return shift_of(septum_readings(hu, cavity, grid, midline, above))
-
-
 def shift_of(readings: list[SeptumReading]) -> float | None:
     """The series' shift from its slices' septum readings; None when they are too few or
     disagree."""

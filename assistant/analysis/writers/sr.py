@@ -24,7 +24,7 @@ from assistant.analysis.writers.context import (
     quiet_person_names,
 )
 from assistant.findings import Findings, Lesion, concepts
-from assistant.findings.wording import NO_SHIFT_BELOW_MM, place_words
+from assistant.findings.wording import place_words, shift_side
 
 #: Most lesions one report lists (the largest ones); the SEG carries all of them.
 MAX_REPORTED_LESIONS = 10
@@ -144,8 +144,8 @@ def _lesion_evaluations(
         evaluations.append(
             hd.sr.QualitativeEvaluation(concepts.SEVERITY, concepts.SEVERITIES[lesion.severity])
         )
-    if midline_shift_mm is not None and abs(midline_shift_mm) >= NO_SHIFT_BELOW_MM:
-        side = "left" if midline_shift_mm > 0 else "right"  # + is towards the patient's left
+    side = shift_side(midline_shift_mm)
+    if side is not None:
         evaluations.append(
             hd.sr.QualitativeEvaluation(
                 concepts.MIDLINE_SHIFT_DIRECTION, concepts.LATERALITIES[side]

@@ -3,6 +3,11 @@
 The series is streamed in batches: each batch is decoded, resampled, windowed and
 encoded by the CNN before the next is read, so a 1,000-slice series never sits in
 memory at full size. The GRU then reads the per-slice features as one sequence.
+
+A TorchScript model (assistant/analysis/model/torchscript.py) is one program over the
+whole study, so its batches, prepared the same way, are joined and read in one call; its
+outputs are checked against the contract. From the probabilities on, both formats take
+the same path: threshold, flagged slices, lesions, their anatomy.
 """
 
 from __future__ import annotations
@@ -10,6 +15,7 @@ from __future__ import annotations
 import logging
 import math
 from collections import Counter
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from pathlib import Path
@@ -70,10 +76,12 @@ def predict_series(
     if threads:
         torch.set_num_threads(threads)
     card = loaded.card
-    network = fused_for_inference(loaded.network)
-    # In place (Module.to returns self). Module.to(memory_format=...) is documented, but
-    # torch's overloads for to() omit it.
-    network.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
+    program, network = loaded.program, None
+    if program is None:
+        network = fused_for_inference(loaded.require_network())
+        # In place (Module.to returns self). Module.to(memory_format=...) is documented, but
+        # torch's overloads for to() omit it.
+        network.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
     series = folder if isinstance(folder, SeriesGeometry) else read_series(folder)
     size = card.image_size
     features, lesion_pixels = [], []
@@ -103,23 +111,21 @@ def predict_series(
     # Decode the next batch in a thread while the CNN runs on this one (both release
     # the GIL for most of their work): the two stages overlap instead of adding up.
     starts = list(range(0, len(series.slices), batch))
-    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="decode") as pool:
-        pending = pool.submit(prepare, starts[0])
-        for position in range(len(starts)):
-            x = pending.result()
-            if position + 1 < len(starts):
-                pending = pool.submit(prepare, starts[position + 1])
+    if program is not None:
+        # A program reads the whole study at once: its input is every batch, joined.
+        stack = torch.cat(list(_prepared(prepare, starts))).contiguous()
+        study_probability, slice_probability, masks = _run_program(program, stack)
+        if masks is not None:
+            lesion_pixels.append(_lesion_pixels(stack, _fitted(masks, size), card.input_mask))
+    elif network is not None:
+        for x in _prepared(prepare, starts):
             encoded, masks = network.encode(x)
             features.append(encoded)
             if masks is not None:
-                # A probability of 0.5 or more is a logit of 0 or more: keep only that.
-                found = masks >= 0
-                if card.input_mask:  # never outline what the model was not shown
-                    found &= _shown(x, masks.shape[-1])
-                lesion_pixels.append(found.numpy())
-    study_logit, slice_logits = network.read(torch.cat(features)[None])
-    study_probability = float(torch.sigmoid(study_logit)[0])
-    slice_probability = torch.sigmoid(slice_logits[0]).numpy()
+                lesion_pixels.append(_lesion_pixels(x, masks, card.input_mask))
+        study_logit, slice_logits = network.read(torch.cat(features)[None])
+        study_probability = float(torch.sigmoid(study_logit)[0])
+        slice_probability = torch.sigmoid(slice_logits[0]).numpy()
     positive = study_probability >= card.threshold
     flagged = list(  # an instance once, however many of its frames are flagged
         dict.fromkeys(
@@ -159,6 +165,95 @@ def predict_series(
         midline_shift_mm=located.midline_shift_mm if located else None,
         anatomy_read=located.anatomy_read if located else False,
     )
+
+
+def _prepared(prepare: Callable[[int], torch.Tensor], starts: list[int]) -> Iterator[torch.Tensor]:
+    """The batches starting at `starts`, the next one decoded in a thread while the
+    caller works on this one."""
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="decode") as pool:
+        pending = pool.submit(prepare, starts[0])
+        for position in range(len(starts)):
+            x = pending.result()
+            if position + 1 < len(starts):
+                pending = pool.submit(prepare, starts[position + 1])
+            yield x
+
+
+def _lesion_pixels(x: torch.Tensor, masks: torch.Tensor, input_mask: str) -> np.ndarray:
+    """Mask pixels in a lesion (bool, per slice), from the slices' mask logits."""
+    # A probability of 0.5 or more is a logit of 0 or more: keep only that.
+    found = masks >= 0
+    if input_mask:  # never outline what the model was not shown
+        found &= _shown(x, masks.shape[-1])
+    return found.numpy()
+
+
+CONTRACT = (
+    "the contract is (study probability [] or [1], slice probabilities [N], "
+    "mask logits [N, H, W] or an empty tensor), float, probabilities in [0, 1] "
+    "(see assistant/analysis/model/torchscript.py)"
+)
+
+
+def _run_program(
+    program: torch.jit.ScriptModule, stack: torch.Tensor
+) -> tuple[float, np.ndarray, torch.Tensor | None]:
+    """A TorchScript model's study probability, slice probabilities and mask logits (None
+    when it gives none) for a stack of N slices; ValueError when they break the contract."""
+    count = len(stack)
+    out = program(stack)
+    if (
+        not isinstance(out, tuple | list)
+        or len(out) != 3
+        or not all(isinstance(t, torch.Tensor) for t in out)
+    ):
+        raise ValueError(f"the TorchScript model returned {_described(out)}; {CONTRACT}")
+    study, slices, masks = (t.detach().cpu() for t in out)
+    fits = (
+        all(t.is_floating_point() for t in (study, slices, masks))
+        and tuple(study.shape) in ((), (1,))
+        and tuple(slices.shape) == (count,)
+        and (
+            masks.numel() == 0
+            or (masks.dim() == 3 and masks.shape[0] == count and min(masks.shape[1:]) > 0)
+        )
+    )
+    if not fits:
+        raise ValueError(
+            f"the TorchScript model returned {_described(out)} for {count} slices; {CONTRACT}"
+        )
+    probabilities = torch.cat((study.reshape(1), slices)).float()
+    if not bool(((probabilities >= 0) & (probabilities <= 1)).all()):
+        raise ValueError(
+            "the TorchScript model returned probabilities outside [0, 1] (logits, not "
+            f"probabilities after the sigmoid?); {CONTRACT}"
+        )
+    return (
+        float(probabilities[0]),
+        probabilities[1:].numpy(),
+        masks.float() if masks.numel() else None,
+    )
+
+
+def _described(out: object) -> str:
+    """What a program returned, for an error message: types, and shapes of tensors."""
+    if isinstance(out, torch.Tensor):
+        return f"a {str(out.dtype).removeprefix('torch.')} tensor of shape {list(out.shape)}"
+    if isinstance(out, tuple | list):
+        parts = ", ".join(_described(item) for item in out)
+        return f"a {type(out).__name__} of {len(out)} ({parts})"
+    return f"a {type(out).__name__}"
+
+
+def _fitted(masks: torch.Tensor, size: int) -> torch.Tensor:
+    """A program's mask logits as the lesion code reads ours: square, a whole number of
+    input pixels per mask pixel. Such a size is kept; any other is resized to size²."""
+    height, width = masks.shape[-2:]
+    if height == width and size % height == 0:
+        return masks
+    return torch.nn.functional.interpolate(
+        masks[:, None], size=(size, size), mode="bilinear", align_corners=False
+    )[:, 0]
 
 
 def reading_notes(series: SeriesGeometry) -> list[str]:

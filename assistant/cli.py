@@ -31,6 +31,7 @@ if TYPE_CHECKING:
     from assistant.intake.ingest import Ingest
     from assistant.intake.receiver import Receiver
     from assistant.intake.submit import JobSubmitter
+    from assistant.registry import Registry
     from assistant.storage import InstanceStore
     from web.server import WebServer
 
@@ -76,23 +77,23 @@ def build_intake(
 ) -> tuple[InstanceStore, SeriesCompletion, Ingest, JobSubmitter | None]:
     """The store, ingest and completion that take instances in (C-STORE or STOW-RS).
 
-    A complete series becomes a job for the configured model (queued or skipped), unless
-    `on_complete` is given (tests)."""
-    from assistant.analysis.model.card import read_card
-    from assistant.findings import ModelIdentity
+    A complete series becomes a job for each live or shadow model its routes choose
+    (queued), or a skipped job saying why none reads it, unless `on_complete` is given
+    (tests)."""
     from assistant.intake.completion import SeriesCompletion
     from assistant.intake.ingest import Ingest
     from assistant.intake.submit import JobSubmitter
     from assistant.queue import JobQueue, make_huey
+    from assistant.registry import Routes
     from assistant.storage import InstanceStore
 
     submitter = None
     if on_complete is None:
-        card = read_card(settings.model.folder)
         on_complete = submitter = JobSubmitter(
             db,
             settings.selection,
-            ModelIdentity(card.name, card.version, card.weights_sha256),
+            register_first_model(settings, db),
+            Routes(db),
             JobQueue(make_huey(settings)).enqueue,
         )
     store = InstanceStore(settings.storage.instances_dir)
@@ -105,6 +106,43 @@ def build_intake(
         on_changed_duplicate=settings.storage.on_changed_duplicate,
     )
     return store, completion, ingest, submitter
+
+
+def register_first_model(settings: Settings, db: Database) -> Registry:
+    """The node's registry; on first start (an empty registry), `model.path` (the bundled
+    model by default) is added to it, live. Its card and weights' sha256 are checked; the
+    worker's warm-up runs it. Another process adding it at the same moment is fine."""
+    from assistant.analysis.model.registering import add_model
+    from assistant.db import ModelState
+    from assistant.registry import Registry, RegistryError
+
+    registry = Registry(db, settings.storage.data_dir)
+    if registry.is_empty():
+        folder = settings.model.folder
+        try:
+            entry = add_model(
+                registry,
+                folder,
+                state=ModelState.LIVE,
+                by="radassist (first start)",
+                test_run=False,
+            )
+            LOGGER.info("model %s from %s added to the registry, live", entry.ref, folder)
+        except RegistryError:
+            if registry.is_empty():
+                raise
+    elif settings.model.path:
+        from assistant.analysis.model.card import read_card
+
+        card = read_card(settings.model.folder)
+        if registry.find(card.name, card.version) is None:
+            LOGGER.warning(
+                "model.path names %s, which is not in the registry: the registry decides "
+                "which models run; add it with `radassist model add %s`",
+                card.ref,
+                settings.model.folder,
+            )
+    return registry
 
 
 def build_receiver(
@@ -138,8 +176,9 @@ def build_receiver(
 
 
 def build_worker(settings: Settings, db: Database) -> Worker:
-    """The analysis worker and the outbox, with the configured model loaded (not started)."""
-    from assistant.analysis.model.folder import load_model
+    """The analysis worker and the outbox (not started); models are loaded from the
+    registry as jobs name them (and all live and shadow ones when it starts)."""
+    from assistant.analysis.model.shelf import ModelShelf
     from assistant.analysis.pipeline import Analysis
     from assistant.analysis.worker import Worker
     from assistant.delivery.outbox import Outbox
@@ -153,10 +192,9 @@ def build_worker(settings: Settings, db: Database) -> Worker:
         settings.storage.data_dir,
         make_senders(settings.node.ae_title),
     )
-    model = load_model(settings.model.folder)
-    analysis = Analysis(settings, db, model, outbox)
+    analysis = Analysis(settings, db, ModelShelf(register_first_model(settings, db)), outbox)
     queue = JobQueue(make_huey(settings), run_job=analysis.run)
-    return Worker(model, analysis, queue, outbox, threads=settings.queue.workers)
+    return Worker(analysis, queue, outbox, threads=settings.queue.workers)
 
 
 def build_web(settings: Settings, db: Database, ingest: Ingest) -> WebServer:
@@ -376,7 +414,9 @@ def cmd_jobs(settings: Settings, args: argparse.Namespace) -> int:
                 query = query.where(Job.state == args.state)
             for job, series_uid in session.execute(query.limit(args.limit)):
                 detail = job.summary.splitlines()[0] if job.summary else job.reason
-                print(f"{job.id:6} {job.state.value:8} {series_uid}  {detail}")
+                model = f"{job.model_name}:{job.model_version}" if job.model_name else "-"
+                shadow = " (shadow)" if job.shadow else ""
+                print(f"{job.id:6} {job.state.value:8} {series_uid}  {model}{shadow}  {detail}")
         return 0
     finally:
         db.dispose()
@@ -563,6 +603,8 @@ def cmd_train(_settings: Settings, args: argparse.Namespace) -> int:
         augment=args.augment,
         acgan_steps=args.acgan_steps,
         init=Path(args.init) if args.init else None,
+        name=args.name,
+        version=args.model_version,
     )
     val = card.metrics["val"]
     print(
@@ -814,6 +856,15 @@ def build_parser() -> argparse.ArgumentParser:
         help="start from this model's weights (fine-tuning, e.g. the bundled model on your "
         "own series); its input channels, image size and windows must match the dataset",
     )
+    train.add_argument(
+        "--name", help="the model's name in its card (default: radassist-hyperdense)"
+    )
+    train.add_argument(
+        "--version",
+        dest="model_version",
+        help="the model's version in its card (default: this package's version); the "
+        "registry takes each name and version once",
+    )
     train.set_defaults(func=cmd_train)
 
     evaluate = command("evaluate", "Metrics of a model on one split, at the threshold in its card.")
@@ -862,6 +913,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     fetch.set_defaults(func=cmd_fetch)
 
+    from assistant.cli_models import add_parsers as add_model_parsers
+
+    add_model_parsers(command, action)
     demo = command("demo", "What `make demo` runs: start the node and send it a demo study.")
     demo.add_argument(
         "--study",
@@ -889,6 +943,8 @@ _EXIT_2 = (
     ("assistant.training.datasets", "DatasetSpecError"),
     ("assistant.analysis.model.card", "ModelCardError"),
     ("assistant.analysis.model.folder", "ModelIntegrityError"),
+    ("assistant.analysis.model.registering", "ModelCheckFailed"),
+    ("assistant.registry.catalog", "RegistryError"),
     ("assistant.training.trainer", "CheckpointMismatch"),
 )
 

@@ -24,7 +24,7 @@ def rebalance_model(
     the control that tells the GAN's share of any gain from the refit's."""
     loaded = load_model(source)
     train_set, val_set = parse_spec(spec, "train"), parse_spec(spec, "val")
-    network = loaded.network
+    network = loaded.require_network()
     rebalanced = None
     record: Mapping[str, object]
     if method == "acgan":

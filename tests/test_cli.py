@@ -169,6 +169,12 @@ def test_every_command_takes_help_and_config_and_verbose_last(
         ("user", "set-role"): ["n", "--role", "viewer"],
         ("db", "downgrade"): ["base"],
         ("jobs", "retry"): ["1"],
+        ("model", "add"): ["dir"],
+        ("model", "show"): ["m"],
+        ("model", "set-state"): ["m:1", "live"],
+        ("model", "export"): ["m", "--torchscript", "out"],
+        ("route", "add"): ["head", "--model", "m"],
+        ("route", "remove"): ["head"],
     }.get(tuple(path), ["n"] if path[0] == "user" and len(path) == 2 and path[1] != "list" else [])
     args = build_parser().parse_args([*path, *required, "--config", "site.toml", "-v"])
     assert (args.config, args.verbose) == ("site.toml", True)
@@ -187,11 +193,16 @@ def test_real_calls_with_config_last(
         ["user", "add", "ada", "--role", "admin", "--password-stdin", "--config", str(config)],
         ["user", "list", "--config", str(config), "-v"],
         ["jobs", "list", "--config", str(config)],
+        ["model", "list", "--config", str(config)],
+        ["route", "list", "--config", str(config)],
     ]
     for call in calls:
         assert main(call) == 0, call
-    assert "ada" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "ada" in out
+    assert "radassist-hyperdense:0.1.0" in out and "live" in out  # added at first use
     assert (tmp_path / "site-data" / "radassist.db").is_file()
+    assert (tmp_path / "site-data" / "models" / "radassist-hyperdense" / "0.1.0").is_dir()
     assert not (tmp_path / "var").exists()
 
 

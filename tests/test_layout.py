@@ -105,6 +105,18 @@ RULES = [
         "every stage may use the database",
     ),
     (
+        "assistant/registry",
+        (
+            "assistant.intake",
+            "assistant.analysis",
+            "assistant.delivery",
+            "assistant.training",
+            "torch",
+            "web",
+        ),
+        "the registry is shared, like the database: every stage reads it",
+    ),
+    (
         "assistant/access",
         (
             "assistant.intake",
@@ -175,6 +187,8 @@ def test_receiving_and_web_sides_load_neither_torch_nor_training() -> None:
             "web.dashboard",
             "web.api",
             "assistant.findings",
+            "assistant.registry",
+            "assistant.cli_models",
             "assistant.analysis.model.card",
         ]
     )

@@ -1,5 +1,6 @@
-"""The worker's pipeline for one job: read the series, predict, write SR/KOS/SEG,
-record them with their outbox rows, and send.
+"""The worker's pipeline for one job: read the series, predict with the job's model,
+write SR/KOS/SEG, record them with their outbox rows, and send. A job of a model in
+shadow writes and records the same results and sends nothing.
 
 Every step is idempotent: the job is claimed with a conditional UPDATE, the objects'
 UIDs come from (series, model, inputs), a result file that exists is kept, and result
@@ -23,12 +24,13 @@ from typing import Any, cast
 
 from pydicom import Dataset, dcmread
 from pydicom.filewriter import dcmwrite
-from sqlalchemy import CursorResult, select, update
+from sqlalchemy import CursorResult, or_, select, update
 
 from assistant.analysis.imaging import SeriesGeometry, UnreadableSeries, read_series
 from assistant.analysis.imaging.synthetic import write_demo_series
 from assistant.analysis.inference import predict_series
 from assistant.analysis.model.folder import LoadedModel
+from assistant.analysis.model.shelf import ModelShelf
 from assistant.analysis.writers.context import WriterContext, evidence_headers
 from assistant.analysis.writers.kos import build_kos
 from assistant.analysis.writers.seg import build_seg
@@ -39,6 +41,7 @@ from assistant.db import (
     Instance,
     Job,
     JobState,
+    ModelState,
     ResultKind,
     ResultObject,
     Series,
@@ -49,6 +52,7 @@ from assistant.db import (
 from assistant.delivery.notice import NoticeSubject, build_notice, notice_bytes, read_notice
 from assistant.delivery.outbox import Outbox
 from assistant.findings import Findings
+from assistant.registry import ModelEntry, RegistryError
 from assistant.settings import Settings
 from assistant.storage import InstanceStore
 
@@ -111,6 +115,11 @@ class _JobInput:
     study_uid: str
     series_uid: str
     digest: str
+    model_name: str
+    model_version: str
+    #: Run by a model in shadow: results kept, nothing sent.
+    shadow: bool
+    id: int = 0
 
 
 class Analysis:
@@ -118,13 +127,13 @@ class Analysis:
         self,
         settings: Settings,
         db: Database,
-        model: LoadedModel,
+        models: ModelShelf,
         outbox: Outbox,
         clock: Callable[[], datetime] = utcnow,
     ) -> None:
         self._settings = settings
         self._sessions = db.sessions
-        self._model = model
+        self._models = models
         self._outbox = outbox
         self._write_lock = db.write_lock
         self._clock = clock
@@ -138,12 +147,25 @@ class Analysis:
         job = self._claim(job_id)
         if job is None:
             return
+        try:
+            entry = self._models.entry(job.model_name, job.model_version)
+        except RegistryError as exc:
+            self._finish(job_id, JobState.SKIPPED, reason=str(exc))
+            return
+        if entry.state is ModelState.RETIRED:
+            self._finish(
+                job_id,
+                JobState.SKIPPED,
+                reason=f"model {entry.ref} was retired before the job ran",
+            )
+            return
         started = time.perf_counter()
         try:
+            model = self._models.get(entry)
             series = read_series(
                 self._settings.storage.instances_dir / job.study_uid / job.series_uid
             )
-            prediction = predict_series(self._model, series)
+            prediction = predict_series(model, series)
             seconds = time.perf_counter() - started
             if self._inputs_changed(job):
                 # An instance was replaced or added while the model read the files: what
@@ -155,7 +177,7 @@ class Analysis:
                     reason="its instances changed while it ran; the series is analysed again",
                 )
                 return
-            written = self._write(job, series, prediction)
+            written = self._write(job, series, prediction, model, entry)
         except UnreadableSeries as exc:
             self._finish(job_id, JobState.SKIPPED, reason=f"the model cannot read it: {exc}")
             return
@@ -163,11 +185,17 @@ class Analysis:
             LOGGER.exception("job %d failed", job_id)
             self._finish(job_id, JobState.FAILED, reason=f"{type(exc).__name__}: {exc}")
             return
-        self._record(job_id, prediction, seconds, written)
+        self._record(job, prediction, seconds, written)
         LOGGER.info(
-            "job %d done in %.1f s: %s", job_id, seconds, prediction.summary().splitlines()[0]
+            "job %d (%s%s) done in %.1f s: %s",
+            job_id,
+            entry.ref,
+            ", shadow" if job.shadow else "",
+            seconds,
+            prediction.summary().splitlines()[0],
         )
-        self._outbox.wake()  # its rows are in: the outbox's thread sends them now
+        if not job.shadow:
+            self._outbox.wake()  # its rows are in: the outbox's thread sends them now
 
     def _claim(self, job_id: int) -> _JobInput | None:
         with self._write_lock, self._sessions() as session, session.begin():
@@ -193,6 +221,9 @@ class Analysis:
                 select(
                     Job.series_pk,
                     Job.input_digest,
+                    Job.model_name,
+                    Job.model_version,
+                    Job.shadow,
                     Series.series_instance_uid,
                     Study.study_instance_uid,
                 )
@@ -201,7 +232,14 @@ class Analysis:
                 .where(Job.id == job_id)
             ).one()
         return _JobInput(
-            row.series_pk, row.study_instance_uid, row.series_instance_uid, row.input_digest
+            row.series_pk,
+            row.study_instance_uid,
+            row.series_instance_uid,
+            row.input_digest,
+            row.model_name,
+            row.model_version,
+            row.shadow,
+            job_id,
         )
 
     def _inputs_changed(self, job: _JobInput) -> bool:
@@ -215,17 +253,23 @@ class Analysis:
         return input_digest((row.sop_instance_uid, row.version) for row in rows) != job.digest
 
     def _superseded(self, job: _JobInput, kind: ResultKind) -> ResultObject | None:
-        """The latest result of `kind` for this series by this model from other inputs:
-        what this analysis supersedes."""
-        card = self._model.card
+        """The latest result of `kind` for this series by this model (any of its versions)
+        from other inputs or another version: what this analysis supersedes. Other models'
+        results are theirs; a shadow analysis supersedes only shadow ones (a live one's
+        predecessor is what was sent)."""
         with self._sessions() as session:
             result = session.scalar(
                 select(ResultObject)
                 .join(Job, Job.id == ResultObject.job_pk)
                 .where(
                     Job.series_pk == job.series_pk,
-                    Job.model_name == card.name,
-                    Job.input_digest != job.digest,
+                    Job.model_name == job.model_name,
+                    Job.shadow == job.shadow,
+                    Job.id != job.id,
+                    or_(
+                        Job.input_digest != job.digest,
+                        Job.model_version != job.model_version,
+                    ),
                     Job.state == JobState.DONE,
                     ResultObject.kind == kind,
                 )
@@ -248,35 +292,63 @@ class Analysis:
             LOGGER.warning("cannot read the earlier report %s (%s); not referenced", path, exc)
             return []
 
-    def warm_up(self) -> None:
-        """Run the model and the writers once on a small synthetic series.
+    def warm_up(self) -> list[str]:
+        """Load every live and shadow model and run it and the writers once on a small
+        synthetic series; returns the models warmed ("name:version").
 
         The first study would otherwise pay one-time costs (torch's kernel set-up,
-        highdicom's tables of IODs): over a second on two cores.
+        highdicom's tables of IODs): over a second on two cores. A live model that fails
+        here would fail every job: WarmUpFailed stops the worker. A shadow model that
+        fails is logged and its jobs fail with the reason; the live ones go on.
         """
-        started = time.perf_counter()
-        card = self._model.card
-        try:
-            with tempfile.TemporaryDirectory(prefix="radassist-warm-up-") as scratch:
-                write_demo_series(Path(scratch), count=32)
-                series = read_series(Path(scratch))
-                prediction = predict_series(self._model, series)
-                job = _JobInput(0, "", series.series_instance_uid, "warm-up")
-                headers = evidence_headers(series.slices)
-                self._build(prediction, headers, self._context(job, headers), [])
-        except Exception as exc:  # whatever it is, every job would meet it too
-            LOGGER.exception("warming up the model and writers failed")
-            raise WarmUpFailed(
-                f"model {card.name} {card.version} or the writers fail on a synthetic series "
-                f"({type(exc).__name__}: {exc}); no job would succeed"
-            ) from exc
-        LOGGER.info("model and writers warmed up in %.1f s", time.perf_counter() - started)
+        warmed = []
+        for entry in self._models.registry.active():
+            started = time.perf_counter()
+            try:
+                with tempfile.TemporaryDirectory(prefix="radassist-warm-up-") as scratch:
+                    write_demo_series(Path(scratch), count=32)
+                    series = read_series(Path(scratch))
+                    model = self._models.get(entry)
+                    prediction = predict_series(model, series)
+                    job = _JobInput(
+                        0,
+                        "",
+                        series.series_instance_uid,
+                        "warm-up",
+                        entry.name,
+                        entry.version,
+                        entry.state is ModelState.SHADOW,
+                    )
+                    headers = evidence_headers(series.slices)
+                    self._build(prediction, headers, self._context(job, headers, model, entry), [])
+            except Exception as exc:  # whatever it is, every job would meet it too
+                LOGGER.exception("warming up model %s and the writers failed", entry.ref)
+                if entry.state is ModelState.SHADOW:
+                    continue
+                raise WarmUpFailed(
+                    f"model {entry.ref} or the writers fail on a synthetic series "
+                    f"({type(exc).__name__}: {exc}); no job would succeed"
+                ) from exc
+            warmed.append(entry.ref)
+            LOGGER.info(
+                "model %s (%s) and writers warmed up in %.1f s",
+                entry.ref,
+                entry.state.value,
+                time.perf_counter() - started,
+            )
+        return warmed
 
-    def _context(self, job: _JobInput, headers: Mapping[str, Dataset]) -> WriterContext:
+    def _context(
+        self,
+        job: _JobInput,
+        headers: Mapping[str, Dataset],
+        model: LoadedModel,
+        entry: ModelEntry,
+    ) -> WriterContext:
         """Who writes the job's results, and of which source series (`headers`: the
         evidence headers, the first one naming the series)."""
         first = next(iter(headers.values()))
-        card = self._model.card
+        card = model.card
         return WriterContext(
             identity=ResultIdentity(job.series_uid, card.name, card.version, job.digest),
             weights_sha256=card.weights_sha256,
@@ -284,6 +356,9 @@ class Analysis:
             intended_use=card.intended_use,
             source_series_number=_series_number(first),
             source_series_description=str(first.get("SeriesDescription", "") or ""),
+            model_slot=entry.slot,
+            threshold=card.threshold,
+            model_format=card.format,
         )
 
     def _build(
@@ -302,12 +377,17 @@ class Analysis:
         return [(kind, dataset) for kind, dataset in objects if dataset is not None]
 
     def _write(
-        self, job: _JobInput, series: SeriesGeometry, prediction: Findings
+        self,
+        job: _JobInput,
+        series: SeriesGeometry,
+        prediction: Findings,
+        model: LoadedModel,
+        entry: ModelEntry,
     ) -> list[_Written]:
-        """Write the DICOM objects, then (when the node has notification destinations)
-        the notice that goes with them."""
+        """Write the DICOM objects, then (when the node has notification destinations and
+        the model is not in shadow) the notice that goes with them."""
         headers = evidence_headers(series.slices)  # a multi-frame object once
-        context = self._context(job, headers)
+        context = self._context(job, headers, model, entry)
         written = []
         previous = self._previous_reports(job)
         for kind, dataset in self._build(prediction, headers, context, previous):
@@ -327,7 +407,7 @@ class Analysis:
                     stored.path.relative_to(self._settings.storage.data_dir).as_posix(),
                 )
             )
-        if any(destination.notifies for destination in self._settings.destinations):
+        if not job.shadow and any(d.notifies for d in self._settings.destinations):
             written.append(self._write_notice(job, prediction, context, written))
         return written
 
@@ -401,11 +481,14 @@ class Analysis:
 
     def _record(
         self,
-        job_id: int,
+        job: _JobInput,
         prediction: Findings,
         seconds: float,
         written: list[_Written],
     ) -> None:
+        """Record the results and finish the job in one transaction; a live job's results
+        get their outbox rows in it too, a shadow job's none."""
+        job_id = job.id
         now = self._clock()
         with self._write_lock, self._sessions() as session, session.begin():
             for item in written:
@@ -427,7 +510,8 @@ class Analysis:
                     )
                     session.add(result)
                     session.flush()
-                self._outbox.add(session, result, item.notice)
+                if not job.shadow:
+                    self._outbox.add(session, result, item.notice)
             session.execute(
                 update(Job)
                 .where(Job.id == job_id, Job.state == JobState.RUNNING)

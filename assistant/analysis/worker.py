@@ -8,7 +8,6 @@ from __future__ import annotations
 import logging
 import threading
 
-from assistant.analysis.model.folder import LoadedModel
 from assistant.analysis.pipeline import Analysis
 from assistant.delivery.outbox import Outbox
 from assistant.queue import JobQueue
@@ -24,13 +23,11 @@ class Worker:
 
     def __init__(
         self,
-        model: LoadedModel,
         analysis: Analysis,
         queue: JobQueue,
         outbox: Outbox,
         threads: int = 1,
     ) -> None:
-        self.model = model
         self.analysis = analysis
         self.queue = queue
         self.outbox = outbox
@@ -42,7 +39,7 @@ class Worker:
         self._stop.clear()
         # A model or writer that fails on a synthetic series would fail every job: stop
         # here with the reason (WarmUpFailed) instead of taking jobs only to fail them.
-        self.analysis.warm_up()
+        models = self.analysis.warm_up()
         for job_id in self.analysis.recover():
             self.queue.enqueue(job_id)  # a duplicate message finds the job claimed
         for n in range(self.threads):
@@ -52,11 +49,9 @@ class Worker:
             thread.start()
             self._threads.append(thread)
         self.outbox.start()
-        card = self.model.card
         LOGGER.info(
-            "worker started: model %s %s, %d thread(s), destinations %s",
-            card.name,
-            card.version,
+            "worker started: models %s, %d thread(s), destinations %s",
+            ", ".join(models) or "(none live or in shadow)",
             self.threads,
             ", ".join(self.outbox.destination_names) or "(none)",
         )

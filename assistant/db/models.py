@@ -22,6 +22,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    false,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
@@ -112,6 +113,8 @@ class Series(Base):
     )
     #: How often an instance arrived after the series had been complete.
     reopened_count: Mapped[int] = mapped_column(Integer, default=0)
+    #: Slice Thickness (0018,0050) of its first instance that has one (mm); routes use it.
+    slice_thickness_mm: Mapped[float | None] = mapped_column(Float)
 
     study: Mapped[Study] = relationship(back_populates="series")
     instances: Mapped[list[Instance]] = relationship(back_populates="series")
@@ -251,6 +254,9 @@ class Job(Base):
     summary: Mapped[str] = mapped_column(Text, default="")
     #: The Findings as JSON (assistant.analysis.inference.Findings.to_dict), for the dashboard.
     findings_json: Mapped[str] = mapped_column(Text, default="")
+    #: Run by a model in shadow (decided when the job was made): its results are kept and
+    #: shown, never sent.
+    shadow: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
 
     series: Mapped[Series] = relationship()
     results: Mapped[list[ResultObject]] = relationship(back_populates="job")
@@ -386,3 +392,62 @@ class Feedback(Base):
     created_at: Mapped[datetime] = mapped_column(DateTime)
 
     job: Mapped[Job] = relationship()
+
+
+class ModelState(enum.StrEnum):
+    """What a registered model does: reads series and its results are sent (live), reads
+    them and its results are only kept and compared (shadow), or reads nothing (retired)."""
+
+    LIVE = "live"
+    SHADOW = "shadow"
+    RETIRED = "retired"
+
+
+class RegisteredModel(Base):
+    """A model in the registry: an immutable folder under <data>/models/<name>/<version>/
+    (card + weights, as added), and its state. Never deleted: a job names the model it ran
+    even after the model is retired."""
+
+    __tablename__ = "registered_model"
+    __table_args__ = (UniqueConstraint("name", "version", name="uq_registered_model"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(64))
+    version: Mapped[str] = mapped_column(String(32))
+    state: Mapped[ModelState] = mapped_column(_enum(ModelState, "model_state"))
+    #: All versions of a name share one; it sets their result series' numbers apart from
+    #: other models' (0 for the first name registered: the numbers results always had).
+    slot: Mapped[int] = mapped_column(Integer)
+    #: The folder relative to the data folder.
+    folder: Mapped[str] = mapped_column(String(300))
+    #: "state_dict" (our network's weights) or "torchscript" (a program from elsewhere).
+    format: Mapped[str] = mapped_column(String(16))
+    weights_sha256: Mapped[str] = mapped_column(String(64))
+    #: The model card as added (model.json's text).
+    card_json: Mapped[str] = mapped_column(Text)
+    #: "name:version" of the model it was fine-tuned from, or "".
+    parent: Mapped[str] = mapped_column(String(100), default="")
+    added_at: Mapped[datetime] = mapped_column(DateTime)
+    added_by: Mapped[str] = mapped_column(String(64), default="")
+    state_changed_at: Mapped[datetime] = mapped_column(DateTime)
+    state_changed_by: Mapped[str] = mapped_column(String(64), default="")
+
+
+class ModelRoute(Base):
+    """Which series a model reads: every condition set must hold (empty: any). The route
+    names a model by name; its live version reads and sends, its shadow versions read."""
+
+    __tablename__ = "model_route"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(64), unique=True)
+    model_name: Mapped[str] = mapped_column(String(64))
+    #: JSON lists of strings; patterns are shell-style and case-insensitive.
+    modalities: Mapped[str] = mapped_column(Text, default="[]")
+    series_description_patterns: Mapped[str] = mapped_column(Text, default="[]")
+    body_part_patterns: Mapped[str] = mapped_column(Text, default="[]")
+    calling_ae_titles: Mapped[str] = mapped_column(Text, default="[]")
+    min_slice_thickness_mm: Mapped[float | None] = mapped_column(Float)
+    max_slice_thickness_mm: Mapped[float | None] = mapped_column(Float)
+    created_at: Mapped[datetime] = mapped_column(DateTime)
+    created_by: Mapped[str] = mapped_column(String(64), default="")

@@ -60,6 +60,21 @@ def _integer(header: Dataset, keyword: str) -> int | None:
         return None
 
 
+def slice_thickness(header: Dataset) -> float | None:
+    """Slice Thickness (mm): the image's, or a multi-frame image's shared pixel measures';
+    None where absent or not a positive number (routes then fall back to no condition)."""
+    try:
+        value = header.get("SliceThickness")
+        if value in (None, ""):
+            shared = header.get("SharedFunctionalGroupsSequence")
+            measures = shared[0].get("PixelMeasuresSequence") if shared else None
+            value = measures[0].get("SliceThickness") if measures else None
+        thickness = None if value in (None, "") else float(value)
+    except (TypeError, ValueError, OverflowError, IndexError, AttributeError):
+        return None
+    return thickness if thickness is not None and 0 < thickness < 1000 else None
+
+
 def slice_geometry(header: Dataset) -> tuple[float | None, str]:
     """Position along the slice normal (mm) and the orientation text, where present.
 
@@ -492,6 +507,7 @@ class Ingest:
                 series_number=_integer(header, "SeriesNumber"),
                 series_description=_text(header, "SeriesDescription", 64),
                 body_part_examined=_text(header, "BodyPartExamined", 16),
+                slice_thickness_mm=slice_thickness(header),
                 calling_ae_title=instance.calling_ae_title[:16],
                 instance_count=0,
                 state=SeriesState.RECEIVING,

@@ -106,11 +106,15 @@ def train_model(
     augment: str = "weights",
     acgan_steps: int | None = None,
     init: Path | None = None,
+    name: str | None = None,
+    version: str | None = None,
 ) -> ModelCard:
     """Train on the train split, choose epoch and threshold on val, write the model folder.
 
     With `init`, training starts from that model's weights (fine-tuning, say the
-    bundled model on a site's own series) instead of from random ones.
+    bundled model on a site's own series) instead of from random ones, and the card names
+    it as its parent. `name` and `version` set the card's (the registry takes each pair
+    once).
     """
     if augment not in AUGMENTS:
         raise ValueError(f"augment must be one of {AUGMENTS}, not {augment!r}")
@@ -151,8 +155,9 @@ def train_model(
         threshold = THRESHOLD_RULES[config.threshold_rule](val_set.labels(), val_scores)
     val_metrics = binary_metrics(val_set.labels(), val_scores, threshold)
     card = ModelCard(
-        name="radassist-hyperdense" if kind != "medmnist" else "radassist-medmnist",
-        version=__version__,
+        name=name or ("radassist-hyperdense" if kind != "medmnist" else "radassist-medmnist"),
+        version=version or __version__,
+        parent=read_card(init).ref if init is not None else "",
         description=(
             "CNN-RNN: a 2D CNN per slice, a bidirectional GRU across slices; study, slice and mask heads."
         ),
@@ -206,7 +211,7 @@ def _starting_point(init: Path, train_set: StudyDataset) -> tuple[CnnRnn, dict[s
     ]
     if mismatches:
         raise DatasetSpecError(f"cannot start from {init}: " + "; ".join(mismatches))
-    return loaded.network.train(), {
+    return loaded.require_network().train(), {
         "model": f"{card.name} {card.version}",
         "weights_sha256": card.weights_sha256,
     }
@@ -265,8 +270,9 @@ def evaluate_model(
     of a few hundred studies cannot tell 0.88 from 0.90, and the reader should see that.
     `predictions_csv` gets one row per study, for error analysis or other statistics."""
     loaded = load_model(model_dir)
+    network = loaded.require_network()  # a TorchScript model is evaluated by the node only
     dataset = parse_spec(spec, split)
-    scores, slice_scores = score(loaded.network, dataset)
+    scores, slice_scores = score(network, dataset)
     labels = dataset.labels()
     threshold = loaded.card.threshold
     metrics: dict[str, object] = dict(binary_metrics(labels, scores, threshold).to_dict())
@@ -282,8 +288,8 @@ def evaluate_model(
         if study.slice_labels is not None and len(slice_scores[index]) == len(study.slice_labels):
             slice_truth.append(study.slice_labels)
             slice_pred.append(slice_scores[index])
-        if study.masks is not None and loaded.network.mask_decoder is not None and study.label:
-            predicted = _predicted_masks(loaded.network, study.slices, study.masks.shape[-1])
+        if study.masks is not None and network.mask_decoder is not None and study.label:
+            predicted = _predicted_masks(network, study.slices, study.masks.shape[-1])
             dices.append(dice(predicted, study.masks))
             jaccards.append(jaccard(predicted, study.masks))
     if slice_truth:

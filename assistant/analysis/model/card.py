@@ -5,7 +5,9 @@ Stored as ``model.json`` beside the weights; tools read it, people read it too.
 
 from __future__ import annotations
 
+import hashlib
 import json
+import re
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -14,6 +16,21 @@ from assistant.analysis.imaging import DEFAULT_WINDOWS, INPUT_MASKS, Window
 
 CARD_FILE = "model.json"
 WEIGHTS_FILE = "weights.pt"
+#: The two kinds of weights a model folder may hold: our network's state dict (read with
+#: ``weights_only=True``), or a TorchScript program made elsewhere under the contract of
+#: assistant/analysis/model/torchscript.py.
+FORMATS = ("state_dict", "torchscript")
+#: What every card must say; a card without one of them is refused, naming it.
+REQUIRED_FIELDS = (
+    "name",
+    "version",
+    "classes",
+    "image_size",
+    "windows",
+    "threshold",
+    "weights_file",
+    "weights_sha256",
+)
 NOT_FOR_CLINICAL_USE = "Not for clinical use. Research and demonstration only."
 
 
@@ -36,6 +53,21 @@ class NetworkSpec:
         data = dict(values)
         data["widths"] = tuple(data["widths"])  # type: ignore[arg-type]
         return cls(**data)  # type: ignore[arg-type]
+
+
+#: A model's name and version become folder names in the registry: letters, digits and
+#: ". _ - +" only, and not starting with a dot.
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
+_VERSION = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+-]{0,31}")
+
+
+def sha256_of(path: Path) -> str:
+    """The sha256 of a file, read in 1 MB blocks (weights are checked against the card's)."""
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 class ModelCardError(ValueError):
@@ -66,6 +98,26 @@ class ModelCard:
     clinical_use: bool = False
     intended_use: str = NOT_FOR_CLINICAL_USE
     pytorch_version: str = ""
+    #: "state_dict" or "torchscript" (FORMATS).
+    format: str = "state_dict"
+    #: "name:version" of the model this one was fine-tuned from, or "".
+    parent: str = ""
+
+    def __post_init__(self) -> None:
+        # Name and version become folder names in the registry.
+        if not _NAME.fullmatch(str(self.name)):
+            raise ModelCardError(
+                f"model name {self.name!r}: up to 64 letters, digits, '.', '_' or '-'"
+            )
+        if not _VERSION.fullmatch(str(self.version)):
+            raise ModelCardError(
+                f"model version {self.version!r}: up to 32 letters, digits, '.', '_', '-' or '+'"
+            )
+
+    @property
+    def ref(self) -> str:
+        """ "name:version", as the registry and the command line write a model."""
+        return f"{self.name}:{self.version}"
 
     def to_json(self) -> str:
         data = asdict(self)
@@ -78,13 +130,27 @@ class ModelCard:
     def from_json(cls, text: str) -> ModelCard:
         try:
             data = json.loads(text)
-            data["network"] = NetworkSpec.from_dict(data["network"])
+            if not isinstance(data, dict):
+                raise ValueError("it is not a JSON object")
+            missing = [name for name in REQUIRED_FIELDS if name not in data]
+            if missing:
+                raise ValueError(f"missing field(s) {', '.join(missing)}")
+            if data.get("format", "state_dict") not in FORMATS:
+                raise ValueError(f"format must be one of {FORMATS}")
+            if data.get("format", "state_dict") == "state_dict" and "network" not in data:
+                raise ValueError("missing field network (a state_dict model needs it)")
+            data["network"] = NetworkSpec.from_dict(data.get("network") or NetworkSpec().to_dict())
             data["windows"] = tuple(Window(**w) for w in data.get("windows", []))
             data["classes"] = tuple(data["classes"])
             if data.get("input_mask", "") not in INPUT_MASKS:
                 raise ValueError(f"input_mask must be one of {INPUT_MASKS}")
+            for name in ("name", "version", "weights_file", "weights_sha256"):
+                if not isinstance(data[name], str) or not data[name].strip():
+                    raise ValueError(f"{name} must be a non-empty text")
+            if "/" in data["weights_file"] or data["weights_file"].startswith("."):
+                raise ValueError("weights_file must be a file name in the model folder")
             return cls(**data)
-        except (KeyError, TypeError, ValueError) as exc:
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
             raise ModelCardError(f"model card is not valid: {exc}") from exc
 
     def with_updates(self, **changes: Any) -> ModelCard:

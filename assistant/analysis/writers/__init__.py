@@ -14,10 +14,20 @@ _KIND_DIGIT = {"sr": 1, "kos": 2, "seg": 3}
 MODALITIES = {"sr": "SR", "kos": "KO", "seg": "SEG"}
 
 
-def result_series_number(kind: str, source_series_number: int | None) -> int:
+def result_series_number(kind: str, source_series_number: int | None, model_slot: int = 0) -> int:
     """Our result series' number: 99, the source series' number, a digit for the kind
     (series 2 gives SR 9921, KOS 9922, SEG 9923; series 14 gives 99141…). Each analysed
-    series of a study gets its own, sorting after the acquired ones."""
-    if source_series_number is None:
-        return SERIES_NUMBERS[kind]
-    return int(f"99{abs(source_series_number)}{_KIND_DIGIT[kind]}")
+    series of a study gets its own, sorting after the acquired ones.
+
+    Another model's results on the same series (registry slot k ≥ 1, shared by all
+    versions of a model name) start with 8 and k in two digits instead of 99: slot 1 on
+    series 2 gives SR 80121; without a source number, 8kk00 and the kind digit. The
+    prefixes never meet, and within one the kind digit ends the number, so no two
+    (model, series, kind) share a number."""
+    digit = _KIND_DIGIT[kind]
+    if model_slot <= 0:
+        if source_series_number is None:
+            return SERIES_NUMBERS[kind]
+        return int(f"99{abs(source_series_number)}{digit}")
+    source = "00" if source_series_number is None else str(abs(source_series_number))
+    return int(f"8{model_slot % 100:02d}{source}{digit}")

@@ -34,6 +34,13 @@ class WriterContext:
     #: The series analysed: its number (None when it has none) and description.
     source_series_number: int | None = None
     source_series_description: str = ""
+    #: The model's registry slot: sets its result series' numbers apart from other
+    #: models' on the same series (result_series_number).
+    model_slot: int = 0
+    #: The study threshold of the model card (an algorithm parameter of the SR).
+    threshold: float | None = None
+    #: "state_dict" or "torchscript" (how the model was run).
+    model_format: str = "state_dict"
 
     @property
     def model_name(self) -> str:
@@ -48,22 +55,22 @@ class WriterContext:
         return f"radassist {__version__}"
 
     def series_number(self, kind: str) -> int:
-        return result_series_number(kind, self.source_series_number)
+        return result_series_number(kind, self.source_series_number, self.model_slot)
 
     def series_description(self, what: str) -> str:
-        """What the object is, of which series, and the use warning, in 64 characters:
-        "AI report S2 HEAD SYNTHETIC PHANTOM NOT FOR CLINICAL USE". The source is cut
-        short first; the model is named when there is room (it is also the SR's
-        algorithm, and every object's Manufacturer's Model Name)."""
+        """What the object is, by which model, of which series, and the use warning, in
+        64 characters: "AI report radassist-hyperdense S2 HEAD ROU NOT FOR CLINICAL USE".
+        Several models may report on one series, so the model's name stays; the source's
+        description is cut short first, then the model's name."""
         suffix = "" if self.clinical_use else f" {NOT_FOR_CLINICAL_USE}"
         number = "" if self.source_series_number is None else f"S{self.source_series_number}"
-        source = " ".join(p for p in (number, self.source_series_description.strip()) if p)
         head = f"AI {what}"
-        with_model = f"{head} {self.model_name} {source}".rstrip()
-        if len(with_model) + len(suffix) <= 64:
-            return with_model + suffix
-        room = 64 - len(head) - len(suffix) - 1
-        return f"{head} {source[:room]}".rstrip() + suffix
+        model = self.model_name[: max(64 - len(head) - len(suffix) - len(number) - 2, 8)]
+        fixed = " ".join(p for p in (head, model, number) if p)
+        room = 64 - len(fixed) - len(suffix) - 1
+        source = self.source_series_description.strip()[: max(room, 0)].rstrip()
+        text = f"{fixed} {source}".rstrip() if source else fixed
+        return (text + suffix)[:64]
 
     def use_statement(self) -> str:
         if self.clinical_use:
@@ -73,11 +80,22 @@ class WriterContext:
             f"{self.model_version}; research and demonstration only."
         )
 
+    def algorithm_parameters(self) -> list[str]:
+        """What, beside name and version, makes the exact model (TID 4019's Algorithm
+        Parameters): the weights' hash, the study threshold and the format."""
+        parameters = []
+        if self.weights_sha256:
+            parameters.append(f"weights sha256 {self.weights_sha256}")
+        if self.threshold is not None:
+            parameters.append(f"study threshold {self.threshold:g}")
+        parameters.append(f"format {self.model_format}")
+        return parameters
+
     def algorithm(self) -> hd.sr.AlgorithmIdentification:
         return hd.sr.AlgorithmIdentification(
             name=self.model_name,
             version=self.model_version,
-            parameters=[f"weights sha256 {self.weights_sha256}"] if self.weights_sha256 else None,
+            parameters=self.algorithm_parameters(),
         )
 
     def segmentation_algorithm(self) -> hd.AlgorithmIdentificationSequence:
@@ -86,6 +104,8 @@ class WriterContext:
             family=concepts.ALGORITHM_FAMILY,
             version=self.model_version,
             source=MANUFACTURER,
+            parameters={"weights sha256": self.weights_sha256 or "unknown"}
+            | ({"study threshold": f"{self.threshold:g}"} if self.threshold is not None else {}),
         )
 
     def device_observer(self) -> hd.sr.ObserverContext:

@@ -167,7 +167,9 @@ def _shift_owner(lesions: Sequence[Lesion], prediction: Findings) -> int | None:
 def _study_evaluations(prediction: Findings, context: WriterContext) -> hd.sr.ContainerContentItem:
     """TID 1500's Qualitative Evaluations of the whole report: the finding present or
     absent (so a negative study says so explicitly), the impression line, the study
-    probability against the threshold, the reading notes and the use statement.
+    probability against the threshold, the reading notes, the use statement, and the
+    algorithm (TID 4019: name, version, parameters) so that a negative report, which has
+    no measurement group to carry it, still names the exact model.
 
     Not a measurement group: a group without an image region is valid TID 1501, but
     viewers that draw measurement groups (OHIF) expect every group to have one."""
@@ -197,6 +199,7 @@ def _study_evaluations(prediction: Findings, context: WriterContext) -> hd.sr.Co
             hd.sr.TextContentItem(
                 name=concepts.COMMENT, value=context.use_statement(), relationship_type=contains
             ),
+            *context.algorithm(),
         ]
     )
     return container

@@ -42,7 +42,7 @@ class _NoCookieForMachines(SecureCookieSessionInterface):
 def create_app(settings: Settings, db: Database, stow: StowIntake | None = None) -> Flask:
     """The web app over a migrated database (the caller owns it). With `stow`,
     it also receives instances by STOW-RS."""
-    from web import api, auth, dashboard, dicomweb, ops, reading, users_admin, viewer
+    from web import api, auth, dashboard, dicomweb, models, ops, reading, users_admin, viewer
 
     app = Flask(__name__)
     app.config.update(
@@ -117,6 +117,7 @@ def create_app(settings: Settings, db: Database, stow: StowIntake | None = None)
     app.register_blueprint(dicomweb.blueprint, url_prefix="/dicomweb")
     app.register_blueprint(viewer.blueprint)
     app.register_blueprint(users_admin.blueprint)
+    app.register_blueprint(models.blueprint)
     app.jinja_env.globals["node_ae_title"] = settings.node.ae_title
     app.add_template_filter(dicom_date)
     app.add_template_filter(percent)

@@ -59,6 +59,10 @@ def add_feedback(
         ).scalar_one_or_none()
         if job is None or job.state is not JobState.DONE:
             raise NotFound("no finished analysis with that id in this study")
+        if job.shadow:
+            # Readers judge what was sent; a shadow model is judged against their verdicts
+            # on the live one (assistant/registry/compare.py).
+            raise ActionError("a shadow model's analysis takes no feedback: judge the live one")
         try:
             findings = Findings.from_dict(json.loads(job.findings_json or "null") or {})
         except ValueError:  # FindingsError or bad JSON: the record, not the user, is wrong

@@ -21,8 +21,16 @@ from sqlalchemy import select
 from werkzeug.exceptions import HTTPException, MethodNotAllowed
 
 from assistant.db import Job, Series
+from assistant.registry import Registry, Routes
 from web.actions import MAX_COMMENT, ActionError, NotFound, add_feedback
-from web.api_json import analysis_json, feedback_json, job_json, study_json
+from web.api_json import (
+    analysis_json,
+    feedback_json,
+    job_json,
+    model_json,
+    route_json,
+    study_json,
+)
 from web.auth import MACHINE_PATHS, record
 from web.context import context
 from web.openapi import FEEDBACK_VERDICTS, JOB_STATES, LIMIT_MAX, PER_PAGE_MAX, openapi_document
@@ -36,6 +44,7 @@ from web.studies import (
     get_study,
     job_details,
     list_studies,
+    model_weights,
 )
 
 blueprint = Blueprint("api", __name__)
@@ -334,11 +343,32 @@ def jobs() -> Any:
     with context().sessions() as session:
         rows = session.execute(query).all()
         delivery = delivery_summaries(session, [job.id for job, _ in rows])
+        weights = model_weights(session)
     record("job_list", detail=f"api; {len(rows)} job(s)", coalesce=True)
     return jsonify(
         {
             "jobs": [
-                job_json(job, series_uid, delivery.get(job.id, "none")) for job, series_uid in rows
+                job_json(
+                    job,
+                    series_uid,
+                    delivery.get(job.id, "none"),
+                    weights.get((job.model_name, job.model_version), ""),
+                )
+                for job, series_uid in rows
             ]
+        }
+    )
+
+
+@blueprint.route("/models")
+@login_required
+def models() -> Any:
+    """The model registry (every version, each with its state) and the routes."""
+    ctx = context()
+    registry = Registry(ctx.db, ctx.settings.storage.data_dir)
+    return jsonify(
+        {
+            "models": [model_json(entry) for entry in registry.models()],
+            "routes": [route_json(route) for route in Routes(ctx.db).all()],
         }
     )

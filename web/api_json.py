@@ -8,11 +8,13 @@ keeps 0-based positions; they are translated here and never shown as they are.""
 
 from __future__ import annotations
 
+import json
 from datetime import datetime
 from typing import Any
 
 from assistant.db import Job, JobState
 from assistant.findings import Findings, Lesion
+from assistant.registry import ModelEntry, Route
 from web.reading import Reading, reading_of
 from web.studies import DeliveryView, JobDetail, ResultView, SeriesView, StudyView
 
@@ -82,6 +84,8 @@ def analysis_json(job: JobDetail) -> dict[str, Any]:
         "series_number": job.series_number,
         "series_description": job.series_description,
         "model": job.model,
+        "shadow": job.shadow,
+        "weights_sha256": job.weights_sha256 or None,
         "state": job.state,
         "reason": job.reason,
         "delivery": job.delivery,
@@ -180,8 +184,11 @@ def feedback_json(job: JobDetail) -> list[dict[str, Any]]:
     ]
 
 
-def job_json(job: Job, series_instance_uid: str, delivery: str) -> dict[str, Any]:
-    """A row of the job list: its state, and, once done, where its results went."""
+def job_json(
+    job: Job, series_instance_uid: str, delivery: str, weights_sha256: str = ""
+) -> dict[str, Any]:
+    """A row of the job list: its state, and, once done, where its results went.
+    `weights_sha256`: the registry's for the job's model ("": the findings record's)."""
     return {
         "id": job.id,
         "series_instance_uid": series_instance_uid,
@@ -189,6 +196,8 @@ def job_json(job: Job, series_instance_uid: str, delivery: str) -> dict[str, Any
         "reason": job.reason,
         "delivery": delivery,
         "model": f"{job.model_name} {job.model_version}",
+        "shadow": job.shadow,
+        "weights_sha256": weights_sha256 or _recorded_weights(job.findings_json) or None,
         "attempts": job.attempts,
         "created_at": iso(job.created_at),
         "started_at": iso(job.started_at),
@@ -198,3 +207,23 @@ def job_json(job: Job, series_instance_uid: str, delivery: str) -> dict[str, Any
         "probability": job.study_probability,
         **reading_json(reading_of(job.findings_json) if job.state is JobState.DONE else None),
     }
+
+
+def _recorded_weights(record: str) -> str:
+    """The weights' sha256 a findings record names ("" where it names none)."""
+    try:
+        model = json.loads(record).get("model") if record else None
+    except (ValueError, AttributeError):
+        return ""
+    return str(model.get("weights_sha256") or "") if isinstance(model, dict) else ""
+
+
+def model_json(entry: ModelEntry) -> dict[str, Any]:
+    """A registered model as the registry prints it, less its folder (a path on the
+    node's disk is no business of the API's)."""
+    return {key: value for key, value in entry.to_dict().items() if key != "folder"}
+
+
+def route_json(route: Route) -> dict[str, Any]:
+    """A route, and its conditions in one line."""
+    return {**route.to_dict(), "conditions": route.describe()}

@@ -7,11 +7,20 @@ import fnmatch
 from collections import defaultdict
 from dataclasses import dataclass
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from assistant.analysis.writers import MODALITIES, result_series_number
-from assistant.db import Instance, Job, Patient, ResultKind, ResultObject, Series, Study
+from assistant.db import (
+    Instance,
+    Job,
+    Patient,
+    RegisteredModel,
+    ResultKind,
+    ResultObject,
+    Series,
+    Study,
+)
 
 
 @dataclass(frozen=True)
@@ -115,26 +124,36 @@ def series_of(session: Session, study_uid: str | None = None) -> dict[str, list[
                 series.instance_count,
             )
         )
+    slots = (
+        select(RegisteredModel.name, func.min(RegisteredModel.slot).label("slot"))
+        .group_by(RegisteredModel.name)
+        .subquery()
+    )
     results = (
-        select(ResultObject, Series.series_number)
+        select(ResultObject, Series.series_number, slots.c.slot)
         .join(Job, Job.id == ResultObject.job_pk)
         .join(Series, Series.id == Job.series_pk)
+        .outerjoin(slots, slots.c.name == Job.model_name)
         .where(ResultObject.kind != ResultKind.NOTICE)  # a notification is not DICOM
+        # A shadow model's results are kept for comparison, not shown as results.
+        .where(Job.shadow.is_(False))
     )
     if study_uid:
         results = results.where(ResultObject.study_instance_uid == study_uid)
-    counted: dict[tuple[str, str], tuple[ResultKind, int | None, int]] = {}
-    for result, source_number in session.execute(results):
+    counted: dict[tuple[str, str], tuple[ResultKind, int | None, int, int]] = {}
+    for result, source_number, slot in session.execute(results):
         key = (result.study_instance_uid, result.series_instance_uid)
-        kind, number, count = counted.get(key, (result.kind, source_number, 0))
-        counted[key] = (kind, number, count + 1)
-    for (study, series_uid), (kind, source_number, count) in counted.items():
+        kind, number, model_slot, count = counted.get(
+            key, (result.kind, source_number, slot or 0, 0)
+        )
+        counted[key] = (kind, number, model_slot, count + 1)
+    for (study, series_uid), (kind, source_number, model_slot, count) in counted.items():
         out[study].append(
             HeldSeries(
                 study,
                 series_uid,
                 MODALITIES[kind.value],
-                result_series_number(kind.value, source_number),
+                result_series_number(kind.value, source_number, model_slot),
                 "radassist result",
                 count,
             )
@@ -152,8 +171,14 @@ def instances(
         .join(Study, Study.id == Series.study_pk)
         .where(Study.study_instance_uid == study_uid)
     )
-    ours = select(ResultObject).where(
-        ResultObject.study_instance_uid == study_uid, ResultObject.kind != ResultKind.NOTICE
+    ours = (
+        select(ResultObject)
+        .join(Job, Job.id == ResultObject.job_pk)
+        .where(
+            ResultObject.study_instance_uid == study_uid,
+            ResultObject.kind != ResultKind.NOTICE,
+            Job.shadow.is_(False),
+        )
     )
     if series_uid:
         received = received.where(Series.series_instance_uid == series_uid)

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from assistant.db import DeliveryState, FeedbackVerdict, JobState, ResultKind
+from assistant.db import DeliveryState, FeedbackVerdict, JobState, ModelState, ResultKind
 from assistant.delivery.notice import NOTICE_SCHEMA
 from assistant.findings.place import COMPARTMENTS, REGIONS, RELATIONS, SEVERITIES, SHAPES, SIDES
 from web.studies import DELIVERY_SUMMARIES, STATUSES, VERDICTS
@@ -19,7 +19,7 @@ JOB_STATES = tuple(s.value for s in JobState)
 FEEDBACK_VERDICTS = tuple(v.value for v in FeedbackVerdict)
 
 _DESCRIPTION = """\
-Studies, findings, feedback and jobs of the radassist AI node. Log in with a session
+Studies, findings, feedback, jobs and models of the radassist AI node. Log in with a session
 cookie (writes then need an X-CSRFToken header) or HTTP Basic.
 
 **Errors.** Every answer other than success, under /api/v1, has the `Error` body: what
@@ -44,6 +44,12 @@ they went is its `delivery`: `pending` (not yet tried, or being sent), `failing`
 attempt failed; the next is due at `next_attempt_at`), `failed` (given up: the series
 status is then `failed`, "delivery failed"), `sent` (every object acknowledged by every
 destination: the series status is `delivered`), or `none` (nothing to deliver).
+
+**Models.** Several models may read one series: each analysis names its model, the
+weights' sha256 and whether the model was in `shadow` when the job was made. A shadow
+analysis is kept and shown, never sent, and never makes a study's or series' verdict or
+delivery (those come from the latest analysis by a model not in shadow; a series that
+only models in shadow read takes only its status from theirs).
 """
 
 
@@ -141,7 +147,8 @@ def _paths() -> dict[str, Any]:
         },
         "/studies/{study_uid}/findings": {
             "get": _operation(
-                "The latest analysis of each series of a study",
+                "The latest analysis of each model of each series of a study (models in "
+                "shadow last, marked `shadow`)",
                 "Findings",
                 [_STUDY_UID],
                 errors=("404",),
@@ -166,6 +173,11 @@ def _paths() -> dict[str, Any]:
         "/jobs": {
             "get": _operation(
                 "Analysis jobs, newest first", "JobList", job_filters, errors=("400",)
+            )
+        },
+        "/models": {
+            "get": _operation(
+                "The model registry (every version with its state) and the routes", "ModelList"
             )
         },
         "/openapi.json": {
@@ -211,6 +223,20 @@ _FRAME_NUMBER = {
     "minimum": 1,
     "description": "its frame (from 1) when the slice is a frame of a multi-frame object, "
     "else null",
+}
+
+
+_MODEL_OF_JOB = {
+    "shadow": {
+        "type": "boolean",
+        "description": "run by a model in shadow: its results are kept and shown, never "
+        "sent, and never make a study's verdict or delivery",
+    },
+    "weights_sha256": {
+        "type": ["string", "null"],
+        "description": "the sha256 of the model's weights (the registry's, else the "
+        "findings record's); null where neither says",
+    },
 }
 
 
@@ -461,6 +487,7 @@ def _analysis_schemas() -> dict[str, Any]:
             "series_number": _nullable(_INTEGER),
             "series_description": _STRING,
             "model": {**_STRING, "description": "name and version"},
+            **_MODEL_OF_JOB,
             "state": {"type": "string", "enum": list(JOB_STATES)},
             "reason": {**_STRING, "description": "why it was skipped or failed"},
             "delivery": {
@@ -520,6 +547,7 @@ def _other_schemas() -> dict[str, Any]:
             "reason": _STRING,
             "delivery": {"type": "string", "enum": list(DELIVERY_SUMMARIES)},
             "model": _STRING,
+            **_MODEL_OF_JOB,
             "attempts": _INTEGER,
             "created_at": _TIME,
             "started_at": _nullable(_TIME),
@@ -572,6 +600,77 @@ def _other_schemas() -> dict[str, Any]:
     }
 
 
+def _model_schemas() -> dict[str, Any]:
+    """The registry's entries (`radassist model list --json`, less the folder) and the
+    routes (`radassist route list`)."""
+    window = _object(
+        {"name": _STRING, "center": {"type": "number"}, "width": {"type": "number"}},
+        "A CT window (HU) the model reads as one input channel",
+    )
+    model = _object(
+        {
+            "name": _STRING,
+            "version": _STRING,
+            "state": {
+                "type": "string",
+                "enum": [s.value for s in ModelState],
+                "description": "live: reads and its results are sent; shadow: reads, its "
+                "results are kept and compared, never sent; retired: reads nothing",
+            },
+            "format": {**_STRING, "description": "state_dict or torchscript"},
+            "weights_sha256": _STRING,
+            "parent": {**_STRING, "description": "name:version it was fine-tuned from, or ''"},
+            "classes": {"type": ["array", "null"], "items": _STRING},
+            "input": _object(
+                {
+                    "image_size": {"type": ["integer", "null"]},
+                    "windows": {"type": ["array", "null"], "items": window},
+                    "input_mask": _STRING,
+                }
+            ),
+            "threshold": {
+                "type": ["number", "null"],
+                "description": "study probability at or above which a study is positive",
+            },
+            "training": {"type": "object", "description": "the card's training facts"},
+            "metrics": {"type": "object", "description": "the card's metrics, by split"},
+            "clinical_use": {"type": "boolean"},
+            "added_at": _TIME,
+            "added_by": _STRING,
+            "state_changed_at": _TIME,
+            "state_changed_by": _STRING,
+        }
+    )
+    texts = {"type": "array", "items": _STRING}
+    route = _object(
+        {
+            "name": _STRING,
+            "model": {**_STRING, "description": "the model name it sends series to"},
+            "modalities": texts,
+            "series_description_patterns": {
+                **texts,
+                "description": "shell-style, case-insensitive",
+            },
+            "body_part_patterns": {**texts, "description": "shell-style, case-insensitive"},
+            "calling_ae_titles": texts,
+            "min_slice_thickness_mm": {"type": ["number", "null"]},
+            "max_slice_thickness_mm": {"type": ["number", "null"]},
+            "conditions": {**_STRING, "description": "the conditions in one line"},
+        },
+        "Series that meet every condition set go to the model's live and shadow versions",
+    )
+    return {
+        "Model": model,
+        "Route": route,
+        "ModelList": _object(
+            {
+                "models": {"type": "array", "items": _ref("schemas", "Model")},
+                "routes": {"type": "array", "items": _ref("schemas", "Route")},
+            }
+        ),
+    }
+
+
 def _notification_schema() -> dict[str, Any]:
     """The document webhook destinations are POSTed (assistant/delivery/notice.py; also
     docs/notification.schema.json): not served by this API, described here for the
@@ -607,6 +706,7 @@ def openapi_document() -> dict[str, Any]:
                 **_study_schemas(),
                 **_analysis_schemas(),
                 **_other_schemas(),
+                **_model_schemas(),
                 "Notification": _notification_schema(),
             },
         },

@@ -63,7 +63,8 @@ def page_number(args: Any) -> int:
 
 
 def study_and_jobs(study_uid: str) -> tuple[StudyView, list[JobDetail]]:
-    """A study and the latest analysis of each of its series; 404 if it is not here."""
+    """A study and the latest analysis of each model of each of its series; 404 if it
+    is not here."""
     with context().sessions() as session:
         study = get_study(session, study_uid)
         if study is None:
@@ -181,6 +182,7 @@ def new_positives(session: Session, since: ChangeToken, now: datetime) -> list[S
             Job.id >= first_job,
             Job.state == JobState.DONE,
             Job.positive.is_(True),
+            Job.shadow.is_(False),  # a model in shadow never announces a study
             Job.finished_at > after,
         )
         .group_by(Study.study_instance_uid)

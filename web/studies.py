@@ -11,8 +11,8 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from functools import cached_property
 
-from sqlalchemy import Select, func, or_, select
-from sqlalchemy.orm import Session
+from sqlalchemy import Select, Subquery, func, or_, select
+from sqlalchemy.orm import Session, aliased
 
 from assistant.db import (
     Delivery,
@@ -23,6 +23,7 @@ from assistant.db import (
     Job,
     JobState,
     Patient,
+    RegisteredModel,
     ResultObject,
     Series,
     SeriesState,
@@ -238,19 +239,33 @@ def _study_query(flt: StudyFilter) -> Select:
     return query
 
 
-def _series_views(session: Session, study_pks: Select) -> dict[int, list[SeriesView]]:
-    """Every series of the selected studies with its latest job and delivery outcome."""
-    latest = (
+def _latest_jobs(study_pks: Select, shadow: bool) -> Subquery:
+    """(series_pk, job_id) of the latest job of each series of the selected studies, of
+    the models in shadow or of the others."""
+    return (
         select(Job.series_pk, func.max(Job.id).label("job_id"))
         .join(Series, Series.id == Job.series_pk)
-        .where(Series.study_pk.in_(study_pks))
+        .where(Series.study_pk.in_(study_pks), Job.shadow.is_(shadow))
         .group_by(Job.series_pk)
         .subquery()
     )
+
+
+def _series_views(session: Session, study_pks: Select) -> dict[int, list[SeriesView]]:
+    """Every series of the selected studies with its latest job and delivery outcome.
+
+    Only the jobs of models not in shadow make a series' verdict and delivery: a shadow
+    job never changes what the worklist says. A series that only models in shadow read
+    takes its status (not its verdict) from the latest of theirs."""
+    latest = _latest_jobs(study_pks, shadow=False)
+    latest_shadow = _latest_jobs(study_pks, shadow=True)
+    shadow_jobs = aliased(Job)
     rows = session.execute(
-        select(Series, Job)
+        select(Series, Job, shadow_jobs)
         .outerjoin(latest, latest.c.series_pk == Series.id)
         .outerjoin(Job, Job.id == latest.c.job_id)
+        .outerjoin(latest_shadow, latest_shadow.c.series_pk == Series.id)
+        .outerjoin(shadow_jobs, shadow_jobs.id == latest_shadow.c.job_id)
         .where(Series.study_pk.in_(study_pks))
         .order_by(Series.series_number, Series.id)
     ).all()
@@ -265,9 +280,11 @@ def _series_views(session: Session, study_pks: Select) -> dict[int, list[SeriesV
         changes[series_pk][action] = count
     now = utcnow()
     out: dict[int, list[SeriesView]] = defaultdict(list)
-    for series, job in rows:
+    for series, job, shadow_job in rows:
         delivery = deliveries.get(job.id, "none") if job else "none"
         status, reason = _series_status(series, job, delivery, now)
+        if job is None and shadow_job is not None and series.state is SeriesState.COMPLETE:
+            status, reason = _shadow_only_status(series, shadow_job, now)
         out[series.study_pk].append(
             SeriesView(
                 pk=series.id,
@@ -341,6 +358,15 @@ def _series_status(
     if delivery == "sent":
         return "delivered", summary
     return "done", summary
+
+
+def _shadow_only_status(series: Series, job: Job, now: datetime) -> tuple[str, str]:
+    """The status of a series that only models in shadow read: where their job is,
+    never what it found (nothing of it is sent)."""
+    status, reason = _series_status(series, job, "none", now)
+    if status == "done":
+        return status, "read only by a model in shadow: nothing sent"
+    return status, f"model in shadow: {reason}" if reason else reason
 
 
 def _study_view(study: Study, patient: Patient, series: list[SeriesView]) -> StudyView:
@@ -456,6 +482,13 @@ class JobDetail:
     finished_at: datetime | None
     results: tuple[ResultView, ...]
     feedback: tuple[FeedbackView, ...]
+    model_name: str = ""
+    model_version: str = ""
+    #: Run by a model in shadow: its results are kept and shown, never sent.
+    shadow: bool = False
+    #: The sha256 of the model's weights (the registry's, else its findings record's);
+    #: "" where neither says.
+    weights_sha256: str = ""
 
     @property
     def delivery(self) -> str:
@@ -491,15 +524,25 @@ class JobDetail:
 
 
 def job_details(session: Session, study: StudyView) -> list[JobDetail]:
-    """The latest job of each series of a study, newest series first."""
-    ids = [s.job_id for s in study.series if s.job_id is not None]
+    """The latest job of each model of each series of a study (per series, model name
+    and shadow or not): those of models not in shadow first, then those in shadow, each
+    group in the order they were made."""
+    ids = list(
+        session.scalars(
+            select(func.max(Job.id))
+            .join(Series, Series.id == Job.series_pk)
+            .where(Series.study_pk == study.pk)
+            .group_by(Job.series_pk, Job.model_name, Job.shadow)
+        )
+    )
     if not ids:
         return []
+    weights = model_weights(session)
     jobs = session.execute(
         select(Job, Series.series_instance_uid, Series.series_number, Series.series_description)
         .join(Series)
         .where(Job.id.in_(ids))
-        .order_by(Job.id)
+        .order_by(Job.shadow, Job.id)
     ).all()
     results: dict[int, list[ResultView]] = defaultdict(list)
     objects = session.scalars(
@@ -558,9 +601,25 @@ def job_details(session: Session, study: StudyView) -> list[JobDetail]:
                 finished_at=job.finished_at,
                 results=tuple(results[job.id]),
                 feedback=tuple(feedback[job.id]),
+                model_name=job.model_name,
+                model_version=job.model_version,
+                shadow=job.shadow,
+                weights_sha256=weights.get((job.model_name, job.model_version))
+                or (findings.model.weights_sha256 if findings is not None else ""),
             )
         )
     return details
+
+
+def model_weights(session: Session) -> dict[tuple[str, str], str]:
+    """The weights' sha256 of every registered model, by (name, version): what a job
+    names its model by. The registry is small (a few models), so it is read whole."""
+    return {
+        (name, version): sha256
+        for name, version, sha256 in session.execute(
+            select(RegisteredModel.name, RegisteredModel.version, RegisteredModel.weights_sha256)
+        )
+    }
 
 
 def read_findings(record: str) -> Findings | None:

@@ -111,10 +111,11 @@ def build_intake(
 def register_first_model(settings: Settings, db: Database) -> Registry:
     """The node's registry; on first start (an empty registry), `model.path` (the bundled
     model by default) is added to it, live. Its card and weights' sha256 are checked; the
-    worker's warm-up runs it. Another process adding it at the same moment is fine."""
+    worker's warm-up runs it. Another process adding it at the same moment is fine. A
+    route to a model the registry lacks, or has none live or in shadow of, is logged."""
     from assistant.analysis.model.registering import add_model
     from assistant.db import ModelState
-    from assistant.registry import Registry, RegistryError
+    from assistant.registry import Registry, RegistryError, Routes
 
     registry = Registry(db, settings.storage.data_dir)
     if registry.is_empty():
@@ -141,6 +142,21 @@ def register_first_model(settings: Settings, db: Database) -> Registry:
                 "which models run; add it with `radassist model add %s`",
                 card.ref,
                 settings.model.folder,
+            )
+    names = {entry.name for entry in registry.models()}
+    live = {entry.name for entry in registry.models((ModelState.LIVE, ModelState.SHADOW))}
+    for route in Routes(db).all():
+        if route.model_name not in names:
+            LOGGER.warning(
+                "route %s sends series to %s, which is not in the registry: they are skipped",
+                route.name,
+                route.model_name,
+            )
+        elif route.model_name not in live:
+            LOGGER.warning(
+                "route %s sends series to %s, which has no live or shadow version",
+                route.name,
+                route.model_name,
             )
     return registry
 
@@ -402,6 +418,8 @@ def cmd_jobs(settings: Settings, args: argparse.Namespace) -> int:
 
     db = open_database(settings)
     try:
+        if args.jobs_command == "run":
+            return _run_jobs(settings, db, args.series, args.model)
         if args.jobs_command == "retry":
             if not retry_job(db, args.job_id, JobQueue(make_huey(settings)).enqueue):
                 print(f"job {args.job_id} is not failed: nothing to retry", file=sys.stderr)
@@ -420,6 +438,44 @@ def cmd_jobs(settings: Settings, args: argparse.Namespace) -> int:
         return 0
     finally:
         db.dispose()
+
+
+def _run_jobs(settings: Settings, db: Database, series_uids: list[str], ref: str) -> int:
+    """`jobs run`: queue the model's job on each series; 1 when any series was not."""
+    from sqlalchemy import select
+
+    from assistant.db import ModelState, Series
+    from assistant.intake.submit import JobSubmitter, SubmitRefused
+    from assistant.queue import JobQueue, make_huey
+    from assistant.registry import RegistryError, Routes
+
+    registry = register_first_model(settings, db)
+    model = registry.get(ref)
+    if model.state is ModelState.RETIRED:
+        raise RegistryError(f"{model.ref} is retired: make it live or shadow first")
+    submitter = JobSubmitter(
+        db, settings.selection, registry, Routes(db), JobQueue(make_huey(settings)).enqueue
+    )
+    failed = 0
+    for uid in series_uids:
+        with db.sessions() as session:
+            pk = session.scalar(select(Series.id).where(Series.series_instance_uid == uid))
+        if pk is None:
+            print(f"{uid}: no such series on this node", file=sys.stderr)
+            failed += 1
+            continue
+        try:
+            queued = submitter.submit(pk, model)
+        except SubmitRefused as exc:
+            print(str(exc), file=sys.stderr)
+            failed += 1
+            continue
+        shadow = " (shadow: nothing is sent)" if model.state is ModelState.SHADOW else ""
+        if queued:
+            print(f"{uid}: job {queued[0]} queued for {model.ref}{shadow}")
+        else:
+            print(f"{uid}: {model.ref} already has a job for these instances")
+    return 1 if failed else 0
 
 
 def cmd_db(settings: Settings, args: argparse.Namespace) -> int:
@@ -798,13 +854,21 @@ def build_parser() -> argparse.ArgumentParser:
     viewer_install.add_argument("--force", action="store_true", help="install again")
     viewer.set_defaults(func=cmd_viewer)
 
-    jobs = command("jobs", "List analysis jobs, or retry a failed one.")
+    jobs = command("jobs", "List analysis jobs, retry a failed one, or run a model again.")
     jobs_commands = jobs.add_subparsers(dest="jobs_command", required=True, metavar="ACTION")
     listing = action(jobs_commands, "list", "The newest jobs, newest first.")
     listing.add_argument("--state", choices=["queued", "running", "done", "skipped", "failed"])
     listing.add_argument("--limit", type=int, default=50)
     retry = action(jobs_commands, "retry", "Queue a failed job again.")
     retry.add_argument("job_id", type=int, metavar="JOB_ID")
+    run = action(
+        jobs_commands,
+        "run",
+        "Have a model read stored series again, whatever the routes say (a new version, "
+        "or a shadow model on past studies); its results supersede only that model's.",
+    )
+    run.add_argument("series", nargs="+", metavar="SERIES_UID")
+    run.add_argument("--model", required=True, metavar="NAME[:VERSION]")
     jobs.set_defaults(func=cmd_jobs)
 
     db = command("db", "Database migrations.")

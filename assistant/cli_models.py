@@ -1,6 +1,7 @@
 """`radassist model …` and `radassist route …`: the model registry and the routes from
-the command line. Every change is audited under the operating-system user's name
-("cli:<user>"); running nodes see it from their next series and job, without a restart.
+the command line. Every change (models and routes) is audited under the operating-system user's
+name ("cli:<user>"); running nodes see it from their next series and job, without a
+restart.
 """
 
 from __future__ import annotations
@@ -120,13 +121,17 @@ def cmd_model(settings: Settings, args: argparse.Namespace) -> int:
             print("\n".join(changes) if changes else f"{args.ref} is already {args.state}")
             return 0
         if action == "export":
-            from assistant.analysis.model.folder import load_model
+            from assistant.analysis.model.folder import ModelIntegrityError, load_model
             from assistant.analysis.model.torchscript import export_torchscript
 
             entry = registry.get(args.ref)
-            card = export_torchscript(
-                load_model(entry.folder), Path(args.torchscript), version=args.version
-            )
+            loaded = load_model(entry.folder)
+            if loaded.card.weights_sha256 != entry.weights_sha256:
+                raise ModelIntegrityError(
+                    f"{entry.ref}: the card in {entry.folder} names weights other than the "
+                    "ones registered"
+                )
+            card = export_torchscript(loaded, Path(args.torchscript), version=args.version)
             print(
                 f"TorchScript model {card.ref} written to {args.torchscript}; add it with "
                 f"`radassist model add {args.torchscript}`"
@@ -170,7 +175,7 @@ def cmd_route(settings: Settings, args: argparse.Namespace) -> int:
                     print(f"{r.name}: {r.describe()} → {r.model_name}")
             return 0
         if args.route_command == "remove":
-            routes.remove(args.name)
+            routes.remove(args.name, by=cli_user())
             print(f"route {args.name} removed")
             return 0
         raise AssertionError(args.route_command)
@@ -225,8 +230,8 @@ def add_parsers(
 
     route = command(
         "route",
-        "Routes: which series each model reads (every condition given must hold). Without "
-        "routes every live and shadow model reads every selected series.",
+        "Routes: which series each model reads (every condition given must hold). A model "
+        "that no route names reads every selected series.",
     )
     route_actions = route.add_subparsers(dest="route_command", required=True, metavar="ACTION")
     add_route = action(route_actions, "add", "Send the series that meet these conditions to MODEL.")

@@ -169,6 +169,7 @@ def test_every_command_takes_help_and_config_and_verbose_last(
         ("user", "set-role"): ["n", "--role", "viewer"],
         ("db", "downgrade"): ["base"],
         ("jobs", "retry"): ["1"],
+        ("jobs", "run"): ["1.2.3", "--model", "m"],
         ("model", "add"): ["dir"],
         ("model", "show"): ["m"],
         ("model", "set-state"): ["m:1", "live"],

@@ -201,3 +201,27 @@ def test_the_worker_loads_no_training_code() -> None:
     loaded = _loaded_after("import assistant.analysis.worker, assistant.analysis.pipeline")
     assert "torch" in loaded  # the check below would pass vacuously otherwise
     assert not [m for m in loaded if m.startswith("assistant.training")]
+
+
+def test_the_receiving_side_registers_the_first_model_without_torch(tmp_path: Path) -> None:
+    """The SCP process adds the bundled model to an empty registry at first start: card
+    and sha256 only, no torch (the worker's warm-up runs the model)."""
+    code = (
+        "from assistant.settings import load_settings\n"
+        "from assistant.cli import register_first_model\n"
+        "from assistant.db.migrate import upgrade, migrated_database\n"
+        "s = load_settings(environ={})\n"
+        "upgrade(s.database_url)\n"
+        "db = migrated_database(s.database_url)\n"
+        "assert [e.ref for e in register_first_model(s, db).models()] == "
+        "['radassist-hyperdense:0.1.0']\n"
+        "db.dispose()"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", f"import sys\n{code}\nprint('torch' in sys.modules)"],
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=tmp_path,
+    )
+    assert done.stdout.strip() == "False"

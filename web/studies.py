@@ -251,25 +251,58 @@ def _latest_jobs(study_pks: Select, shadow: bool) -> Subquery:
     )
 
 
+#: Which live analysis speaks for a series that several live models read: a positive
+#: first (the surest), then one not yet finished, one that failed, a negative, a skip.
+_SPEAKS_FIRST = {JobState.RUNNING: 1, JobState.QUEUED: 1, JobState.FAILED: 2, JobState.DONE: 3}
+
+
+def _speaking_jobs(session: Session, study_pks: Select) -> dict[int, Job]:
+    """Per series of the selected studies, the job whose verdict and status the worklist
+    shows: of each live model's latest job on it, the one _SPEAKS_FIRST puts first, so a
+    series is negative only when every live model that read it found nothing."""
+    latest_per_model = (
+        select(func.max(Job.id))
+        .join(Series, Series.id == Job.series_pk)
+        .where(Series.study_pk.in_(study_pks), Job.shadow.is_(False))
+        .group_by(Job.series_pk, Job.model_name)
+    )
+    chosen: dict[int, Job] = {}
+    for job in session.scalars(select(Job).where(Job.id.in_(latest_per_model))):
+        current = chosen.get(job.series_pk)
+        if current is None or _speaking_rank(job) < _speaking_rank(current):
+            chosen[job.series_pk] = job
+    return chosen
+
+
+def _speaking_rank(job: Job) -> tuple[int, float, int]:
+    """Lower speaks first: a positive (the surer first), then by _SPEAKS_FIRST, the
+    newest first among equals."""
+    if job.state is JobState.DONE and job.positive:
+        return (0, -(job.study_probability or 0.0), -job.id)
+    return (_SPEAKS_FIRST.get(job.state, 4), 0.0, -job.id)
+
+
 def _series_views(session: Session, study_pks: Select) -> dict[int, list[SeriesView]]:
-    """Every series of the selected studies with its latest job and delivery outcome.
+    """Every series of the selected studies with the job that speaks for it and its
+    delivery outcome.
 
     Only the jobs of models not in shadow make a series' verdict and delivery: a shadow
     job never changes what the worklist says. A series that only models in shadow read
     takes its status (not its verdict) from the latest of theirs."""
-    latest = _latest_jobs(study_pks, shadow=False)
+    speaking = _speaking_jobs(session, study_pks)
     latest_shadow = _latest_jobs(study_pks, shadow=True)
     shadow_jobs = aliased(Job)
-    rows = session.execute(
-        select(Series, Job, shadow_jobs)
-        .outerjoin(latest, latest.c.series_pk == Series.id)
-        .outerjoin(Job, Job.id == latest.c.job_id)
-        .outerjoin(latest_shadow, latest_shadow.c.series_pk == Series.id)
-        .outerjoin(shadow_jobs, shadow_jobs.id == latest_shadow.c.job_id)
-        .where(Series.study_pk.in_(study_pks))
-        .order_by(Series.series_number, Series.id)
-    ).all()
-    deliveries = delivery_summaries(session, select(latest.c.job_id))
+    rows = [
+        (series, speaking.get(series.id), shadow_job)
+        for series, shadow_job in session.execute(
+            select(Series, shadow_jobs)
+            .outerjoin(latest_shadow, latest_shadow.c.series_pk == Series.id)
+            .outerjoin(shadow_jobs, shadow_jobs.id == latest_shadow.c.job_id)
+            .where(Series.study_pk.in_(study_pks))
+            .order_by(Series.series_number, Series.id)
+        ).all()
+    ]
+    deliveries = delivery_summaries(session, [job.id for job in speaking.values()])
     changes: dict[int, dict[str, int]] = defaultdict(dict)
     for series_pk, action, count in session.execute(
         select(InstanceChange.series_pk, InstanceChange.action, func.count(InstanceChange.id))

@@ -152,11 +152,18 @@ class Analysis:
         except RegistryError as exc:
             self._finish(job_id, JobState.SKIPPED, reason=str(exc))
             return
-        if entry.state is ModelState.RETIRED:
+        except Exception as exc:  # the database, say: the job fails with the reason
+            LOGGER.exception("job %d: the registry cannot be read", job_id)
+            self._finish(job_id, JobState.FAILED, reason=f"{type(exc).__name__}: {exc}")
+            return
+        if job.shadow and entry.state is ModelState.RETIRED:
+            # A live job runs with the version it was made for even when a newer one was
+            # promoted meanwhile (its series would otherwise get no result at all); a
+            # retired shadow model's comparison is over.
             self._finish(
                 job_id,
                 JobState.SKIPPED,
-                reason=f"model {entry.ref} was retired before the job ran",
+                reason=f"model {entry.ref} was retired before its shadow job ran",
             )
             return
         started = time.perf_counter()

@@ -23,6 +23,7 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
     false,
+    text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
@@ -113,7 +114,8 @@ class Series(Base):
     )
     #: How often an instance arrived after the series had been complete.
     reopened_count: Mapped[int] = mapped_column(Integer, default=0)
-    #: Slice Thickness (0018,0050) of its first instance that has one (mm); routes use it.
+    #: Slice Thickness (0018,0050) of the instance that made the series (mm), or None;
+    #: routes use it.
     slice_thickness_mm: Mapped[float | None] = mapped_column(Float)
 
     study: Mapped[Study] = relationship(back_populates="series")
@@ -409,7 +411,17 @@ class RegisteredModel(Base):
     even after the model is retired."""
 
     __tablename__ = "registered_model"
-    __table_args__ = (UniqueConstraint("name", "version", name="uq_registered_model"),)
+    __table_args__ = (
+        UniqueConstraint("name", "version", name="uq_registered_model"),
+        # One live version per name, whatever two admins do at once.
+        Index(
+            "uq_registered_model_live",
+            "name",
+            unique=True,
+            sqlite_where=text("state = 'live'"),
+            postgresql_where=text("state = 'live'"),
+        ),
+    )
 
     id: Mapped[int] = mapped_column(primary_key=True)
     name: Mapped[str] = mapped_column(String(64))

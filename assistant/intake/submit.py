@@ -40,6 +40,10 @@ LOGGER = logging.getLogger(__name__)
 NO_MODEL = ""
 
 
+class SubmitRefused(ValueError):
+    """A job asked for cannot be made: the message says why."""
+
+
 class JobSubmitter:
     """The completion hook: records the jobs of each complete series and enqueues them."""
 
@@ -79,12 +83,15 @@ class JobSubmitter:
             self.submit(pk)
         return len(pks)
 
-    def submit(self, series_pk: int) -> list[int]:
-        """Record the series' jobs as it is now; returns the ids of those queued."""
+    def submit(self, series_pk: int, model: ModelEntry | None = None) -> list[int]:
+        """Record the series' jobs as it is now; returns the ids of those queued.
+
+        With `model` (a person asking for it: `radassist jobs run`), that model's job
+        alone, whatever the routes say; the selection rules still apply."""
         # Read before the write lock: the registry and routes are small, and the lock is
         # the one every C-STORE's commit takes.
-        active = self._registry.active()
-        routes = self._routes.all()
+        active = self._registry.active() if model is None else [model]
+        routes = self._routes.all() if model is None else []
         queued: list[int] = []
         skipped: tuple[int, str] | None = None
         with self._write_lock, self._sessions() as session, session.begin():
@@ -123,13 +130,20 @@ class JobSubmitter:
                     ),
                     [entry.name for entry in active],
                 )
-                readers = [entry for entry in active if entry.name in names]
+                # Live models first: with one job thread, a shadow model's analysis
+                # never delays a result that is sent.
+                readers = sorted(
+                    (entry for entry in active if entry.name in names),
+                    key=lambda entry: entry.state is ModelState.SHADOW,
+                )
                 if not readers:
                     reason = (
                         "no route sends it to a live or shadow model"
                         if routes
                         else "no live or shadow model in the registry"
                     )
+            if reason is not None and model is not None:
+                raise SubmitRefused(f"series {series.series_instance_uid} is not read: {reason}")
             if reason is not None:
                 job_id = self._add_job(session, series_pk, None, digest, len(rows), reason)
                 if job_id is not None:

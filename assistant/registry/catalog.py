@@ -9,12 +9,14 @@ the same transaction.
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import shutil
 import stat
 import tempfile
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -27,6 +29,9 @@ from assistant.db import AuditEvent, Database, ModelState, RegisteredModel, utcn
 
 #: The folder under the data folder that holds the registry's model folders.
 MODELS_FOLDER = "models"
+#: Model names the registry holds at most: a name's slot (0 to 99) is two digits of its
+#: results' series numbers (assistant/analysis/writers/__init__.py).
+MAX_SLOTS = 100
 
 
 class RegistryError(ValueError):
@@ -193,13 +198,56 @@ class Registry:
         """Copy a checked model folder's `files` into the registry, read-only, and record
         it in `state`. The caller has checked the card, the hash and a test run; this
         refuses a name and version already registered."""
+        self.models_dir.mkdir(parents=True, exist_ok=True)
+        # One add at a time on this data folder (processes started together on a fresh
+        # install all add the first model): check, copy and record under the lock.
+        with _locked(self.models_dir / ".lock"):
+            return self._add_locked(
+                source,
+                card_json,
+                files,
+                name=name,
+                version=version,
+                format=format,
+                weights_sha256=weights_sha256,
+                state=state,
+                by=by,
+                parent=parent,
+            )
+
+    def _add_locked(
+        self,
+        source: Path,
+        card_json: str,
+        files: Iterable[str],
+        *,
+        name: str,
+        version: str,
+        format: str,
+        weights_sha256: str,
+        state: ModelState,
+        by: str,
+        parent: str,
+    ) -> ModelEntry:
         if self.find(name, version) is not None:
             raise RegistryError(f"{name}:{version} is already registered; give it a new version")
+        with self._db.sessions() as session:
+            same_name = session.scalar(
+                select(RegisteredModel.slot).where(RegisteredModel.name == name).limit(1)
+            )
+            highest = session.scalar(select(func.max(RegisteredModel.slot)))
+        slot = same_name if same_name is not None else (0 if highest is None else highest + 1)
+        if slot >= MAX_SLOTS:
+            raise RegistryError(
+                f"the registry holds at most {MAX_SLOTS} model names (their results' series "
+                "numbers are set apart by them); add a new version of a name instead"
+            )
         target = self.models_dir / name / version
-        if target.exists():
-            # Files without a row: an add that stopped between copying and recording.
-            shutil.rmtree(target)
         target.parent.mkdir(parents=True, exist_ok=True)
+        # Files without a row, or a half copy: an add that stopped part way.
+        for leftover in (target, *target.parent.glob(f".{version}-*")):
+            if leftover.exists():
+                shutil.rmtree(leftover)
         scratch = Path(tempfile.mkdtemp(prefix=f".{version}-", dir=target.parent))
         try:
             for file_name in files:
@@ -211,13 +259,8 @@ class Registry:
         _fsync_dir(target.parent)
         now = utcnow()
         with self._db.writing() as session:
-            if self._row(session, name, version) is not None:  # a concurrent add won
+            if self._row(session, name, version) is not None:  # another machine's add won
                 raise RegistryError(f"{name}:{version} is already registered")
-            same_name = session.scalar(
-                select(RegisteredModel.slot).where(RegisteredModel.name == name).limit(1)
-            )
-            highest = session.scalar(select(func.max(RegisteredModel.slot)))
-            slot = same_name if same_name is not None else (0 if highest is None else highest + 1)
             if state is ModelState.LIVE:
                 self._retire_live(session, name, version, by, now)
             session.add(
@@ -307,6 +350,9 @@ class Registry:
                 f"live → retired; {name}:{version} made live",
             )
             changes.append(f"{other.name}:{other.version}: live → retired")
+        # Before the new live version is written: one live version per name is also a
+        # unique index, checked statement by statement.
+        session.flush()
         return changes
 
 
@@ -315,6 +361,17 @@ def _audit(session: Session, now: datetime, by: str, action: str, target: str, d
     session.add(
         AuditEvent(at=now, username=by[:64], action=action, target=target[:128], detail=detail)
     )
+
+
+@contextmanager
+def _locked(path: Path) -> Iterator[None]:
+    """An exclusive advisory lock on `path` (made if absent) while the block runs."""
+    with path.open("a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def _copy_durably(source: Path, target: Path) -> None:

@@ -1,9 +1,10 @@
 """Routes: which series each model reads, in the selection rules' vocabulary.
 
 A route names a model by name: the name's live version reads the series and its results
-are sent, its shadow versions read it and their results are kept. Without any route,
-every live and shadow model reads every series the selection rules admit (one model, the
-way a node ran before routes). Routes live in the database, so `radassist route …` and
+are sent, its shadow versions read it and their results are kept. A model name that no
+route names reads every series the selection rules admit (so with no routes at all, every
+model reads every selected series, the way a node ran before routes); one that has routes
+reads only the series they send it. Routes live in the database, so `radassist route …` and
 the workers agree without a restart.
 """
 
@@ -17,7 +18,7 @@ from typing import Any
 
 from sqlalchemy import delete, select
 
-from assistant.db import Database, ModelRoute, utcnow
+from assistant.db import AuditEvent, Database, ModelRoute, utcnow
 from assistant.registry.catalog import RegistryError
 
 
@@ -152,10 +153,19 @@ class Routes:
             return [_route(row) for row in session.scalars(select(ModelRoute).order_by("name"))]
 
     def add(self, route: Route, *, by: str) -> None:
-        """Record a route; refuses a name already used."""
+        """Record a route, audited; refuses a name already used."""
         with self._db.writing() as session:
             if session.scalar(select(ModelRoute.id).where(ModelRoute.name == route.name)):
                 raise RegistryError(f"a route named {route.name!r} exists; remove it first")
+            session.add(
+                AuditEvent(
+                    at=utcnow(),
+                    username=by[:64],
+                    action="route-add",
+                    target=route.name,
+                    detail=f"{route.describe()} → {route.model_name}",
+                )
+            )
             session.add(
                 ModelRoute(
                     name=route.name,
@@ -171,17 +181,21 @@ class Routes:
                 )
             )
 
-    def remove(self, name: str) -> None:
+    def remove(self, name: str, *, by: str) -> None:
+        """Remove a route, audited."""
         with self._db.writing() as session:
             removed = session.execute(delete(ModelRoute).where(ModelRoute.name == name))
             if not getattr(removed, "rowcount", 0):
                 raise RegistryError(f"no route named {name!r}")
+            session.add(
+                AuditEvent(at=utcnow(), username=by[:64], action="route-remove", target=name)
+            )
 
 
 def routed_names(routes: Sequence[Route], facts: RouteFacts, names: Sequence[str]) -> list[str]:
-    """The model names (of `names`, the active ones) that read a series: those of every
-    route it meets; all of them when there is no route."""
-    if not routes:
-        return list(dict.fromkeys(names))
+    """The model names (of `names`, the active ones) that read a series: a name that some
+    route names reads the series its routes send it; a name no route names reads every
+    series (so adding a route for a new model never stops the others)."""
+    routed = {route.model_name for route in routes}
     wanted = {route.model_name for route in routes if route.miss(facts) is None}
-    return [name for name in dict.fromkeys(names) if name in wanted]
+    return [name for name in dict.fromkeys(names) if name not in routed or name in wanted]

@@ -40,6 +40,14 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("id"),
         sa.UniqueConstraint("name", "version", name="uq_registered_model"),
     )
+    op.create_index(
+        "uq_registered_model_live",
+        "registered_model",
+        ["name"],
+        unique=True,
+        sqlite_where=sa.text("state = 'live'"),
+        postgresql_where=sa.text("state = 'live'"),
+    )
     op.create_table(
         "model_route",
         sa.Column("id", sa.Integer(), nullable=False),
@@ -70,4 +78,5 @@ def downgrade() -> None:
     with op.batch_alter_table("job", schema=None) as batch_op:
         batch_op.drop_column("shadow")
     op.drop_table("model_route")
+    op.drop_index("uq_registered_model_live", table_name="registered_model")
     op.drop_table("registered_model")

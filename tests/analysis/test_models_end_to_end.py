@@ -256,3 +256,26 @@ def test_two_models_routed_a_shadow_beside_and_promoted_without_a_restart(
     sr = dcmread(node.receiver.settings.storage.data_dir / sr_row.path)
     assert _algorithm(sr)["version"] == {EXPORTED[1]}
     assert "format torchscript" in _algorithm(sr)["parameters"]
+
+    # The promoted version reads the first head study again on request: its SR supersedes
+    # the earlier version's (Predecessor Documents); the other model's results stay theirs.
+    node.cli("jobs", "run", head_series, "--model", ":".join(EXPORTED))
+    first, again = wait_until(lambda: node.finished_jobs(head_series, 2), timeout=90)
+    assert (first.model_version, again.model_version, again.shadow) == (
+        BUNDLED[1],
+        EXPORTED[1],
+        False,
+    )
+    earlier_sr = node.results(first)[ResultKind.SR][0]
+    new_sr_row, deliveries = node.results(again)[ResultKind.SR]
+    assert deliveries == 1 and new_sr_row.series_instance_uid in node.orthanc_series(head_study)
+    new_sr = dcmread(node.receiver.settings.storage.data_dir / new_sr_row.path)
+    predecessors = [
+        item.ReferencedSOPInstanceUID
+        for study in new_sr.PredecessorDocumentsSequence
+        for series in study.ReferencedSeriesSequence
+        for item in series.ReferencedSOPSequence
+    ]
+    assert predecessors == [earlier_sr.sop_instance_uid]
+    [brain_again] = node.finished_jobs(brain_series, 1) or []
+    assert brain_again.id == brain_job.id  # untouched

@@ -148,10 +148,10 @@ def test_routes_are_kept_and_checked(db: Database) -> None:
         Route("thin", "m", min_slice_thickness_mm=3, max_slice_thickness_mm=1)
     [route] = routes.all()
     assert route.describe() == "description *HEAD*, thickness <= 5 mm"
-    routes.remove("heads")
+    routes.remove("heads", by="ada")
     assert routes.all() == []
     with pytest.raises(RegistryError, match="no route"):
-        routes.remove("heads")
+        routes.remove("heads", by="ada")
 
 
 def _send_series(
@@ -225,15 +225,19 @@ def test_a_complete_series_gets_a_job_per_routed_model(
     }
     assert wait_until(lambda: _jobs(node, everything) == expected or None), _jobs(node, everything)
 
-    # Routes (read for each series: no restart): heads by description, thin slices only.
+    # Routes are read for each series (no restart). A route for one name leaves the
+    # others as they were: site-body, with no route yet, still reads every series.
     routes.add(
         Route("heads", "radassist-hyperdense", series_description_patterns=("*HEAD*",)), by="t"
     )
-    routes.add(Route("body", "site-body", max_slice_thickness_mm=2.0), by="t")
     head = _send_series(node, tmp_path / "s2", "HEAD ROUTINE", 5.0, seed=2)
+    assert wait_until(lambda: _jobs(node, head) == expected or None), _jobs(node, head)
+    # Thin slices only for site-body: a thick head series is the head model's alone.
+    routes.add(Route("body", "site-body", max_slice_thickness_mm=2.0), by="t")
+    thick_head = _send_series(node, tmp_path / "s5", "HEAD ROUTINE", 5.0, seed=5)
     assert wait_until(
         lambda: (
-            _jobs(node, head)
+            _jobs(node, thick_head)
             == {
                 ("radassist-hyperdense", "0.1.0", False, JobState.QUEUED, ""),
                 ("radassist-hyperdense", "0.2.0", True, JobState.QUEUED, ""),

@@ -476,3 +476,39 @@ def test_feedback_on_a_shadow_analysis_is_refused_and_the_viewer_lists_none_of_i
     listed = viewer.get(f"/dicomweb/studies/{node.study_uid}/series").get_json() or []
     listed_uids = {s["0020000E"]["Value"][0] for s in listed}
     assert "1.2.826.0.1.9.1" in listed_uids and "1.2.826.0.1.9.2" not in listed_uids
+
+
+def test_with_two_live_models_a_series_is_negative_only_when_both_are(node: Node) -> None:
+    """Study A's live hyper:1 is negative; another live model's older positive on the same
+    series speaks for it, and a newer unfinished job of a third holds no verdict back."""
+    viewer = node.client(VIEWER)
+    with node.db.sessions() as session, session.begin():
+        live = session.get(Job, node.live_job)
+        assert live is not None and live.positive is False
+        now = utcnow()
+        for name, state, positive in (
+            ("other", JobState.DONE, True),
+            ("third", JobState.QUEUED, None),
+        ):
+            session.add(
+                Job(
+                    series_pk=live.series_pk,
+                    model_name=name,
+                    model_version="1",
+                    input_digest="same-images",
+                    instance_count=8,
+                    state=state,
+                    created_at=now,
+                    finished_at=now if state is JobState.DONE else None,
+                    study_probability=0.9 if positive else None,
+                    positive=positive,
+                    summary="",
+                    findings_json="",
+                )
+            )
+    study = viewer.get(f"/api/v1/studies/{node.study_uid}").get_json()
+    assert study["verdict"] == "positive"
+    with node.db.sessions() as session:
+        other = session.scalar(select(Job.id).where(Job.model_name == "other"))
+    (series,) = study["series"]
+    assert series["job_id"] == other

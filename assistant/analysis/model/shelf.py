@@ -2,8 +2,8 @@
 one: a model added or promoted while the worker runs is read from the next job on.
 
 Each is loaded from its registry folder, with the sha256 checked against both its card
-and the registry's record (a registry file changed on disk is refused), and kept while
-it is live or shadow; the least recently used beyond `capacity` is let go.
+and the registry's record (a registry file changed on disk is refused); the least
+recently used beyond `capacity` is let go (and loaded again if a job names it).
 """
 
 from __future__ import annotations

@@ -208,3 +208,22 @@ def test_what_the_reading_left_out_is_said_in_the_sr(source, tmp_path: Path) -> 
         if item.ValueType == "TEXT"
     ]
     assert note in comments
+
+
+def test_no_two_models_results_share_a_series_number() -> None:
+    """Every (model slot, source series, kind) gets its own Series Number, a valid IS."""
+    from assistant.analysis.writers import result_series_number
+
+    sources: list[int | None] = [None, *range(1, 1200), 99999, 2_000_000_000]
+    seen: dict[int, tuple[int, int | None, str]] = {}
+    for slot in range(100):
+        for source in sources:
+            for kind in ("sr", "kos", "seg"):
+                number = result_series_number(kind, source, slot)
+                assert 0 < number <= 2**31 - 1
+                if source == 2_000_000_000:  # too long: falls back to the no-source number
+                    assert number == result_series_number(kind, None, slot)
+                    continue
+                assert number not in seen, (slot, source, kind, seen.get(number))
+                seen[number] = (slot, source, kind)
+    assert result_series_number("sr", 2) == 9921 and result_series_number("sr", 2, 1) == 80121

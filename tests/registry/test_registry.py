@@ -257,3 +257,22 @@ def test_a_complete_series_gets_a_job_per_routed_model(
             or None
         )
     )
+
+
+def test_model_add_on_the_command_line_refuses_in_one_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """What an operator sees: exit status 2 and one line saying why, nothing added."""
+    from assistant.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    assert main(["db", "upgrade"]) == 0
+    tampered = model_variant(tmp_path / "tampered", name="site-head", version="3")
+    (tampered / "weights.pt").write_bytes(b"not the weights the card hashed")
+    capsys.readouterr()
+    assert main(["model", "add", str(tampered)]) == 2
+    error = capsys.readouterr().err.strip()
+    assert error.startswith("radassist: ") and "sha256" in error and "\n" not in error
+    assert main(["model", "list"]) == 0
+    listed = capsys.readouterr().out
+    assert "radassist-hyperdense:0.1.0" in listed and "site-head" not in listed

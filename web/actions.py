@@ -41,12 +41,23 @@ def add_feedback(
     verdict: str,
     comment: str,
     username: str,
+    slices: tuple[int, int] | None = None,
 ) -> int:
-    """Store a verdict on one finding of a job of this study; returns the feedback id."""
+    """Store a verdict on one finding of a job of this study; returns the feedback id.
+
+    `missed` is a reader's mark of a finding the model did not report: study level, with
+    `slices` (first, last; 1-based along the stack, as the study page numbers them)."""
     try:
         verdict_value = FeedbackVerdict(verdict)
     except ValueError:
-        raise ActionError("verdict must be accept or reject") from None
+        raise ActionError("verdict must be accept, reject or missed") from None
+    if verdict_value is FeedbackVerdict.MISSED:
+        if lesion_index is not None:
+            raise ActionError("a missed finding is marked on the study, not on a finding")
+        if slices is None:
+            raise ActionError("say on which slices the missed finding is (first and last)")
+    elif slices is not None:
+        raise ActionError("slices go with a missed finding only")
     comment = comment.strip()
     if len(comment) > MAX_COMMENT:
         raise ActionError(f"a comment has at most {MAX_COMMENT} characters")
@@ -72,10 +83,19 @@ def add_feedback(
         lesions = findings.lesions if findings else []
         if lesion_index is not None and not 0 <= lesion_index < len(lesions):
             raise NotFound("no such finding")
+        if slices is not None:
+            count = len(findings.slices) if findings else job.instance_count
+            first, last = slices
+            if not 1 <= first <= last <= count:
+                raise ActionError(
+                    f"slices {first} to {last}: the series has slices 1 to {count}, first <= last"
+                )
         row = Feedback(
             job_pk=job.id,
             lesion_index=lesion_index,
             verdict=verdict_value,
+            first_slice=slices[0] if slices else None,
+            last_slice=slices[1] if slices else None,
             comment=comment,
             username=username,
             created_at=utcnow(),

@@ -266,7 +266,7 @@ def feedback(study_uid: str) -> Any:
         _, jobs = _study_and_analyses(study_uid)
         record("study_view", target=study_uid, detail="api feedback", coalesce=True)
         return jsonify({"feedback": [f for j in jobs for f in feedback_json(j)]})
-    job_id, finding, verdict, comment = _feedback_body()
+    job_id, finding, verdict, comment, slices = _feedback_body()
     try:
         feedback_id = add_feedback(
             context().db,
@@ -276,6 +276,7 @@ def feedback(study_uid: str) -> Any:
             verdict,
             comment,
             current_user.username,
+            slices,
         )
     except NotFound as exc:
         raise ApiError(404, str(exc)) from None
@@ -289,9 +290,9 @@ def feedback(study_uid: str) -> Any:
     return jsonify({"id": feedback_id}), 201
 
 
-def _feedback_body() -> tuple[int, int | str, str, str]:
-    """(job_id, finding, verdict, comment) of a FeedbackIn body, or the 400 naming the
-    field that is wrong."""
+def _feedback_body() -> tuple[int, int | str, str, str, tuple[int, int] | None]:
+    """(job_id, finding, verdict, comment, slices) of a FeedbackIn body, or the 400
+    naming the field that is wrong."""
     body = request.get_json(silent=True)
     if not isinstance(body, dict):
         raise ApiError(400, "the body must be a JSON object (Content-Type: application/json)")
@@ -327,7 +328,19 @@ def _feedback_body() -> tuple[int, int | str, str, str]:
             parameter="comment",
             maximum=MAX_COMMENT,
         )
-    return job_id, finding, str(verdict), comment
+    slices = None
+    if "first_slice" in body or "last_slice" in body:
+        first, last = body.get("first_slice"), body.get("last_slice")
+        for name, value in (("first_slice", first), ("last_slice", last)):
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise ApiError(
+                    400,
+                    f"{name} must be a slice number from 1 (with verdict 'missed')",
+                    parameter=name,
+                    value=json.dumps(value),
+                )
+        slices = (int(first), int(last))  # type: ignore[arg-type]
+    return job_id, finding, str(verdict), comment, slices
 
 
 @blueprint.route("/jobs")

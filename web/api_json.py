@@ -176,6 +176,8 @@ def feedback_json(job: JobDetail) -> list[dict[str, Any]]:
             "job_id": job.id,
             "finding": "study" if f.lesion_index is None else f.lesion_index,
             "verdict": f.verdict,
+            "first_slice": f.first_slice,
+            "last_slice": f.last_slice,
             "comment": f.comment,
             "username": f.username,
             "created_at": iso(f.created_at),

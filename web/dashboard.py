@@ -220,6 +220,12 @@ def feedback(study_uid: str, job_id: int) -> Any:
     finding = request.form.get("finding", "study")
     try:
         lesion_index = None if finding == "study" else int(finding)
+        slices = None
+        if request.form.get("verdict") == "missed":
+            slices = (
+                int(request.form.get("first_slice", "")),
+                int(request.form.get("last_slice", "")),
+            )
         feedback_id = add_feedback(
             context().db,
             study_uid,
@@ -228,6 +234,7 @@ def feedback(study_uid: str, job_id: int) -> Any:
             request.form.get("verdict", ""),
             request.form.get("comment", ""),
             current_user.username,
+            slices,
         )
     except (ActionError, ValueError) as exc:
         flash(f"Feedback not saved: {exc}", "error")

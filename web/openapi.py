@@ -534,6 +534,8 @@ def _other_schemas() -> dict[str, Any]:
             "job_id": _INTEGER,
             "finding": _FINDING,
             "verdict": {"type": "string", "enum": list(FEEDBACK_VERDICTS)},
+            "first_slice": _nullable(_INTEGER),
+            "last_slice": _nullable(_INTEGER),
             "comment": _STRING,
             "username": _STRING,
             "created_at": _TIME,
@@ -585,7 +587,14 @@ def _other_schemas() -> dict[str, Any]:
             "properties": {
                 "job_id": _INTEGER,
                 "finding": {**_FINDING, "default": "study"},
-                "verdict": {"type": "string", "enum": list(FEEDBACK_VERDICTS)},
+                "verdict": {
+                    "type": "string",
+                    "enum": list(FEEDBACK_VERDICTS),
+                    "description": "missed: a finding the model did not report (finding "
+                    "'study', with first_slice and last_slice)",
+                },
+                "first_slice": {"type": "integer", "minimum": 1},
+                "last_slice": {"type": "integer", "minimum": 1},
                 "comment": {"type": "string", "maxLength": 2000},
             },
             "required": ["job_id", "verdict"],

@@ -488,6 +488,9 @@ class FeedbackView:
     comment: str
     username: str
     created_at: datetime
+    #: A missed finding's slices (1-based), else None.
+    first_slice: int | None = None
+    last_slice: int | None = None
 
 
 @dataclass(frozen=True)
@@ -609,7 +612,16 @@ def job_details(session: Session, study: StudyView) -> list[JobDetail]:
         select(Feedback).where(Feedback.job_pk.in_(ids)).order_by(Feedback.id)
     ):
         feedback[f.job_pk].append(
-            FeedbackView(f.id, f.lesion_index, f.verdict.value, f.comment, f.username, f.created_at)
+            FeedbackView(
+                f.id,
+                f.lesion_index,
+                f.verdict.value,
+                f.comment,
+                f.username,
+                f.created_at,
+                f.first_slice,
+                f.last_slice,
+            )
         )
     details = []
     for job, series_uid, series_number, series_description in jobs:

@@ -377,6 +377,9 @@ class AuditEvent(Base):
 class FeedbackVerdict(enum.StrEnum):
     ACCEPT = "accept"
     REJECT = "reject"
+    #: A reader's mark that the study has a finding the model did not report (study level,
+    #: with the slice range the reader saw it on).
+    MISSED = "missed"
 
 
 class Feedback(Base):
@@ -390,6 +393,10 @@ class Feedback(Base):
     lesion_index: Mapped[int | None] = mapped_column(Integer)
     verdict: Mapped[FeedbackVerdict] = mapped_column(_enum(FeedbackVerdict, "feedback_verdict"))
     comment: Mapped[str] = mapped_column(Text, default="")
+    #: MISSED only: the slices (1-based along the stack, as the study page numbers them)
+    #: where the reader saw the finding.
+    first_slice: Mapped[int | None] = mapped_column(Integer)
+    last_slice: Mapped[int | None] = mapped_column(Integer)
     username: Mapped[str] = mapped_column(String(64))
     created_at: Mapped[datetime] = mapped_column(DateTime)
 
@@ -443,6 +450,8 @@ class RegisteredModel(Base):
     added_by: Mapped[str] = mapped_column(String(64), default="")
     state_changed_at: Mapped[datetime] = mapped_column(DateTime)
     state_changed_by: Mapped[str] = mapped_column(String(64), default="")
+    #: The latest `radassist compare` of this model with another (JSON), or "".
+    comparison_json: Mapped[str] = mapped_column(Text, default="", server_default="")
 
 
 class ModelRoute(Base):

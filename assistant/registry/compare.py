@@ -9,7 +9,8 @@ latest pair counts, one per series.
 
 - the latest study-level verdict (``lesion_index`` NULL) given on any *live* (non-shadow)
   job of the series decides: ``accept`` means that job's call was right (the series is
-  positive if the job said positive), ``reject`` that it was wrong (the opposite);
+  positive if the job said positive), ``reject`` that it was wrong (the opposite),
+  ``missed`` (a reader's mark of a finding the model did not report) that it is positive;
 - without a study-level verdict, a lesion-level ``accept`` on any non-shadow job of the
   series makes it positive (a radiologist confirmed a lesion);
 - anything else (no feedback, only rejected lesions, feedback only on shadow jobs) leaves
@@ -196,9 +197,12 @@ def series_truth(
             if verdict is FeedbackVerdict.ACCEPT:
                 lesion_accepted.add(series_pk)
             continue
-        if job_positive is None:  # a call that cannot be right or wrong
+        if verdict is FeedbackVerdict.MISSED:  # a finding the model did not report
+            truth = True
+        elif job_positive is None:  # a call that cannot be right or wrong
             continue
-        truth = bool(job_positive) if verdict is FeedbackVerdict.ACCEPT else not job_positive
+        else:
+            truth = bool(job_positive) if verdict is FeedbackVerdict.ACCEPT else not job_positive
         when = (created_at, feedback_id)
         held = study_level.get(series_pk)
         if held is None or when > held[0]:

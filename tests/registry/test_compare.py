@@ -237,6 +237,19 @@ def test_the_truth_rule_on_rows() -> None:
         (6, True, None, accept, T0, 8),  # same time: the later row (id) decides
     ]
     assert series_truth(rows) == {1: False, 2: True, 3: True, 6: True}
+    # A reader's missed-finding mark: positive, even where the call was positive and a
+    # later "reject" would otherwise flip it; the latest study-level verdict still wins.
+    missed = FeedbackVerdict.MISSED
+    assert series_truth(
+        [
+            (7, True, None, missed, T0, 9),
+            (8, False, None, reject, T0, 10),
+            (8, False, None, missed, later, 11),
+        ]
+    ) == {7: True, 8: True}
+    assert series_truth(
+        [(9, False, None, missed, T0, 12), (9, False, None, accept, later, 13)]
+    ) == {9: False}
 
 
 def test_the_baselines_of_a_shadow_model(db: Database) -> None:

@@ -3,6 +3,7 @@ analysed a study: login, roles, CSRF, the worklist, the study page, feedback, re
 
 from __future__ import annotations
 
+import base64
 import http.client
 import io
 import json
@@ -308,6 +309,60 @@ def test_feedback_is_stored_shown_and_audited(site: Site, viewer: FlaskClient) -
         viewer.post(url, data={**bad, "csrf_token": token})
     with site.receiver.db.sessions() as session:
         assert session.scalars(select(Feedback).order_by(Feedback.id.desc())).first().id == row.id
+
+
+def test_a_reader_marks_a_missed_finding_with_its_slices(site: Site, viewer: FlaskClient) -> None:
+    """A finding the model did not report: a study-level mark with a slice range, shown
+    on the page and in the API; a range outside the series, or a mark on a finding, is
+    refused with a reason and stores nothing."""
+    token = csrf_token(viewer, "/")
+    url = f"/studies/{site.study_uid}/jobs/{site.job_id}/feedback"
+    page = viewer.get(f"/studies/{site.study_uid}").get_data(as_text=True)
+    assert 'class="missed-form"' in page
+    answer = viewer.post(
+        url,
+        data={
+            "finding": "study",
+            "verdict": "missed",
+            "first_slice": "4",
+            "last_slice": "6",
+            "comment": "small left subdural",
+            "csrf_token": token,
+        },
+    )
+    assert answer.status_code == 303
+    with site.receiver.db.sessions() as session:
+        row = session.scalars(select(Feedback).order_by(Feedback.id.desc())).first()
+    assert (row.verdict.value, row.lesion_index, row.first_slice, row.last_slice) == (
+        "missed",
+        None,
+        4,
+        6,
+    )
+    html = viewer.get(f"/studies/{site.study_uid}").get_data(as_text=True)
+    assert "missed (slices 4\u20136)" in html and "small left subdural" in html
+    for bad, reason in (
+        ({"finding": "study", "first_slice": "6", "last_slice": "4"}, "slices 6 to 4"),
+        ({"finding": "study", "first_slice": "1", "last_slice": "999"}, "slices 1 to 999"),
+        ({"finding": "0", "first_slice": "1", "last_slice": "2"}, "marked on the study"),
+    ):
+        refused = viewer.post(
+            url,
+            data={**bad, "verdict": "missed", "csrf_token": token},
+            follow_redirects=True,
+        )
+        assert reason in refused.get_data(as_text=True)
+    with site.receiver.db.sessions() as session:
+        assert session.scalars(select(Feedback).order_by(Feedback.id.desc())).first().id == row.id
+    listed = viewer.get(f"/api/v1/studies/{site.study_uid}/feedback").get_json()["feedback"]
+    assert {"verdict": "missed", "first_slice": 4, "last_slice": 6}.items() <= listed[-1].items()
+    credentials = base64.b64encode(f"{VIEWER[0]}:{VIEWER[1]}".encode()).decode()
+    answer = site.app.test_client().post(
+        f"/api/v1/studies/{site.study_uid}/feedback",
+        json={"job_id": site.job_id, "verdict": "missed", "first_slice": 2, "last_slice": 3},
+        headers={"Authorization": f"Basic {credentials}"},
+    )
+    assert answer.status_code == 201, answer.get_json()
 
 
 def test_only_admins_read_the_audit_trail(viewer: FlaskClient, admin: FlaskClient) -> None:

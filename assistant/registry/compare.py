@@ -5,17 +5,13 @@ how each fares against what the radiologists said. Torch-free; read by the dashb
 (same ``input_digest``); where a series has several (instances that came later), the
 latest pair counts, one per series.
 
-**The truth of a series** (from the radiologists' feedback on the dashboard):
-
-- the latest study-level verdict (``lesion_index`` NULL) given on any *live* (non-shadow)
-  job of the series decides: ``accept`` means that job's call was right (the series is
-  positive if the job said positive), ``reject`` that it was wrong (the opposite),
-  ``missed`` (a reader's mark of a finding the model did not report) that it is positive;
-- without a study-level verdict, a lesion-level ``accept`` on any non-shadow job of the
-  series makes it positive (a radiologist confirmed a lesion);
-- anything else (no feedback, only rejected lesions, feedback only on shadow jobs) leaves
-  the series unreviewed: it counts towards agreement, not towards sensitivity or
-  specificity.
+**The truth of a series**: the radiologists' feedback on the *live* (non-shadow) jobs
+of the series, by the rule of assistant/registry/truth.py (the one the dataset export
+uses): a ``missed`` mark, then an accepted lesion, make it positive; else the latest
+study-level verdict (``accept``: the call was right, ``reject``: it was wrong); else all
+of a job's lesions rejected make it negative; anything else (no feedback, feedback only
+on shadow jobs) leaves it unreviewed: it counts towards agreement, not towards
+sensitivity or specificity.
 
 Feedback is given on the live model's calls, so the truth leans on what the live model
 showed (verification bias): read the shadow model's figures as "against the reviewed
@@ -25,9 +21,9 @@ series", not as a trial.
 from __future__ import annotations
 
 import math
+from collections import defaultdict
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from datetime import datetime
 from typing import Any
 
 from sqlalchemy import ColumnElement, and_, select
@@ -36,12 +32,12 @@ from sqlalchemy.orm import aliased
 from assistant.db import (
     Database,
     Feedback,
-    FeedbackVerdict,
     Job,
     JobState,
     ModelState,
     RegisteredModel,
 )
+from assistant.registry.truth import JobCall, Verdict, lesion_ranges, reviewed_truths
 
 #: z for a two-sided 95 % interval.
 Z95 = 1.959963984540054
@@ -149,6 +145,30 @@ class Comparison:
         return self.baseline_accuracy.negatives
 
     @property
+    def reviewed(self) -> int:
+        """Reviewed series (either class) among the pairs: 0 means no evidence at all."""
+        return self.reviewed_positives + self.reviewed_negatives
+
+    @property
+    def sensitivity_shortfall(self) -> str | None:
+        """A plain sentence when the candidate's sensitivity on the reviewed positives is
+        surely lower than the baseline's: its Wilson 95 % interval lies entirely below the
+        baseline's (candidate upper < baseline lower). None otherwise, and where either
+        has no reviewed positive. The dashboard refuses a promotion on it unless an admin
+        overrides with a reason: a model that misses findings the live one catches is the
+        one mistake a shadow run exists to catch."""
+        mine = self.candidate_accuracy.sensitivity
+        theirs = self.baseline_accuracy.sensitivity
+        if mine.interval is None or theirs.interval is None:
+            return None
+        if mine.interval[1] >= theirs.interval[0]:
+            return None
+        return (
+            f"{self.candidate}'s sensitivity on the reviewed positives ({_percent(mine)}) "
+            f"lies entirely below {self.baseline}'s ({_percent(theirs)})"
+        )
+
+    @property
     def too_few(self) -> str | None:
         """A plain sentence when fewer than MIN_REVIEWED reviewed series of either class
         back the figures; None when there are enough."""
@@ -160,6 +180,16 @@ class Comparison:
             f"{negatives} reviewed negative series of the {self.pairs} both models read "
             f"({MIN_REVIEWED} of each are needed before the figures mean much)."
         )
+
+
+def _percent(rate: Rate) -> str:
+    """ "16.7 %, 2 of 12, 95 % CI 3.0 to 44.8 %" (a rate with a total)."""
+    fraction, interval = rate.fraction, rate.interval
+    assert fraction is not None and interval is not None
+    return (
+        f"{100 * fraction:.1f} %, {rate.count} of {rate.total}, "
+        f"95 % CI {100 * interval[0]:.1f} to {100 * interval[1]:.1f} %"
+    )
 
 
 # -- pure functions over rows ----------------------------------------------------------
@@ -182,34 +212,6 @@ def latest_pairs(rows: Iterable[tuple[int, int, int, bool | None, bool | None]])
         if held is None or (candidate_job, baseline_job) > (held.candidate_job, held.baseline_job):
             latest[series_pk] = pair
     return [latest[pk] for pk in sorted(latest)]
-
-
-def series_truth(
-    rows: Iterable[tuple[int, bool | None, int | None, FeedbackVerdict, datetime, int]],
-) -> dict[int, bool]:
-    """The truth of each reviewed series (True: positive), by the rule in this module's
-    docstring, from (series_pk, the job's call, lesion_index, verdict, created_at,
-    feedback id) rows of feedback on *non-shadow* jobs. Series left out are unreviewed."""
-    study_level: dict[int, tuple[tuple[datetime, int], bool]] = {}
-    lesion_accepted: set[int] = set()
-    for series_pk, job_positive, lesion_index, verdict, created_at, feedback_id in rows:
-        if lesion_index is not None:
-            if verdict is FeedbackVerdict.ACCEPT:
-                lesion_accepted.add(series_pk)
-            continue
-        if verdict is FeedbackVerdict.MISSED:  # a finding the model did not report
-            truth = True
-        elif job_positive is None:  # a call that cannot be right or wrong
-            continue
-        else:
-            truth = bool(job_positive) if verdict is FeedbackVerdict.ACCEPT else not job_positive
-        when = (created_at, feedback_id)
-        held = study_level.get(series_pk)
-        if held is None or when > held[0]:
-            study_level[series_pk] = (when, truth)
-    truths = {pk: True for pk in lesion_accepted}
-    truths.update({pk: truth for pk, (_, truth) in study_level.items()})
-    return truths
 
 
 def accuracy(calls: Iterable[tuple[int, bool]], truths: Mapping[int, bool]) -> Accuracy:
@@ -269,18 +271,33 @@ def compare(db: Database, candidate: tuple[str, str], baseline: tuple[str, str])
         pairs = latest_pairs(pair_rows)
         read = select(a.series_pk).where(*_done(a, *candidate))
         feedback_rows = session.execute(
-            select(
-                Job.series_pk,
-                Job.positive,
-                Feedback.lesion_index,
-                Feedback.verdict,
-                Feedback.created_at,
-                Feedback.id,
-            )
+            select(Job, Feedback)
             .join(Job, Job.id == Feedback.job_pk)
             .where(Job.shadow.is_(False), Job.series_pk.in_(read))
         ).all()
-    truths = series_truth(feedback_rows)
+        jobs: dict[int, dict[int, JobCall]] = defaultdict(dict)
+        verdicts: dict[int, list[Verdict]] = defaultdict(list)
+        for job, feedback in feedback_rows:
+            jobs[job.series_pk][job.id] = JobCall(
+                job.id,
+                job.positive,
+                lesion_ranges(job.findings_json),
+                job.input_digest,
+                job.finished_at or job.created_at,
+            )
+            verdicts[job.series_pk].append(
+                Verdict(
+                    feedback.id,
+                    feedback.job_pk,
+                    feedback.lesion_index,
+                    feedback.verdict,
+                    feedback.first_slice,
+                    feedback.last_slice,
+                    feedback.username,
+                    feedback.created_at,
+                )
+            )
+    truths = reviewed_truths(jobs, verdicts)
     return summarize(
         f"{candidate[0]}:{candidate[1]}", f"{baseline[0]}:{baseline[1]}", pairs, truths
     )

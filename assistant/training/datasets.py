@@ -241,7 +241,10 @@ def _patient_split(patient: str) -> str:
 
 class DicomFolders(StudyDataset):
     """Series folders under a root with labels in a CSV (columns: series, label and
-    optionally patient). Rows of one patient always land in the same split."""
+    optionally patient, first_slice and last_slice). Rows of one patient always land in
+    the same split. A row's first_slice-last_slice (1-based, inclusive, along the stack)
+    gives per-slice labels: 1 inside, 0 elsewhere; a negative row without a range has
+    every slice 0 when the columns are there; otherwise a study has no slice labels."""
 
     in_channels = 3
     image_size = 256
@@ -272,7 +275,28 @@ class DicomFolders(StudyDataset):
         except UnreadableSeries as exc:  # say which row, so the CSV can be mended
             raise DatasetSpecError(f"series {row['series']!r} cannot be read: {exc}") from exc
         slices = np.concatenate(list(series.batches(self.image_size, input_mask=self.input_mask)))
-        return Study(row["series"], slices, int(row["label"]))
+        label = int(row["label"])
+        return Study(row["series"], slices, label, self._slice_labels(row, label, len(slices)))
+
+    @staticmethod
+    def _slice_labels(row: dict[str, str], label: int, count: int) -> np.ndarray | None:
+        """Per-slice labels of a row from its first_slice and last_slice (1-based,
+        inclusive); all 0 for a negative row with the columns but no range; else None."""
+        first, last = (row.get("first_slice") or "").strip(), (row.get("last_slice") or "").strip()
+        if not first and not last:
+            return np.zeros(count, np.float32) if label == 0 and "first_slice" in row else None
+        try:
+            low, high = int(first), int(last)
+        except ValueError:
+            low = high = 0
+        if not 1 <= low <= high <= count:
+            raise DatasetSpecError(
+                f"series {row['series']!r}: slices {first or '?'}-{last or '?'} are not a range "
+                f"within its {count} slices (1-based, first <= last)"
+            )
+        labels = np.zeros(count, np.float32)
+        labels[low - 1 : high] = 1.0
+        return labels
 
 
 def _millimetre_range(text: str) -> tuple[float, float]:

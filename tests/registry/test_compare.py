@@ -5,7 +5,7 @@ assistant/registry/compare.py) and the Wilson intervals, zero counts included.""
 from __future__ import annotations
 
 from collections.abc import Iterator
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 import pytest
 from sqlalchemy.orm import Session
@@ -32,10 +32,10 @@ from assistant.registry.compare import (
     Rate,
     baselines,
     compare,
-    series_truth,
     summarize,
     wilson_interval,
 )
+from assistant.registry.truth import JobCall, Verdict, reviewed_truths
 
 LIVE, SHADOW = ("m", "1"), ("m", "2")
 T0 = utcnow()
@@ -126,7 +126,7 @@ def _hand_made_set(db: Database) -> None:
         _, live, _ = _pair(session, 3, False, True)
         _feedback(session, live, "reject")  # positive; live FN, shadow TP
         _, live, _ = _pair(session, 4, False, False)
-        _feedback(session, live, "reject", lesion=0)  # a rejected lesion alone: unreviewed
+        _feedback(session, live, "reject", lesion=0)  # no such lesion reported: unreviewed
         _, live, _ = _pair(session, 5, True, True)
         _feedback(session, live, "accept", lesion=0)  # lesion accepted: positive
         _, _, shadow = _pair(session, 6, False, False)
@@ -137,7 +137,6 @@ def _hand_made_set(db: Database) -> None:
         _, live, _ = _pair(session, 8, True, False)
         _feedback(session, live, "accept", minutes=1)
         _feedback(session, live, "reject", minutes=2)  # the latest decides: negative
-        _feedback(session, live, "accept", lesion=0, minutes=3)  # study-level wins
         series, _, _ = _pair(session, 9, True, True, digest="old")
         _job(session, series, LIVE, False, digest="new")  # the latest pair disagrees
         _job(session, series, SHADOW, True, digest="new", shadow=True)
@@ -222,34 +221,51 @@ def test_the_wilson_interval() -> None:
 
 
 def test_the_truth_rule_on_rows() -> None:
-    """The latest study-level verdict decides (accept: the call was right); else a
-    lesion accepted makes the series positive; a call of None decides nothing."""
-    accept, reject = FeedbackVerdict.ACCEPT, FeedbackVerdict.REJECT
+    """assistant/registry/truth.py's rule, as the comparison reads it: a missed mark, then
+    an accepted lesion, make a series positive; else the latest study-level verdict
+    (accept: the call was right); else all lesions rejected: negative; a series with
+    nothing a reader decided is unreviewed."""
+    accept, reject, missed = FeedbackVerdict.ACCEPT, FeedbackVerdict.REJECT, FeedbackVerdict.MISSED
     later = T0 + timedelta(minutes=1)
-    rows = [
-        (1, True, None, accept, T0, 1),
-        (1, True, None, reject, later, 2),  # later: negative
-        (2, False, None, reject, T0, 3),  # the negative call was wrong: positive
-        (3, False, 0, accept, T0, 4),  # a lesion accepted: positive
-        (4, True, 0, reject, T0, 5),  # a lesion rejected alone: unreviewed
-        (5, None, None, accept, T0, 6),  # no call to be right about: unreviewed
-        (6, True, None, reject, T0, 7),
-        (6, True, None, accept, T0, 8),  # same time: the later row (id) decides
-    ]
-    assert series_truth(rows) == {1: False, 2: True, 3: True, 6: True}
-    # A reader's missed-finding mark: positive, even where the call was positive and a
-    # later "reject" would otherwise flip it; the latest study-level verdict still wins.
-    missed = FeedbackVerdict.MISSED
-    assert series_truth(
-        [
-            (7, True, None, missed, T0, 9),
-            (8, False, None, reject, T0, 10),
-            (8, False, None, missed, later, 11),
-        ]
-    ) == {7: True, 8: True}
-    assert series_truth(
-        [(9, False, None, missed, T0, 12), (9, False, None, accept, later, 13)]
-    ) == {9: False}
+
+    def job(pk: int, positive: bool | None, lesions: int = 0) -> JobCall:
+        return JobCall(pk, positive, ((3, 5),) * lesions, "digest", T0)
+
+    def verdict(
+        fid: int, job_pk: int, lesion: int | None, what: FeedbackVerdict, at: datetime = T0
+    ) -> Verdict:
+        slices = (4, 6) if what is missed else (None, None)
+        return Verdict(fid, job_pk, lesion, what, *slices, "reader", at)
+
+    jobs = {
+        1: {1: job(1, True)},
+        2: {2: job(2, False)},
+        3: {3: job(3, False, lesions=1)},
+        4: {4: job(4, True, lesions=1)},
+        5: {5: job(5, None)},
+        6: {6: job(6, True)},
+        7: {7: job(7, True, lesions=1)},
+        8: {8: job(8, False)},
+    }
+    verdicts = {
+        1: [verdict(1, 1, None, accept), verdict(2, 1, None, reject, later)],  # later wins
+        2: [verdict(3, 2, None, reject)],  # the negative call was wrong: positive
+        3: [verdict(4, 3, 0, accept)],  # a lesion accepted: positive
+        4: [verdict(5, 4, 0, reject)],  # its only lesion rejected: negative
+        5: [verdict(6, 5, None, accept)],  # no call to be right about: unreviewed
+        6: [verdict(7, 6, None, reject), verdict(8, 6, None, accept)],  # same time: id decides
+        7: [verdict(9, 7, 0, accept), verdict(10, 7, None, reject, later)],  # the lesion
+        8: [verdict(11, 8, None, missed), verdict(12, 8, None, accept, later)],  # the mark
+    }
+    assert reviewed_truths(jobs, verdicts) == {
+        1: False,
+        2: True,
+        3: True,
+        4: False,
+        6: True,
+        7: True,
+        8: True,
+    }
 
 
 def test_the_baselines_of_a_shadow_model(db: Database) -> None:

@@ -645,9 +645,28 @@ def _checked_pages(
 
 
 def cmd_train(_settings: Settings, args: argparse.Namespace) -> int:
+    import json
+
     from assistant.training.run import train_model
 
     command = shlex.join(["radassist", *args.argv])
+    report = None
+    if args.cv is not None:
+        from assistant.training.crossval import Recipe, cross_validate, report_lines
+
+        recipe = Recipe(
+            epochs=args.epochs,
+            seed=args.seed,
+            device=args.device,
+            init=Path(args.init) if args.init else None,
+            augment=args.augment,
+            acgan_steps=args.acgan_steps,
+        )
+        report = cross_validate(
+            args.dataset, args.cv, recipe, Path(args.out), progress=sys.stderr.isatty()
+        )
+        if not args.json:
+            print("\n".join(report_lines(report)))
     card = train_model(
         args.dataset,
         Path(args.out),
@@ -662,10 +681,25 @@ def cmd_train(_settings: Settings, args: argparse.Namespace) -> int:
         name=args.name,
         version=args.model_version,
     )
+    if report is not None:
+        from assistant.training.crossval import record_in_card
+
+        card = record_in_card(Path(args.out), report)
     val = card.metrics["val"]
+    if args.json:
+        summary = {
+            "model": args.out,
+            "threshold": card.threshold,
+            "best_epoch": card.training["best_epoch"],
+            "val": val,
+            **({"cv": report} if report is not None else {}),
+        }
+        print(json.dumps(_finite_or_null(summary), allow_nan=False))
+        return 0
     print(
         f"model written to {args.out}: val AUC {val['auc']}, accuracy {val['accuracy']}, "
         f"threshold {card.threshold:.4f} (best epoch {card.training['best_epoch']})"
+        + (f"; cross-validation in {Path(args.out) / 'cv'}" if report is not None else "")
     )
     return 0
 
@@ -685,6 +719,26 @@ def _finite_or_null(value: object) -> object:
 def cmd_evaluate(_settings: Settings, args: argparse.Namespace) -> int:
     import json
 
+    if args.cv is not None:  # the figures of a training recipe, not of these fixed weights
+        from assistant.training.crossval import evaluate_recipe, report_lines
+
+        report = evaluate_recipe(
+            Path(args.model),
+            args.dataset,
+            args.cv,
+            epochs=args.epochs,
+            seed=args.seed,
+            device=args.device,
+            out=Path(args.out) if args.out else None,
+            resamples=args.bootstrap,
+            progress=sys.stderr.isatty(),
+        )
+        if args.json:
+            print(json.dumps(_finite_or_null(report), allow_nan=False))
+        else:
+            print(f"{report['model']}: the figures of its training recipe, not its weights")
+            print("\n".join(report_lines(report)))
+        return 0
     from assistant.training.run import evaluate_model
 
     roc = Path(args.roc) if args.roc else Path(args.model) / f"roc-{args.split}.png"
@@ -889,7 +943,11 @@ def build_parser() -> argparse.ArgumentParser:
     send.add_argument("--aet", metavar="AE", help="calling AE title (default: node.ae_title)")
     send.set_defaults(func=cmd_send)
 
-    train = command("train", "Train a CNN-RNN; every choice is made on the validation split.")
+    train = command(
+        "train",
+        "Train a CNN-RNN; every choice is made on the validation split "
+        "(--cv K: cross-validate first, for honest figures on a small dataset).",
+    )
     train.add_argument(
         "--dataset",
         required=True,
@@ -929,9 +987,25 @@ def build_parser() -> argparse.ArgumentParser:
         help="the model's version in its card (default: this package's version); the "
         "registry takes each name and version once",
     )
+    train.add_argument(
+        "--cv",
+        type=int,
+        metavar="K",
+        help="first cross-validate: K patient-grouped folds, each trained as this command "
+        "would (epoch and threshold chosen inside its training folds) and tested on its "
+        "own patients; per-fold and pooled figures go to MODEL_DIR/cv/ and the card's "
+        "metrics['cv']; then the model is trained as usual",
+    )
+    train.add_argument(
+        "--json", action="store_true", help="print one JSON object (with --cv: the report)"
+    )
     train.set_defaults(func=cmd_train)
 
-    evaluate = command("evaluate", "Metrics of a model on one split, at the threshold in its card.")
+    evaluate = command(
+        "evaluate",
+        "Metrics of a model on one split, at the threshold in its card "
+        "(--cv K: of its training recipe, re-trained per patient-grouped fold).",
+    )
     evaluate.add_argument("--model", required=True, metavar="MODEL_DIR")
     evaluate.add_argument("--dataset", required=True, metavar="SPEC")
     evaluate.add_argument("--split", default="test", choices=["train", "val", "test"])
@@ -952,6 +1026,28 @@ def build_parser() -> argparse.ArgumentParser:
         "--predictions",
         metavar="CSV",
         help="also write each study's label, probability and call to this CSV",
+    )
+    evaluate.add_argument(
+        "--cv",
+        type=int,
+        metavar="K",
+        help="the honest figures of the model's training recipe, not of its fixed weights: "
+        "K patient-grouped folds, each fine-tuned from MODEL_DIR (as train --init, at its "
+        "image size and windows; epoch and threshold chosen inside the training folds) "
+        "and tested on its own patients; --split is then not used",
+    )
+    evaluate.add_argument(
+        "--epochs", type=int, help="with --cv: epochs per fold (default: as train)"
+    )
+    evaluate.add_argument("--seed", type=int, default=0, help="with --cv: folds and training")
+    evaluate.add_argument(
+        "--device", default="cpu", choices=["cpu", "cuda"], help="with --cv: where to train"
+    )
+    evaluate.add_argument(
+        "--out",
+        metavar="DIR",
+        help="with --cv: keep DIR/cv/fold-K/ and DIR/cv/report.json (default: a temporary "
+        "folder, removed)",
     )
     evaluate.set_defaults(func=cmd_evaluate)
 
@@ -980,6 +1076,11 @@ def build_parser() -> argparse.ArgumentParser:
     from assistant.cli_models import add_parsers as add_model_parsers
 
     add_model_parsers(command, action)
+    from assistant.cli_compare import add_parsers as add_compare_parsers
+    from assistant.cli_dataset import add_parsers as add_dataset_parsers
+
+    add_compare_parsers(command, action)
+    add_dataset_parsers(command, action)
     demo = command("demo", "What `make demo` runs: start the node and send it a demo study.")
     demo.add_argument(
         "--study",

@@ -66,10 +66,24 @@ class ModelEntry:
     added_by: str
     state_changed_at: datetime
     state_changed_by: str
+    #: The latest `radassist compare` recorded on this model (JSON), or "".
+    comparison_json: str = ""
 
     @property
     def ref(self) -> str:
         return f"{self.name}:{self.version}"
+
+    @property
+    def comparison(self) -> dict[str, Any] | None:
+        """The latest `radassist compare` recorded on this model as the candidate (B),
+        as plain data; None when there is none (or it cannot be read)."""
+        if not self.comparison_json:
+            return None
+        try:
+            value = json.loads(self.comparison_json)
+        except ValueError:
+            return None
+        return value if isinstance(value, dict) else None
 
     @property
     def threshold(self) -> float | None:
@@ -123,6 +137,7 @@ def _entry(row: RegisteredModel, data_dir: Path) -> ModelEntry:
         added_by=row.added_by,
         state_changed_at=row.state_changed_at,
         state_changed_by=row.state_changed_by,
+        comparison_json=row.comparison_json or "",
     )
 
 
@@ -325,6 +340,31 @@ class Registry:
             row.state_changed_at = now
             row.state_changed_by = by[:64]
         return changes
+
+    def record_comparison(self, ref: str, comparison: dict[str, Any], *, by: str) -> None:
+        """Keep a `radassist compare` result on the candidate model `ref` (NAME:VERSION),
+        replacing the one it had, audited ("model-compare") in the same transaction: the
+        dashboard shows it beside the shadow record when an admin weighs a promotion."""
+        name, version = parse_ref(ref)
+        if version is None:
+            raise RegistryError(f"say which version of {name} (NAME:VERSION)")
+        text = json.dumps(comparison, allow_nan=False, sort_keys=True)
+        now = utcnow()
+        with self._db.writing() as session:
+            row = self._row(session, name, version)
+            if row is None:
+                raise RegistryError(f"no model {name}:{version} in the registry")
+            row.comparison_json = text
+            baseline = comparison.get("a", {}) if isinstance(comparison.get("a"), dict) else {}
+            _audit(
+                session,
+                now,
+                by,
+                "model-compare",
+                f"{name}:{version}",
+                f"against {baseline.get('model', '?')} on {comparison.get('dataset', '?')} "
+                f"({comparison.get('split', '?')})",
+            )
 
     @staticmethod
     def _retire_live(

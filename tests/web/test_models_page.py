@@ -512,3 +512,159 @@ def test_with_two_live_models_a_series_is_negative_only_when_both_are(node: Node
         other = session.scalar(select(Job.id).where(Job.model_name == "other"))
     (series,) = study["series"]
     assert series["job_id"] == other
+
+
+# -- guarded promotion and the recorded `radassist compare` -------------------------------
+
+
+def _shadow_misses_ten_more(node: Node) -> None:
+    """Ten more studies that hyper:1 (live) called positive, rightly (accepted), and
+    hyper:2 (shadow) called negative: sensitivity 2 of 12 (95 % CI 4.7 to 44.8 %)
+    against 11 of 12 (64.6 to 98.5 %), intervals apart."""
+    with node.db.writing() as session:
+        for letter in "EFGHIJKLMN":
+            _study(session, letter, True, False, "accept")
+
+
+def _promote(client: FlaskClient, **form: str) -> str:
+    """POST shadow → live for hyper:2; the model page shown after (its flashed lines)."""
+    response = client.post(
+        "/models/hyper/2/state", data={"state": "live", "csrf_token": csrf_token(client), **form}
+    )
+    assert response.status_code == 303
+    return _text(_page(client, "/models/hyper/2"))
+
+
+REFUSAL = (
+    "hyper:2's sensitivity on the reviewed positives (16.7 %, 2 of 12, 95 % CI 4.7 to 44.8 %) "
+    "lies entirely below hyper:1's (91.7 %, 11 of 12, 95 % CI 64.6 to 98.5 %)"
+)
+
+
+def _audit(node: Node, action: str) -> list[AuditEvent]:
+    with node.db.sessions() as session:
+        return list(session.scalars(select(AuditEvent).where(AuditEvent.action == action)))
+
+
+def test_a_shadow_model_surely_less_sensitive_is_not_made_live(node: Node) -> None:
+    _shadow_misses_ten_more(node)
+    admin = node.client(ADMIN)
+    page = _page(admin, "/models/hyper/2")
+    assert f"Making it live is refused: {REFUSAL}." in _text(page)
+    assert 'name="override" value="yes"' in page
+    shown = _promote(admin, reason="looks fine to me")
+    assert f"Not changed: {REFUSAL}. Tick the override and give a reason" in shown
+    assert _states(node) == {"hyper:1": ModelState.LIVE, "hyper:2": ModelState.SHADOW}
+    assert not _audit(node, "model-state") and not _audit(node, "model_promotion_override")
+
+
+def test_an_override_without_a_reason_is_refused(node: Node) -> None:
+    _shadow_misses_ten_more(node)
+    shown = _promote(node.client(ADMIN), override="yes", reason="   ")
+    assert "Not changed: an override needs a reason" in shown
+    assert _states(node) == {"hyper:1": ModelState.LIVE, "hyper:2": ModelState.SHADOW}
+
+
+def test_an_override_with_a_reason_promotes_and_the_audit_keeps_the_reason(node: Node) -> None:
+    _shadow_misses_ten_more(node)
+    shown = _promote(node.client(ADMIN), override="yes", reason="vendor recall of hyper:1")
+    assert "hyper:2: shadow → live" in shown
+    assert _states(node) == {"hyper:1": ModelState.RETIRED, "hyper:2": ModelState.LIVE}
+    (override,) = _audit(node, "model_promotion_override")
+    assert (override.username, override.target) == (ADMIN[0], "hyper:2")
+    assert override.detail == f"reason: vendor recall of hyper:1; overridden: {REFUSAL}"
+    assert override.remote_addr
+    state_rows = {e.target: e.detail for e in _audit(node, "model-state")}
+    assert state_rows["hyper:2"] == "shadow → live; override: vendor recall of hyper:1"
+
+
+def test_a_promotion_goes_ahead_when_the_intervals_overlap(node: Node) -> None:
+    """The fixture: hyper:2 2 of 2 (34.2 to 100 %), hyper:1 1 of 2 (9.5 to 90.5 %)."""
+    admin = node.client(ADMIN)
+    assert "refused" not in _text(_page(admin, "/models/hyper/2"))
+    shown = _promote(admin)  # no override, no reason
+    assert "hyper:2: shadow → live" in shown
+    assert _states(node) == {"hyper:1": ModelState.RETIRED, "hyper:2": ModelState.LIVE}
+    assert not _audit(node, "model_promotion_override")
+    (change,) = _audit(node, "model_change")
+    assert "no reviewed evidence" not in change.detail
+
+
+def test_a_shadow_model_nobody_reviewed_says_so_and_may_still_go_live(
+    node: Node, tmp_path: Path
+) -> None:
+    registry = Registry(node.db, node.app.extensions["radassist"].settings.storage.data_dir)
+    _register(registry, tmp_path / "three", "3", "c3" * 32, ModelState.SHADOW)
+    admin = node.client(ADMIN)
+    text = _text(_page(admin, "/models/hyper/3"))
+    assert "No reviewed evidence: no series that both models read" in text
+    assert "No reviewed evidence backs making this model live." in text
+    assert "hyper:3: shadow → live" in _promote_three(admin)
+    assert _states(node)["hyper:3"] is ModelState.LIVE
+    (change,) = _audit(node, "model_change")
+    assert change.detail.endswith("; no reviewed evidence")
+
+
+def _promote_three(client: FlaskClient) -> str:
+    response = client.post(
+        "/models/hyper/3/state", data={"state": "live", "csrf_token": csrf_token(client)}
+    )
+    assert response.status_code == 303
+    return _text(_page(client, "/models/hyper/3"))
+
+
+def _compare_result() -> dict[str, Any]:
+    """A `radassist compare hyper:1 hyper:2 --json` result, as the command prints it."""
+    side = {"n": 36, "positives": 14, "format": "state_dict", "image_size": 128}
+    return {
+        "dataset": "dicom:/data/site:/data/site/labels.csv",
+        "split": "test",
+        "grouped_by": "patient",
+        "groups": 30,
+        "a": {
+            **side,
+            "model": "hyper:1",
+            "threshold": 0.6,
+            "auc": 0.91,
+            "sensitivity": 0.7857,
+            "specificity": 0.9091,
+        },
+        "b": {
+            **side,
+            "model": "hyper:2",
+            "threshold": 0.55,
+            "auc": 0.9345,
+            "sensitivity": 0.8571,
+            "specificity": 0.8636,
+        },
+        "difference": {
+            "auc": {"value": 0.0245, "ci95": [-0.031, 0.0822]},
+            "sensitivity": {"value": 0.0714, "ci95": [-0.0714, 0.2308]},
+            "specificity": {"value": -0.0455, "ci95": [-0.1429, 0.0]},
+        },
+        "mcnemar": {"a_right_b_wrong": 2, "a_wrong_b_right": 3, "discordant": 5, "p_value": 1.0},
+        "bootstrap_resamples": 1000,
+        "bootstrap_seed": 0,
+    }
+
+
+def test_the_model_page_shows_the_recorded_compare_above_the_shadow_record(node: Node) -> None:
+    registry = Registry(node.db, node.app.extensions["radassist"].settings.storage.data_dir)
+    registry.record_comparison("hyper:2", _compare_result(), by="cli:ops")
+    text = _text(_page(node.client(VIEWER), "/models/hyper/2"))
+    assert (
+        "hyper:2 (B) against hyper:1 (A) on dicom:/data/site:/data/site/labels.csv (test): "
+        "36 studies, 14 positive; recorded "
+    ) in text
+    assert "UTC by cli:ops." in text
+    assert "threshold 0.6000 0.5500" in text
+    assert "AUC 0.9100 0.9345 +0.0245 (95 % CI -0.0310 to +0.0822)" in text
+    assert "sensitivity 0.7857 0.8571 +0.0714 (95 % CI -0.0714 to +0.2308)" in text
+    assert "specificity 0.9091 0.8636 -0.0455 (95 % CI -0.1429 to +0.0000)" in text
+    assert (
+        "McNemar exact test on the calls: A right and B wrong 2, A wrong and B right 3; p = 1.0000."
+    ) in text
+    assert "1000 paired bootstrap resamples of the 30 patients" in text
+    assert text.index("Compared offline") < text.index("In shadow: compared with the live model")
+    assert "cli:ops compared against hyper:1 on dicom:" in text  # the history row
+    assert "Compared offline" not in _text(_page(node.client(VIEWER), "/models/hyper/1"))

@@ -170,6 +170,8 @@ def test_every_command_takes_help_and_config_and_verbose_last(
         ("db", "downgrade"): ["base"],
         ("jobs", "retry"): ["1"],
         ("jobs", "run"): ["1.2.3", "--model", "m"],
+        ("compare",): ["a", "b", "--dataset", "synthetic"],
+        ("dataset", "export"): ["--out", "d"],
         ("model", "add"): ["dir"],
         ("model", "show"): ["m"],
         ("model", "set-state"): ["m:1", "live"],

@@ -189,6 +189,8 @@ def test_receiving_and_web_sides_load_neither_torch_nor_training() -> None:
             "assistant.findings",
             "assistant.registry",
             "assistant.cli_models",
+            "assistant.cli_compare",
+            "assistant.cli_dataset",
             "assistant.analysis.model.card",
         ]
     )

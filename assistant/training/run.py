@@ -156,7 +156,7 @@ def train_model(
     val_metrics = binary_metrics(val_set.labels(), val_scores, threshold)
     card = ModelCard(
         name=name or ("radassist-hyperdense" if kind != "medmnist" else "radassist-medmnist"),
-        version=version or __version__,
+        version=version or _default_version(init),
         parent=read_card(init).ref if init is not None else "",
         description=(
             "CNN-RNN: a 2D CNN per slice, a bidirectional GRU across slices; study, slice and mask heads."
@@ -191,6 +191,15 @@ def train_model(
         metrics={"val": val_metrics.to_dict()},
     )
     return save_model(out, network, card)
+
+
+def _default_version(init: Path | None) -> str:
+    """This package's version; for a fine-tuned model its parent's and the minute it was
+    made ("0.1.0-ft202612051032"), so it never takes its parent's place in the registry."""
+    if init is None:
+        return __version__
+    stamp = datetime.datetime.now(datetime.UTC).strftime("%Y%m%d%H%M")
+    return f"{read_card(init).version}-ft{stamp}"[:32]
 
 
 def _starting_point(init: Path, train_set: StudyDataset) -> tuple[CnnRnn, dict[str, str]]:

@@ -121,6 +121,11 @@ def test_training_can_start_from_a_model_and_says_so(tmp_path: Path, capsys) -> 
         == record
     )
     assert f"--init {parent}" in training["command"]
+    # Its own version (never its parent's place in the registry), its parent named.
+    child_card = load_model(child).card
+    assert child_card.parent == parent_card.ref
+    assert child_card.version.startswith(f"{parent_card.version}-ft")
+    assert child_card.name == parent_card.name
     capsys.readouterr()
 
     medmnist = tmp_path / "tiny.npz"

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-import math
 import shlex
 import signal
 import sys
@@ -647,6 +646,7 @@ def _checked_pages(
 def cmd_train(_settings: Settings, args: argparse.Namespace) -> int:
     import json
 
+    from assistant.training.metrics import finite_or_null
     from assistant.training.run import train_model
 
     command = shlex.join(["radassist", *args.argv])
@@ -694,7 +694,7 @@ def cmd_train(_settings: Settings, args: argparse.Namespace) -> int:
             "val": val,
             **({"cv": report} if report is not None else {}),
         }
-        print(json.dumps(_finite_or_null(summary), allow_nan=False))
+        print(json.dumps(finite_or_null(summary), allow_nan=False))
         return 0
     print(
         f"model written to {args.out}: val AUC {val['auc']}, accuracy {val['accuracy']}, "
@@ -704,20 +704,10 @@ def cmd_train(_settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
-def _finite_or_null(value: object) -> object:
-    """A metric that a split cannot define (sensitivity without positives) is NaN in
-    Python and null in JSON: NaN is not JSON, and strict parsers refuse it."""
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, dict):
-        return {key: _finite_or_null(item) for key, item in value.items()}
-    if isinstance(value, list | tuple):
-        return [_finite_or_null(item) for item in value]
-    return value
-
-
 def cmd_evaluate(_settings: Settings, args: argparse.Namespace) -> int:
     import json
+
+    from assistant.training.metrics import finite_or_null
 
     if args.cv is not None:  # the figures of a training recipe, not of these fixed weights
         from assistant.training.crossval import evaluate_recipe, report_lines
@@ -734,7 +724,7 @@ def cmd_evaluate(_settings: Settings, args: argparse.Namespace) -> int:
             progress=sys.stderr.isatty(),
         )
         if args.json:
-            print(json.dumps(_finite_or_null(report), allow_nan=False))
+            print(json.dumps(finite_or_null(report), allow_nan=False))
         else:
             print(f"{report['model']}: the figures of its training recipe, not its weights")
             print("\n".join(report_lines(report)))
@@ -751,7 +741,7 @@ def cmd_evaluate(_settings: Settings, args: argparse.Namespace) -> int:
         predictions_csv=Path(args.predictions) if args.predictions else None,
     )
     if args.json:
-        print(json.dumps(_finite_or_null(metrics), allow_nan=False))
+        print(json.dumps(finite_or_null(metrics), allow_nan=False))
         return 0
     print(
         f"{metrics['model']} on {metrics['dataset']} ({metrics['split']}, n={metrics['n']}, "

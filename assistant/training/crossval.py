@@ -40,6 +40,7 @@ from assistant.training.metrics import (
     RESAMPLES,
     THRESHOLD_RULES,
     binary_metrics,
+    finite_or_null,
     roc_auc,
 )
 from assistant.training.run import (
@@ -552,7 +553,7 @@ def cross_validate(
             write_predictions_csv(
                 folder / "predictions.csv", keys, pool.labels[plan.test], fold_scores, threshold
             )
-            _write_json(folder / "metrics.json", _finite_or_null(row))
+            _write_json(folder / "metrics.json", finite_or_null(row))
         report = _report(pool, recipe, rows, scores, thresholds, fold_of, resamples)
         if model:
             report = {"model": model, **report}
@@ -620,7 +621,7 @@ def _report(
                 f"the whole dataset holds {count} {kind} studies: every figure is loose"
             )
     rule = recipe.threshold_rule or threshold_rule_for(pool.spec)
-    return _finite_or_null(
+    return finite_or_null(
         {
             "dataset": pool.spec,
             "folds": len(rows),
@@ -652,17 +653,6 @@ def _report(
             ],
         }
     )
-
-
-def _finite_or_null(value: Any) -> Any:
-    """NaN (a figure a fold cannot define) as None: NaN is not JSON."""
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, dict):
-        return {key: _finite_or_null(item) for key, item in value.items()}
-    if isinstance(value, list | tuple):
-        return [_finite_or_null(item) for item in value]
-    return value
 
 
 def _write_json(path: Path, data: dict[str, Any]) -> None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass
+from typing import Any
 
 import numpy as np
 
@@ -241,3 +242,16 @@ def mean_interval(
     rng = np.random.default_rng(seed)
     means = values[rng.integers(0, len(values), (resamples, len(values)))].mean(axis=1)
     return _percentiles(means, level)
+
+
+def finite_or_null(value: Any) -> Any:
+    """A figure a split cannot define (sensitivity without positives) is NaN in Python and
+    null in JSON: NaN is not JSON, and strict parsers refuse it. Goes into dicts, lists
+    and tuples."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {key: finite_or_null(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [finite_or_null(item) for item in value]
+    return value

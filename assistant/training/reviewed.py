@@ -3,26 +3,15 @@ training dataset (`radassist dataset export`): ``series/<n>/`` with copies of ea
 series' instance files, ``labels.csv`` for ``dicom:OUT/series:OUT/labels.csv``, and
 ``manifest.json`` saying what is in it and by which rule.
 
-**The rule** (``RULE``, written verbatim into every manifest). Each series analysed by a
-finished, non-shadow job (of the chosen model, finished on or after the chosen date) is
-labelled by the radiologists' feedback on those jobs, the first that applies:
+**The label** of each series analysed by a finished, non-shadow job (of the chosen
+model, finished on or after the chosen date) comes from its radiologists' feedback by
+the rule of assistant/registry/truth.py (``RULE``, written verbatim into every
+manifest): their missed-finding marks and accepted lesions first (with their slices),
+then the latest study-level verdict, then all lesions rejected; an unreviewed series is
+left out, or labelled with the model's call when asked (``label_source=model``). A
+series whose instances changed after the verdict is left out.
 
-1. a ``missed`` mark (a finding the model did not report) makes it positive, on the
-   slices the reader marked;
-2. else a lesion whose latest verdict is ``accept`` makes it positive, on the slices of
-   the accepted lesions;
-3. else the latest study-level verdict decides: ``accept`` keeps that job's call,
-   ``reject`` turns it over;
-4. else a job whose reported lesions were all rejected makes it negative;
-5. else the series is unreviewed: left out or, when asked for, labelled with the latest
-   job's call (``label_source=model``).
-
-Where several marks or lesions give slices, the range covers them all. A series whose
-instances changed after the verdict (their input digest is no longer that of the job
-the verdict was given on, or an instance changed after the verdict) is left out.
-
-The rule lives in assistant/registry/truth.py: the dashboard's shadow comparison uses
-the same one.
+The dashboard's shadow comparison uses the same rule.
 
 The store is only read. The dataset is written in a hidden folder beside OUT and
 renamed to OUT once complete (manifest last), so a crash leaves no half dataset under

@@ -66,6 +66,12 @@ def cmd_dataset(settings: Settings, args: argparse.Namespace) -> int:
         print(f"{len(manifest.left_out)} series left out:")
         for reason, count in sorted(reasons.items()):
             print(f"  {count}  {reason}")
+    if not labels["positive"] or not labels["negative"]:
+        print(
+            "not yet a dataset to train on: it needs reviewed series of both classes "
+            "(readers accept or reject findings, and mark missed ones, on the study page)"
+        )
+        return 0
     print(f"train with: radassist train --dataset dicom:{out / 'series'}:{out / 'labels.csv'}")
     return 0
 

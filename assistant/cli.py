@@ -680,6 +680,7 @@ def cmd_train(_settings: Settings, args: argparse.Namespace) -> int:
         init=Path(args.init) if args.init else None,
         name=args.name,
         version=args.model_version,
+        replay=args.replay,
     )
     if report is not None:
         from assistant.training.crossval import record_in_card
@@ -970,6 +971,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     train.add_argument(
         "--name", help="the model's name in its card (default: radassist-hyperdense)"
+    )
+    train.add_argument(
+        "--replay",
+        metavar="SPEC",
+        help="a second dataset whose train and val splits join SPEC's (read alike): "
+        "fine-tune on reviewed series without forgetting what the model learnt from, "
+        "e.g. --replay synthetic:300,size=128,mask=intracranial",
     )
     train.add_argument(
         "--version",

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import csv
 import hashlib
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -82,6 +82,54 @@ class StudyDataset:
 
     def training_view(self, index: int, rng: np.random.Generator) -> Study:
         return self[index]
+
+
+class MixedStudies(StudyDataset):
+    """Several datasets' studies as one (fine-tuning on a site's reviewed series with a
+    replay of what the model learnt from, so that learning the new does not forget the
+    rest). They must be read alike: channels, image size, input mask."""
+
+    def __init__(self, parts: Sequence[StudyDataset]) -> None:
+        first = parts[0]
+        for part in parts[1:]:
+            if (part.in_channels, part.image_size, part.input_mask) != (
+                first.in_channels,
+                first.image_size,
+                first.input_mask,
+            ):
+                raise DatasetSpecError(
+                    f"{part.name} is read at {part.image_size} px, mask "
+                    f"{part.input_mask or 'none'}; {first.name} at {first.image_size} px, "
+                    f"mask {first.input_mask or 'none'}: give them the same size and mask"
+                )
+        self.parts = list(parts)
+        self.name = " + ".join(part.name for part in parts)
+        self.in_channels = first.in_channels
+        self.image_size = first.image_size
+        self.input_mask = first.input_mask
+        self._starts = np.cumsum([0, *(len(part) for part in parts)])
+
+    def _locate(self, index: int) -> tuple[StudyDataset, int]:
+        which = int(np.searchsorted(self._starts, index, side="right")) - 1
+        return self.parts[which], index - int(self._starts[which])
+
+    def __len__(self) -> int:
+        return int(self._starts[-1])
+
+    def labels(self) -> np.ndarray:
+        return np.concatenate([part.labels() for part in self.parts])
+
+    def __getitem__(self, index: int) -> Study:
+        part, local = self._locate(index)
+        return part[local]
+
+    def views(self, index: int) -> list[Study]:
+        part, local = self._locate(index)
+        return part.views(local)
+
+    def training_view(self, index: int, rng: np.random.Generator) -> Study:
+        part, local = self._locate(index)
+        return part.training_view(local, rng)
 
 
 class SyntheticHeads(StudyDataset):

@@ -29,6 +29,7 @@ from assistant.training.datasets import (
     DatasetSpecError,
     DicomFolders,
     MedMNIST3D,
+    MixedStudies,
     StudyDataset,
     parse_spec,
 )
@@ -108,8 +109,13 @@ def train_model(
     init: Path | None = None,
     name: str | None = None,
     version: str | None = None,
+    replay: str | None = None,
 ) -> ModelCard:
     """Train on the train split, choose epoch and threshold on val, write the model folder.
+
+    With `replay` (a second dataset SPEC, read alike), its train and val splits join the
+    dataset's: fine-tuning on a site's reviewed series then keeps seeing what the model
+    learnt from, instead of forgetting it (docs/research.md).
 
     With `init`, training starts from that model's weights (fine-tuning, say the
     bundled model on a site's own series) instead of from random ones, and the card names
@@ -130,6 +136,9 @@ def train_model(
             for dataset in (train_set, val_set):
                 dataset.image_size, dataset.input_mask = reads.image_size, reads.input_mask
         network, parent = _starting_point(init, train_set)
+    if replay is not None:
+        train_set = MixedStudies([train_set, parse_spec(replay, "train")])
+        val_set = MixedStudies([val_set, parse_spec(replay, "val")])
     config = TrainConfig(
         epochs=epochs or DEFAULT_EPOCHS.get(kind, 20),
         batch_size=DEFAULT_BATCH.get(kind, 1),
@@ -185,6 +194,7 @@ def train_model(
             "augment": augment_record,
             "threshold_rule": config.threshold_rule,
             **({"init": parent} if parent is not None else {}),
+            **({"replay": replay} if replay is not None else {}),
             "history": result.history,
             "date": datetime.date.today().isoformat(),
         },

@@ -178,3 +178,47 @@ def test_evaluate_json_says_null_for_what_a_split_cannot_define(tmp_path: Path, 
     metrics = json.loads(capsys.readouterr().out, parse_constant=refuse)
     assert metrics["positives"] == 0 and metrics["auc"] is None
     assert metrics["sensitivity"] is None and metrics["specificity"] is not None
+
+
+def test_replay_mixes_a_second_dataset_into_fine_tuning(tmp_path: Path, capsys) -> None:
+    """--replay: the second SPEC's train and val splits join the first's (read alike, or
+    refused saying how they differ), and the card records it."""
+    from assistant.training.datasets import DatasetSpecError, MixedStudies, parse_spec
+
+    small = parse_spec("synthetic:20,lesions=15-30,size=32,slices=4", "train")
+    usual = parse_spec("synthetic:10,size=32,slices=4", "train")
+    mixed = MixedStudies([small, usual])
+    assert len(mixed) == len(small) + len(usual)
+    assert list(mixed.labels()) == [*small.labels(), *usual.labels()]
+    assert mixed[len(small)].key == usual[0].key and mixed[0].key == small[0].key
+    assert mixed[len(mixed) - 1].key == usual[len(usual) - 1].key
+    with pytest.raises(DatasetSpecError, match="same size and mask"):
+        MixedStudies([small, parse_spec("synthetic:10,size=64,slices=4", "train")])
+
+    parent, child = tmp_path / "parent", tmp_path / "child"
+    base = ["train", "--epochs", "1", "--seed", "0"]
+    assert main([*base, "--dataset", "synthetic:8,size=32,slices=4", "--out", str(parent)]) == 0
+    replay = "synthetic:8,size=32,slices=4"
+    spec = "synthetic:8,lesions=15-30,size=32,slices=4"
+    assert (
+        main(
+            [
+                *base,
+                "--dataset",
+                spec,
+                "--replay",
+                replay,
+                "--init",
+                str(parent),
+                "--out",
+                str(child),
+            ]
+        )
+        == 0
+    )
+    card = load_model(child).card
+    assert card.training["replay"] == replay and card.training["dataset"] == spec
+    assert card.training["train_studies"] == len(parse_spec(spec, "train")) + len(
+        parse_spec(replay, "train")
+    )
+    capsys.readouterr()

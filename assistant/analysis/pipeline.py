@@ -309,12 +309,14 @@ class Analysis:
         fails is logged and its jobs fail with the reason; the live ones go on.
         """
         warmed = []
-        for entry in self._models.registry.active():
-            started = time.perf_counter()
-            try:
-                with tempfile.TemporaryDirectory(prefix="radassist-warm-up-") as scratch:
-                    write_demo_series(Path(scratch), count=32)
-                    series = read_series(Path(scratch))
+        with tempfile.TemporaryDirectory(prefix="radassist-warm-up-") as scratch:
+            # One synthetic series (and its evidence headers) for every model.
+            write_demo_series(Path(scratch), count=32)
+            series = read_series(Path(scratch))
+            headers = evidence_headers(series.slices)
+            for entry in self._models.registry.active():
+                started = time.perf_counter()
+                try:
                     model = self._models.get(entry)
                     prediction = predict_series(model, series)
                     job = _JobInput(
@@ -326,23 +328,22 @@ class Analysis:
                         entry.version,
                         entry.state is ModelState.SHADOW,
                     )
-                    headers = evidence_headers(series.slices)
                     self._build(prediction, headers, self._context(job, headers, model, entry), [])
-            except Exception as exc:  # whatever it is, every job would meet it too
-                LOGGER.exception("warming up model %s and the writers failed", entry.ref)
-                if entry.state is ModelState.SHADOW:
-                    continue
-                raise WarmUpFailed(
-                    f"model {entry.ref} or the writers fail on a synthetic series "
-                    f"({type(exc).__name__}: {exc}); no job would succeed"
-                ) from exc
-            warmed.append(entry.ref)
-            LOGGER.info(
-                "model %s (%s) and writers warmed up in %.1f s",
-                entry.ref,
-                entry.state.value,
-                time.perf_counter() - started,
-            )
+                except Exception as exc:  # whatever it is, every job would meet it too
+                    LOGGER.exception("warming up model %s and the writers failed", entry.ref)
+                    if entry.state is ModelState.SHADOW:
+                        continue
+                    raise WarmUpFailed(
+                        f"model {entry.ref} or the writers fail on a synthetic series "
+                        f"({type(exc).__name__}: {exc}); no job would succeed"
+                    ) from exc
+                warmed.append(entry.ref)
+                LOGGER.info(
+                    "model %s (%s) and writers warmed up in %.1f s",
+                    entry.ref,
+                    entry.state.value,
+                    time.perf_counter() - started,
+                )
         return warmed
 
     def _context(

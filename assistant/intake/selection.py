@@ -6,11 +6,11 @@ with the reason a person reads on the dashboard.
 
 from __future__ import annotations
 
-import fnmatch
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 from assistant.geometry import feet_head_cosine
+from assistant.registry.routes import matches_any
 from assistant.settings import SelectionSettings
 
 #: cos(45 degrees): a stack is axial when its slice normal is this close to feet-head.
@@ -41,10 +41,6 @@ class SeriesFacts:
         return self.frame_count > self.instance_count
 
 
-def _matches(value: str, patterns: Sequence[str]) -> bool:
-    return any(fnmatch.fnmatchcase(value.upper(), p.upper()) for p in patterns)
-
-
 def _is_axial(orientation: str) -> bool | None:
     try:
         values = [float(v) for v in orientation.split("\\")]
@@ -65,11 +61,11 @@ def skip_reason(facts: SeriesFacts, rules: SelectionSettings) -> str | None:
         return f"{facts.image_count} image(s){frames}, fewer than the {rules.min_slices} required"
     if rules.calling_ae_titles and facts.calling_ae_title not in rules.calling_ae_titles:
         return f"sent by {facts.calling_ae_title!r}, not one of the selected callers"
-    if rules.series_description_patterns and not _matches(
+    if rules.series_description_patterns and not matches_any(
         facts.series_description, rules.series_description_patterns
     ):
         return f"series description {facts.series_description!r} matches no selected pattern"
-    if rules.body_part_patterns and not _matches(
+    if rules.body_part_patterns and not matches_any(
         facts.body_part_examined, rules.body_part_patterns
     ):
         return f"body part {facts.body_part_examined!r} matches no selected pattern"

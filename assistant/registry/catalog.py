@@ -217,95 +217,70 @@ class Registry:
         # One add at a time on this data folder (processes started together on a fresh
         # install all add the first model): check, copy and record under the lock.
         with _locked(self.models_dir / ".lock"):
-            return self._add_locked(
-                source,
-                card_json,
-                files,
-                name=name,
-                version=version,
-                format=format,
-                weights_sha256=weights_sha256,
-                state=state,
-                by=by,
-                parent=parent,
-            )
-
-    def _add_locked(
-        self,
-        source: Path,
-        card_json: str,
-        files: Iterable[str],
-        *,
-        name: str,
-        version: str,
-        format: str,
-        weights_sha256: str,
-        state: ModelState,
-        by: str,
-        parent: str,
-    ) -> ModelEntry:
-        if self.find(name, version) is not None:
-            raise RegistryError(f"{name}:{version} is already registered; give it a new version")
-        with self._db.sessions() as session:
-            same_name = session.scalar(
-                select(RegisteredModel.slot).where(RegisteredModel.name == name).limit(1)
-            )
-            highest = session.scalar(select(func.max(RegisteredModel.slot)))
-        slot = same_name if same_name is not None else (0 if highest is None else highest + 1)
-        if slot >= MAX_SLOTS:
-            raise RegistryError(
-                f"the registry holds at most {MAX_SLOTS} model names (their results' series "
-                "numbers are set apart by them); add a new version of a name instead"
-            )
-        target = self.models_dir / name / version
-        target.parent.mkdir(parents=True, exist_ok=True)
-        # Files without a row, or a half copy: an add that stopped part way.
-        for leftover in (target, *target.parent.glob(f".{version}-*")):
-            if leftover.exists():
-                shutil.rmtree(leftover)
-        scratch = Path(tempfile.mkdtemp(prefix=f".{version}-", dir=target.parent))
-        try:
-            for file_name in files:
-                _copy_durably(source / file_name, scratch / file_name)
-            os.replace(scratch, target)
-        except BaseException:
-            shutil.rmtree(scratch, ignore_errors=True)
-            raise
-        _fsync_dir(target.parent)
-        now = utcnow()
-        with self._db.writing() as session:
-            if self._row(session, name, version) is not None:  # another machine's add won
-                raise RegistryError(f"{name}:{version} is already registered")
-            if state is ModelState.LIVE:
-                self._retire_live(session, name, version, by, now)
-            session.add(
-                RegisteredModel(
-                    name=name,
-                    version=version,
-                    state=state,
-                    slot=slot,
-                    folder=target.relative_to(self._data_dir).as_posix(),
-                    format=format,
-                    weights_sha256=weights_sha256,
-                    card_json=card_json,
-                    parent=parent,
-                    added_at=now,
-                    added_by=by[:64],
-                    state_changed_at=now,
-                    state_changed_by=by[:64],
+            if self.find(name, version) is not None:
+                raise RegistryError(
+                    f"{name}:{version} is already registered; give it a new version"
                 )
-            )
-            _audit(
-                session,
-                now,
-                by,
-                "model-add",
-                f"{name}:{version}",
-                f"state {state.value}; weights sha256 {weights_sha256}",
-            )
-        entry = self.find(name, version)
-        assert entry is not None
-        return entry
+            with self._db.sessions() as session:
+                same_name = session.scalar(
+                    select(RegisteredModel.slot).where(RegisteredModel.name == name).limit(1)
+                )
+                highest = session.scalar(select(func.max(RegisteredModel.slot)))
+            slot = same_name if same_name is not None else (0 if highest is None else highest + 1)
+            if slot >= MAX_SLOTS:
+                raise RegistryError(
+                    f"the registry holds at most {MAX_SLOTS} model names (their results' series "
+                    "numbers are set apart by them); add a new version of a name instead"
+                )
+            target = self.models_dir / name / version
+            target.parent.mkdir(parents=True, exist_ok=True)
+            # Files without a row, or a half copy: an add that stopped part way.
+            for leftover in (target, *target.parent.glob(f".{version}-*")):
+                if leftover.exists():
+                    shutil.rmtree(leftover)
+            scratch = Path(tempfile.mkdtemp(prefix=f".{version}-", dir=target.parent))
+            try:
+                for file_name in files:
+                    _copy_durably(source / file_name, scratch / file_name)
+                os.replace(scratch, target)
+            except BaseException:
+                shutil.rmtree(scratch, ignore_errors=True)
+                raise
+            _fsync_dir(target.parent)
+            now = utcnow()
+            with self._db.writing() as session:
+                if self._row(session, name, version) is not None:  # another machine's add won
+                    raise RegistryError(f"{name}:{version} is already registered")
+                if state is ModelState.LIVE:
+                    self._retire_live(session, name, version, by, now)
+                session.add(
+                    RegisteredModel(
+                        name=name,
+                        version=version,
+                        state=state,
+                        slot=slot,
+                        folder=target.relative_to(self._data_dir).as_posix(),
+                        format=format,
+                        weights_sha256=weights_sha256,
+                        card_json=card_json,
+                        parent=parent,
+                        added_at=now,
+                        added_by=by[:64],
+                        state_changed_at=now,
+                        state_changed_by=by[:64],
+                    )
+                )
+                _audit(
+                    session,
+                    now,
+                    by,
+                    "model-add",
+                    f"{name}:{version}",
+                    f"state {state.value}; weights sha256 {weights_sha256}",
+                )
+            entry = self.find(name, version)
+            assert entry is not None
+            return entry
 
     # -- changing state ----------------------------------------------------------------
 

@@ -22,7 +22,9 @@ from assistant.db import AuditEvent, Database, ModelRoute, utcnow
 from assistant.registry.catalog import RegistryError
 
 
-def _matches(value: str, patterns: Sequence[str]) -> bool:
+def matches_any(value: str, patterns: Sequence[str]) -> bool:
+    """Whether `value` matches one of the shell-style `patterns`, case-insensitively (the
+    selection rules' and the routes' patterns alike)."""
     return any(fnmatch.fnmatchcase(value.upper(), p.upper()) for p in patterns)
 
 
@@ -70,11 +72,11 @@ class Route:
         """Why the series is not this route's, or None when it is."""
         if self.modalities and facts.modality.upper() not in {m.upper() for m in self.modalities}:
             return f"modality {facts.modality or '(none)'}"
-        if self.series_description_patterns and not _matches(
+        if self.series_description_patterns and not matches_any(
             facts.series_description, self.series_description_patterns
         ):
             return f"series description {facts.series_description!r}"
-        if self.body_part_patterns and not _matches(
+        if self.body_part_patterns and not matches_any(
             facts.body_part_examined, self.body_part_patterns
         ):
             return f"body part {facts.body_part_examined!r}"

@@ -44,16 +44,11 @@ from assistant.training.metrics import (
     roc_auc,
 )
 from assistant.training.run import (
-    DEFAULT_AVERAGE_EPOCHS,
-    DEFAULT_BATCH,
-    DEFAULT_EPOCHS,
-    DEFAULT_LEARNING_RATE,
-    DEFAULT_PATIENCE,
-    DEFAULT_SELECT_BY,
     _starting_point,
     balance_with_acgan,
     network_for,
     threshold_rule_for,
+    train_config,
     write_predictions_csv,
 )
 from assistant.training.trainer import TrainConfig, score, seed_everything, train
@@ -257,19 +252,14 @@ class Recipe:
     def config(self, spec: str, run_id: str) -> TrainConfig:
         """The training settings `radassist train` uses for this kind of data; `run_id`
         names the fold, so a fold's checkpoint never resumes another fold's run."""
-        kind = spec.partition(":")[0]
-        return TrainConfig(
-            epochs=self.epochs or DEFAULT_EPOCHS.get(kind, 20),
-            batch_size=DEFAULT_BATCH.get(kind, 1),
-            patience=DEFAULT_PATIENCE.get(kind, TrainConfig.patience),
-            dataset=run_id,
-            select_by=DEFAULT_SELECT_BY.get(kind, "auc"),
-            learning_rate=DEFAULT_LEARNING_RATE.get(kind, TrainConfig.learning_rate),
-            average_epochs=DEFAULT_AVERAGE_EPOCHS.get(kind, TrainConfig.average_epochs),
+        return train_config(
+            spec,
+            epochs=self.epochs,
             seed=self.seed,
             device=self.device,
-            threshold_rule=self.threshold_rule or threshold_rule_for(spec),
-            class_balance="weights" if self.augment == "weights" else "none",
+            augment=self.augment,
+            run_id=run_id,
+            threshold_rule=self.threshold_rule,
         )
 
 

@@ -139,19 +139,7 @@ def train_model(
     if replay is not None:
         train_set = MixedStudies([train_set, parse_spec(replay, "train")])
         val_set = MixedStudies([val_set, parse_spec(replay, "val")])
-    config = TrainConfig(
-        epochs=epochs or DEFAULT_EPOCHS.get(kind, 20),
-        batch_size=DEFAULT_BATCH.get(kind, 1),
-        patience=DEFAULT_PATIENCE.get(kind, TrainConfig.patience),
-        dataset=spec,
-        select_by=DEFAULT_SELECT_BY.get(kind, "auc"),
-        learning_rate=DEFAULT_LEARNING_RATE.get(kind, TrainConfig.learning_rate),
-        average_epochs=DEFAULT_AVERAGE_EPOCHS.get(kind, TrainConfig.average_epochs),
-        seed=seed,
-        device=device,
-        threshold_rule=threshold_rule_for(spec),
-        class_balance="weights" if augment == "weights" else "none",
-    )
+    config = train_config(spec, epochs=epochs, seed=seed, device=device, augment=augment)
     result = train(network, train_set, val_set, config, out / "training", progress=progress)
     network.to("cpu")
     threshold = result.threshold
@@ -269,6 +257,35 @@ def balance_with_acgan(
         **refit,
     }
     return Rebalanced(record, train_features, made)
+
+
+def train_config(
+    spec: str,
+    *,
+    epochs: int | None,
+    seed: int,
+    device: str,
+    augment: str,
+    run_id: str | None = None,
+    threshold_rule: str = "",
+) -> TrainConfig:
+    """The training settings `radassist train` uses for this kind of data (cross-validation
+    uses them per fold: `run_id` then names the fold, so a fold's checkpoint never resumes
+    another's run)."""
+    kind = _kind(spec)
+    return TrainConfig(
+        epochs=epochs or DEFAULT_EPOCHS.get(kind, 20),
+        batch_size=DEFAULT_BATCH.get(kind, 1),
+        patience=DEFAULT_PATIENCE.get(kind, TrainConfig.patience),
+        dataset=run_id or spec,
+        select_by=DEFAULT_SELECT_BY.get(kind, "auc"),
+        learning_rate=DEFAULT_LEARNING_RATE.get(kind, TrainConfig.learning_rate),
+        average_epochs=DEFAULT_AVERAGE_EPOCHS.get(kind, TrainConfig.average_epochs),
+        seed=seed,
+        device=device,
+        threshold_rule=threshold_rule or threshold_rule_for(spec),
+        class_balance="weights" if augment == "weights" else "none",
+    )
 
 
 def threshold_rule_for(spec: str) -> str:

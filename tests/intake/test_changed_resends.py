@@ -52,6 +52,18 @@ def _wait_complete(node: Receiver) -> None:
     raise AssertionError("the series did not complete")
 
 
+def _job_digests(node: Receiver, at_least: int) -> list[str]:
+    """The jobs' input digests, once `at_least` distinct ones are recorded (or after 5 s):
+    the completion hook records a series' job just after the series is marked complete."""
+    for _ in range(50):
+        with node.db.sessions() as session:
+            digests = list(session.scalars(select(Job.input_digest)))
+        if len(set(digests)) >= at_least:
+            break
+        time.sleep(0.1)
+    return digests
+
+
 def _changes(node: Receiver) -> list[tuple[str, int, str]]:
     with node.db.sessions() as session:
         return [
@@ -99,8 +111,7 @@ def test_a_changed_copy_replaces_the_stored_one_and_reopens_the_series(
     # Reopened, complete again after the quiet period, and analysed again: a second job.
     _wait_complete(node)
     assert _series_state(node) == (SeriesState.COMPLETE, 1)
-    with node.db.sessions() as session:
-        digests = session.scalars(select(Job.input_digest)).all()
+    digests = _job_digests(node, at_least=2)
     assert len(set(digests)) == 2
 
     # A second correction is version 3; the version-2 copy is kept too.

@@ -10,15 +10,10 @@ from __future__ import annotations
 import argparse
 import json
 from collections.abc import Callable
-from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from assistant.cli_models import ActionMaker, cli_user
+from assistant.cli_models import ActionMaker, RegistryOnDemand, cli_user, resolve_model
 from assistant.settings import Settings
-
-if TYPE_CHECKING:
-    from assistant.db import Database
-    from assistant.registry import ModelEntry, Registry
 
 #: The rows of the table: (label, key in each model's figures and in "difference").
 ROWS = (("AUC", "auc"), ("sensitivity", "sensitivity"), ("specificity", "specificity"))
@@ -70,43 +65,15 @@ def comparison_lines(result: dict[str, Any]) -> list[str]:
     ]
 
 
-def _resolve(text: str, registry: Callable[[], Registry]) -> tuple[Path, ModelEntry | None]:
-    """A model folder (a directory holding model.json) as it is, else a registry model's
-    folder and entry; the registered weights' hash must still be the card's."""
-    from assistant.analysis.model.card import CARD_FILE, read_card
-    from assistant.analysis.model.folder import ModelIntegrityError
-
-    folder = Path(text)
-    # A registry name has no "/"; a path that is not a model folder fails as one.
-    if (folder / CARD_FILE).is_file() or "/" in text or folder.exists():
-        read_card(folder)  # ModelCardError, naming the folder, for one without a card
-        return folder, None
-    entry = registry().get(text)
-    if read_card(entry.folder).weights_sha256 != entry.weights_sha256:
-        raise ModelIntegrityError(
-            f"{entry.ref}: the card in {entry.folder} names weights other than the ones registered"
-        )
-    return entry.folder, entry
-
-
 def cmd_compare(settings: Settings, args: argparse.Namespace) -> int:
     """Compare models A and B on one split; keep the result on B when both are registry
     models."""
     from assistant.training.compare import compare_models
 
-    opened: list[tuple[Database, Registry]] = []
-
-    def registry() -> Registry:
-        if not opened:
-            from assistant.cli import open_database, register_first_model
-
-            db = open_database(settings)
-            opened.append((db, register_first_model(settings, db)))
-        return opened[0][1]
-
+    registry = RegistryOnDemand(settings)
     try:
-        folder_a, entry_a = _resolve(args.a, registry)
-        folder_b, entry_b = _resolve(args.b, registry)
+        folder_a, entry_a = resolve_model(args.a, registry)
+        folder_b, entry_b = resolve_model(args.b, registry)
         result = compare_models(
             folder_a, folder_b, args.dataset, args.split, resamples=args.bootstrap
         )
@@ -123,8 +90,7 @@ def cmd_compare(settings: Settings, args: argparse.Namespace) -> int:
             print(f"kept on {entry_b.ref} in the registry: its page on the dashboard shows it")
         return 0
     finally:
-        for db, _ in opened:
-            db.dispose()
+        registry.close()
 
 
 def add_parsers(

@@ -16,7 +16,8 @@ from typing import TYPE_CHECKING
 from assistant.settings import Settings
 
 if TYPE_CHECKING:
-    from assistant.registry import ModelEntry
+    from assistant.db import Database
+    from assistant.registry import ModelEntry, Registry
 
 ActionMaker = Callable[
     ["argparse._SubParsersAction[argparse.ArgumentParser]", str, str], argparse.ArgumentParser
@@ -36,6 +37,44 @@ def _registry(settings: Settings):  # type: ignore[no-untyped-def]
 
     db = open_database(settings)
     return db, register_first_model(settings, db)
+
+
+class RegistryOnDemand:
+    """The registry, opened the first time it is asked for (a command given model
+    folders only never opens the database); `close` disposes of what was opened."""
+
+    def __init__(self, settings: Settings) -> None:
+        self._settings = settings
+        self._opened: tuple[Database, Registry] | None = None
+
+    def __call__(self) -> Registry:
+        if self._opened is None:
+            self._opened = _registry(self._settings)
+        return self._opened[1]
+
+    def close(self) -> None:
+        if self._opened is not None:
+            self._opened[0].dispose()
+            self._opened = None
+
+
+def resolve_model(text: str, registry: Callable[[], Registry]) -> tuple[Path, ModelEntry | None]:
+    """A model folder (a directory holding model.json) as it is, else a registry model's
+    folder and entry; the registered weights' hash must still be the card's."""
+    from assistant.analysis.model.card import CARD_FILE, read_card
+    from assistant.analysis.model.folder import ModelIntegrityError
+
+    folder = Path(text)
+    # A registry name has no "/"; a path that is not a model folder fails as one.
+    if (folder / CARD_FILE).is_file() or "/" in text or folder.exists():
+        read_card(folder)  # ModelCardError, naming the folder, for one without a card
+        return folder, None
+    entry = registry().get(text)
+    if read_card(entry.folder).weights_sha256 != entry.weights_sha256:
+        raise ModelIntegrityError(
+            f"{entry.ref}: the card in {entry.folder} names weights other than the ones registered"
+        )
+    return entry.folder, entry
 
 
 def _lines(entry: ModelEntry) -> list[str]:

@@ -248,6 +248,7 @@ class Recipe:
     augment: str = "weights"
     acgan_steps: int | None = None
     threshold_rule: str = ""
+    learning_rate: float | None = None
 
     def config(self, spec: str, run_id: str) -> TrainConfig:
         """The training settings `radassist train` uses for this kind of data; `run_id`
@@ -260,6 +261,8 @@ class Recipe:
             augment=self.augment,
             run_id=run_id,
             threshold_rule=self.threshold_rule,
+            learning_rate=self.learning_rate,
+            fine_tune=self.init is not None,
         )
 
 

@@ -4,8 +4,9 @@
                            N generated head-CT phantoms (default 240), half with blood;
                            options positive=FRACTION (e.g. 0.05 for a rare finding),
                            size=PIXELS (default 256), slices=COUNT (default 32),
-                           lesions=MIN-MAX (lesion diameters in mm, default 3-40) and
-                           mask=intracranial (blank what lies outside the skull, in
+                           lesions=MIN-MAX (lesion diameters in mm, default 3-40),
+                           density=MIN-MAX (their HU, default 50-90 acute blood; 45-55
+                           is faint, low-contrast blood) and mask=intracranial (blank what lies outside the skull, in
                            training and, through the model card, at inference)
     medmnist:PATH.npz      a MedMNIST 3D file (AdrenalMNIST3D): its own train/val/test
     dicom:DIR:LABELS.csv   DICOM series folders under DIR with a CSV of labels; split by
@@ -145,10 +146,12 @@ class SyntheticHeads(StudyDataset):
         max_slices: int = 32,
         image_size: int = 256,
         lesion_sizes: tuple[float, float] = (3.0, 40.0),
+        lesion_densities: tuple[float, float] = (50.0, 90.0),
         refresh: float = 0.0,
         input_mask: str = "",
     ) -> None:
         self.lesion_sizes = lesion_sizes
+        self.lesion_densities = lesion_densities
         self.input_mask = input_mask
         #: Share of training cases replaced by new ones each time they are drawn.
         self.refresh = refresh
@@ -176,6 +179,7 @@ class SyntheticHeads(StudyDataset):
             max_slices=self.max_slices,
             matrix=self.image_size,
             lesion_sizes=self.lesion_sizes,
+            lesion_densities=self.lesion_densities,
         )
         pixel_mm = case.acquisition.pixel_spacing * MATRIX / self.image_size
         slices = np.stack(
@@ -347,7 +351,7 @@ class DicomFolders(StudyDataset):
         return labels
 
 
-def _millimetre_range(text: str) -> tuple[float, float]:
+def _min_max(text: str) -> tuple[float, float]:
     low, separator, high = text.partition("-")
     if not separator:
         raise ValueError(f"{text!r} is not MIN-MAX")
@@ -359,7 +363,8 @@ _SYNTHETIC_OPTIONS: dict[str, Callable[[str], Any]] = {
     "positive": float,
     "size": int,
     "slices": int,
-    "lesions": _millimetre_range,
+    "lesions": _min_max,
+    "density": _min_max,
     "mask": str,
 }
 
@@ -378,16 +383,18 @@ def _synthetic(rest: str, split: str) -> SyntheticHeads:
             values[key] = _SYNTHETIC_OPTIONS[key](value)
     except ValueError as exc:
         raise DatasetSpecError(
-            f"synthetic[:N[,positive=F,size=PX,slices=S,lesions=MIN-MAX,mask=intracranial]] cannot read {rest!r}: "
+            f"synthetic[:N[,positive=F,size=PX,slices=S,lesions=MIN-MAX,density=MIN-MAX,mask=intracranial]] cannot read {rest!r}: "
             f"{exc}"
         ) from exc
     positive = values.get("positive", 0.5)
     low, high = values.get("lesions", (3.0, 40.0))
+    densities = values.get("density", (50.0, 90.0))
     if (
         not 0 < positive < 1
         or values.get("size", 256) < 32
         or values.get("slices", 32) < 2
         or not 1 <= low <= high <= 80
+        or not 20 <= densities[0] <= densities[1] <= 150
         or values.get("mask", "") not in INPUT_MASKS
     ):
         raise DatasetSpecError(f"synthetic options out of range: {rest!r}")
@@ -398,6 +405,7 @@ def _synthetic(rest: str, split: str) -> SyntheticHeads:
         image_size=int(values.get("size", 256)),
         max_slices=int(values.get("slices", 32)),
         lesion_sizes=(low, high),
+        lesion_densities=densities,
         refresh=0.2 if split == "train" else 0.0,
         input_mask=values.get("mask", ""),
     )

@@ -469,7 +469,11 @@ def _draw_acquisition(rng: np.random.Generator, head: _Head, max_slices: int) ->
 
 
 def _draw_lesions(
-    rng: np.random.Generator, head: _Head, count: int, sizes: tuple[float, float]
+    rng: np.random.Generator,
+    head: _Head,
+    count: int,
+    sizes: tuple[float, float],
+    densities: tuple[float, float] = (50.0, 90.0),
 ) -> tuple[Lesion, ...]:
     lesions = []
     for _ in range(count):
@@ -489,7 +493,7 @@ def _draw_lesions(
             size = min(size, 15.0)
         else:
             center = (0.0, 0.0, z)
-        lesions.append(Lesion(kind, center, size, float(rng.uniform(50, 90))))
+        lesions.append(Lesion(kind, center, size, float(rng.uniform(*densities))))
     return tuple(lesions)
 
 
@@ -1044,12 +1048,15 @@ def make_case(
     lesions: Sequence[PlacedLesion] | None = None,
     shift_mm: float = 0.0,
     compress: float = 0.0,
+    lesion_densities: tuple[float, float] = (50.0, 90.0),
 ) -> PhantomCase:
     """One deterministic case: with `positive`, 1-3 lesions; without, none.
 
     `matrix` below 512 renders the same field of view with larger pixels (the model sees
     256 after resampling a 512 slice). `lesion_sizes` bounds the
-    diameters (mm, drawn log-uniformly).
+    diameters (mm, drawn log-uniformly), `lesion_densities` their attenuation (HU, drawn
+    uniformly: acute blood 50-90; subacute blood fades towards the brain's 30-40, the
+    low-contrast lesions readers and models miss).
 
     `lesions`, when given, replace the drawn ones (which are drawn all the same, so the
     head and the scan are the seed's); the slab is moved over the first. `shift_mm`
@@ -1063,7 +1070,7 @@ def make_case(
     head = _draw_head(rng)
     acquisition = _draw_acquisition(rng, head, max_slices)
     count = int(rng.choice([1, 1, 1, 2, 3])) if positive else 0
-    drawn = _draw_lesions(rng, head, count, lesion_sizes)
+    drawn = _draw_lesions(rng, head, count, lesion_sizes, lesion_densities)
     if lesions is not None:
         drawn = tuple(_lesion_at(placement, head) for placement in lesions)
     acquisition = _slab_over_brain(acquisition, head, drawn, np.random.default_rng(seed + 7))
@@ -1096,6 +1103,7 @@ def make_case(
             lesions,
             shift_mm,
             compress,
+            lesion_densities,
         )
     return case
 

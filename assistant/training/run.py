@@ -62,6 +62,10 @@ DEFAULT_SELECT_BY = {"synthetic": "loss"}
 #: Phantoms in batches of two: at 2e-3 a run could sit at chance for its first 15 epochs
 #: (the lesion never found); at 7e-4 it learns from the first epochs.
 DEFAULT_LEARNING_RATE = {"synthetic": 7e-4}
+#: A fine-tune's learning rate against training from scratch (docs/research.md: at the
+#: full rate, fine-tuning on readers' corrections forgot what the model knew; at 0.3 it
+#: learnt the missed class and kept the rest; at 0.1 it learnt nothing in 8 epochs).
+FINE_TUNE_LEARNING_RATE_FACTOR = 0.3
 #: Validate and keep a running average of the weights over about an epoch (see
 #: TrainConfig.average_epochs): the phantoms' validation AUC wandered by 0.15 from one
 #: epoch to the next with the raw weights.
@@ -110,6 +114,7 @@ def train_model(
     name: str | None = None,
     version: str | None = None,
     replay: str | None = None,
+    learning_rate: float | None = None,
 ) -> ModelCard:
     """Train on the train split, choose epoch and threshold on val, write the model folder.
 
@@ -119,7 +124,9 @@ def train_model(
 
     With `init`, training starts from that model's weights (fine-tuning, say the
     bundled model on a site's own series) instead of from random ones, and the card names
-    it as its parent. `name` and `version` set the card's (the registry takes each pair
+    it as its parent; its learning rate is then 0.3 of training from scratch's unless
+    `learning_rate` says otherwise (a full-rate fine-tune forgot what the model knew,
+    docs/research.md). `name` and `version` set the card's (the registry takes each pair
     once).
     """
     if augment not in AUGMENTS:
@@ -139,7 +146,15 @@ def train_model(
     if replay is not None:
         train_set = MixedStudies([train_set, parse_spec(replay, "train")])
         val_set = MixedStudies([val_set, parse_spec(replay, "val")])
-    config = train_config(spec, epochs=epochs, seed=seed, device=device, augment=augment)
+    config = train_config(
+        spec,
+        epochs=epochs,
+        seed=seed,
+        device=device,
+        augment=augment,
+        learning_rate=learning_rate,
+        fine_tune=init is not None,
+    )
     result = train(network, train_set, val_set, config, out / "training", progress=progress)
     network.to("cpu")
     threshold = result.threshold
@@ -268,18 +283,23 @@ def train_config(
     augment: str,
     run_id: str | None = None,
     threshold_rule: str = "",
+    learning_rate: float | None = None,
+    fine_tune: bool = False,
 ) -> TrainConfig:
     """The training settings `radassist train` uses for this kind of data (cross-validation
     uses them per fold: `run_id` then names the fold, so a fold's checkpoint never resumes
-    another's run)."""
+    another's run). A fine-tune starts from learnt weights and takes shorter steps."""
     kind = _kind(spec)
+    if learning_rate is None:
+        learning_rate = DEFAULT_LEARNING_RATE.get(kind, TrainConfig.learning_rate)
+        learning_rate *= FINE_TUNE_LEARNING_RATE_FACTOR if fine_tune else 1.0
     return TrainConfig(
         epochs=epochs or DEFAULT_EPOCHS.get(kind, 20),
         batch_size=DEFAULT_BATCH.get(kind, 1),
         patience=DEFAULT_PATIENCE.get(kind, TrainConfig.patience),
         dataset=run_id or spec,
         select_by=DEFAULT_SELECT_BY.get(kind, "auc"),
-        learning_rate=DEFAULT_LEARNING_RATE.get(kind, TrainConfig.learning_rate),
+        learning_rate=learning_rate,
         average_epochs=DEFAULT_AVERAGE_EPOCHS.get(kind, TrainConfig.average_epochs),
         seed=seed,
         device=device,

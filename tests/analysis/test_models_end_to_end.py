@@ -16,17 +16,16 @@ from sqlalchemy import select
 
 from assistant.access.users import add_user
 from assistant.analysis.writers import result_series_number
-from assistant.cli import build_worker, main
+from assistant.cli import main
 from assistant.db import AuditEvent, Delivery, Job, JobState, ModelState, ResultKind, ResultObject
-from assistant.db import Series as SeriesRow
 from assistant.intake.receiver import Receiver
 from assistant.registry import Registry
-from assistant.settings import DeliverySettings, Destination
 from assistant.training.phantom_dicom import write_case
 from assistant.training.phantoms import make_case
 from tests.helpers import NODE_AE, csrf_token, login
 from tests.peers.orthanc import Orthanc
 from tests.peers.tools import wait_until
+from tests.support.analysing_node import analysing_node, series_jobs
 from tests.support.site import ADMIN
 from web import create_app
 
@@ -71,14 +70,7 @@ class Node:
         """The series' jobs once `count` are done and their results all sent (or have
         none to send)."""
         with self.receiver.db.sessions() as session:
-            jobs = list(
-                session.scalars(
-                    select(Job)
-                    .join(SeriesRow, SeriesRow.id == Job.series_pk)
-                    .where(SeriesRow.series_instance_uid == series_uid)
-                    .order_by(Job.id)
-                )
-            )
+            jobs = series_jobs(session, series_uid)
             if len(jobs) != count or any(j.state is not JobState.DONE for j in jobs):
                 return None
             pending = session.scalar(
@@ -135,26 +127,14 @@ def _algorithm(sr: Dataset) -> dict[str, set[str]]:
 def node(
     start_node: Callable[..., Receiver], start_orthanc: Callable[..., Orthanc], tmp_path: Path
 ) -> Iterator[Node]:
-    receiver = start_node(quiet_seconds=1.0)
-    orthanc = start_orthanc({"radassist": (NODE_AE, "127.0.0.1", receiver.scp.port)})
-    settings = dataclasses.replace(
-        receiver.settings,
-        destinations=(
-            Destination("pacs", host="127.0.0.1", port=orthanc.dicom_port, ae_title="ORTHANC"),
-        ),
-        delivery=DeliverySettings(backoff_seconds=1.0, max_backoff_seconds=2.0, poll_seconds=0.2),
-    )
-    config = tmp_path / "radassist.toml"
-    config.write_text(
-        f'[storage]\ndata_dir = "{settings.storage.data_dir}"\n'
-        f'[database]\nurl = "{settings.database_url}"\n'
-    )
-    worker = build_worker(settings, receiver.db)
-    worker.start()
-    try:
+    # Orthanc knows the node, to send it studies.
+    with analysing_node(
+        start_node,
+        start_orthanc,
+        tmp_path,
+        lambda receiver: {"radassist": (NODE_AE, "127.0.0.1", receiver.scp.port)},
+    ) as (receiver, orthanc, config):
         yield Node(receiver, orthanc, config)
-    finally:
-        worker.stop()
 
 
 def test_two_models_routed_a_shadow_beside_and_promoted_without_a_restart(

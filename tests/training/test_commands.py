@@ -94,7 +94,7 @@ def test_training_can_start_from_a_model_and_says_so(tmp_path: Path, capsys) -> 
     import torch
 
     from assistant.training.datasets import DatasetSpecError, parse_spec
-    from assistant.training.run import _starting_point
+    from assistant.training.run import FINE_TUNE_LEARNING_RATE_FACTOR, _starting_point
 
     parent = tmp_path / "parent"
     base = ["train", "--dataset", "synthetic:8", "--epochs", "1"]
@@ -126,6 +126,13 @@ def test_training_can_start_from_a_model_and_says_so(tmp_path: Path, capsys) -> 
     assert child_card.parent == parent_card.ref
     assert child_card.version.startswith(f"{parent_card.version}-ft")
     assert child_card.name == parent_card.name
+    # A fine-tune takes shorter steps than training from scratch, unless told otherwise.
+    assert training["learning_rate"] == pytest.approx(
+        parent_card.training["learning_rate"] * FINE_TUNE_LEARNING_RATE_FACTOR
+    )
+    told = tmp_path / "told"
+    assert main([*base, "--out", str(told), "--init", str(parent), "--learning-rate", "3e-4"]) == 0
+    assert load_model(told).card.training["learning_rate"] == 3e-4
     capsys.readouterr()
 
     medmnist = tmp_path / "tiny.npz"

@@ -39,6 +39,9 @@ def test_specs_name_their_datasets() -> None:
         "synthetic:10,lesions=40-10",
         "synthetic:10,colour=red",
         "synthetic:10,mask=skull",
+        "synthetic:10,density=50",
+        "synthetic:10,density=90-50",
+        "synthetic:10,density=5-10",
     ):
         with pytest.raises(DatasetSpecError):
             parse_spec(bad, "train")
@@ -54,6 +57,21 @@ def test_synthetic_lesion_sizes_reach_the_phantoms() -> None:
     assert np.array_equal(heads[positive].masks, case.mask)
     default = make_case(seed, True, max_slices=6, matrix=64)
     assert not np.array_equal(default.mask, case.mask)
+
+
+def test_synthetic_lesion_densities_reach_the_phantoms() -> None:
+    """density=MIN-MAX (HU): low-contrast lesions, the same heads and places otherwise."""
+    heads = parse_spec("synthetic:20,lesions=20-30,density=42-48,size=64,slices=6", "train")
+    assert isinstance(heads, SyntheticHeads) and heads.lesion_densities == (42.0, 48.0)
+    positive = next(i for i, label in enumerate(heads.labels()) if label)
+    seed = int(heads[positive].key.removeprefix("synthetic-"))
+    faint = make_case(seed, True, 6, 64, (20.0, 30.0), lesion_densities=(42.0, 48.0))
+    usual = make_case(seed, True, 6, 64, (20.0, 30.0))
+    assert all(42.0 <= lesion.density_hu <= 48.0 for lesion in faint.lesions)
+    assert all(50.0 <= lesion.density_hu <= 90.0 for lesion in usual.lesions)
+    assert [les.center for les in faint.lesions] == [les.center for les in usual.lesions]
+    blood = faint.mask > 0
+    assert blood.any() and faint.hu[blood].mean() < usual.hu[usual.mask > 0].mean()
 
 
 def test_synthetic_splits_never_share_a_case() -> None:

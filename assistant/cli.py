@@ -670,6 +670,7 @@ def cmd_train(settings: Settings, args: argparse.Namespace) -> int:
             augment=args.augment,
             acgan_steps=args.acgan_steps,
             learning_rate=args.learning_rate,
+            replay=args.replay,
         )
         report = cross_validate(
             args.dataset, args.cv, recipe, Path(args.out), progress=sys.stderr.isatty()

@@ -31,6 +31,7 @@ from assistant.training.datasets import (
     SPLITS,
     DatasetSpecError,
     DicomFolders,
+    MixedStudies,
     Study,
     StudyDataset,
     SyntheticHeads,
@@ -249,6 +250,9 @@ class Recipe:
     acgan_steps: int | None = None
     threshold_rule: str = ""
     learning_rate: float | None = None
+    #: A second dataset SPEC whose train and val splits join each fold's training part
+    #: (as `train --replay`); the fold's test patients stay the site's own.
+    replay: str | None = None
 
     def config(self, spec: str, run_id: str) -> TrainConfig:
         """The training settings `radassist train` uses for this kind of data; `run_id`
@@ -291,10 +295,16 @@ def _train_fold(
     pool: Pool, plan: FoldPlan, recipe: Recipe, work: Path, progress: bool
 ) -> tuple[CnnRnn, float, int]:
     """Train one fold: the network, its threshold (chosen on the inner part) and best epoch."""
-    train_set, val_set = pool.subset(plan.train), pool.subset(plan.val)
-    digest = hashlib.sha256(",".join(sorted(train_set.patients())).encode()).hexdigest()
+    own_train, own_val = pool.subset(plan.train), pool.subset(plan.val)
+    digest = hashlib.sha256(",".join(sorted(own_train.patients())).encode()).hexdigest()
+    train_set: StudyDataset = own_train
+    val_set: StudyDataset = own_val
+    if recipe.replay is not None:
+        train_set = MixedStudies([train_set, parse_spec(recipe.replay, "train")])
+        val_set = MixedStudies([val_set, parse_spec(recipe.replay, "val")])
     start = f", from {recipe.init}" if recipe.init else ""
-    run_id = f"{pool.spec} | cv fold {plan.fold + 1}{start}, training patients {digest[:16]}"
+    mixed = f", replay {recipe.replay}" if recipe.replay else ""
+    run_id = f"{pool.spec} | cv fold {plan.fold + 1}{start}{mixed}, training patients {digest[:16]}"
     config = recipe.config(pool.spec, run_id)
     seed_everything(recipe.seed)
     if recipe.init is None:
@@ -575,6 +585,7 @@ def evaluate_recipe(
         device=device,
         init=model_dir,
         threshold_rule=str(card.training.get("threshold_rule", "")),
+        replay=card.training.get("replay"),
     )
     return cross_validate(
         spec, folds, recipe, out, resamples, progress, f"{card.name} {card.version}"
@@ -627,6 +638,7 @@ def _report(
                 "start": f"fine-tuned from {recipe.init}" if recipe.init else "from scratch",
                 "epochs": recipe.config(pool.spec, "").epochs,
                 "augment": recipe.augment,
+                **({"replay": recipe.replay} if recipe.replay else {}),
                 "threshold_rule": rule,
                 "chosen_on": "an inner validation part of each fold's training patients",
             },

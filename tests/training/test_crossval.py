@@ -21,7 +21,7 @@ from assistant.training.crossval import (
     stratified_group_folds,
     wilson_interval,
 )
-from assistant.training.datasets import DatasetSpecError
+from assistant.training.datasets import DatasetSpecError, parse_spec
 from assistant.training.metrics import THRESHOLD_RULES
 from assistant.training.phantom_dicom import write_case
 from assistant.training.phantoms import make_case
@@ -183,3 +183,30 @@ def test_train_then_evaluate_with_cv_end_to_end(
     assert any(w.startswith("fold 1 tests") for w in report["warnings"])
     for row in report["per_fold"]:
         assert {"auc", "sensitivity", "specificity", "n", "positives"} <= set(row)
+
+
+def test_replay_joins_each_folds_training_part_and_never_its_test(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """train --cv K --replay SPEC: every fold trains and picks its threshold on its own
+    training patients plus the replay's train and val splits; it is tested on its own
+    patients alone, and the report names the replay."""
+    sizes: list[tuple[int, int]] = []
+    real_train = crossval.train
+
+    def spy_train(network, train_set, val_set, *args, **kwargs):  # type: ignore[no-untyped-def]
+        sizes.append((len(train_set), len(val_set)))
+        return real_train(network, train_set, val_set, *args, **kwargs)
+
+    monkeypatch.setattr(crossval, "train", spy_train)
+    spec, replay = "synthetic:10,size=32,slices=4", "synthetic:10,lesions=15-30,size=32,slices=4"
+    command = ["train", "--dataset", spec, "--replay", replay, "--cv", "2", "--epochs", "1"]
+    assert main([*command, "--out", str(tmp_path / "model"), "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)["cv"]
+    assert report["recipe"]["replay"] == replay
+    replay_train, replay_val = len(parse_spec(replay, "train")), len(parse_spec(replay, "val"))
+    assert len(sizes) == 2
+    for (trained, validated), fold in zip(sizes, report["per_fold"], strict=True):
+        own = trained - replay_train + validated - replay_val
+        assert own > 0 and own + fold["n"] == report["studies"]
+    assert len(report["predictions"]) == report["studies"]

@@ -16,7 +16,7 @@ import threading
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, cast
+from typing import TYPE_CHECKING, Any, cast
 
 from assistant import __version__
 from assistant.findings.wording import percent
@@ -28,19 +28,23 @@ if TYPE_CHECKING:
     from assistant.findings import Findings
     from assistant.intake.completion import CompletedSeries, SeriesCompletion
     from assistant.intake.ingest import Ingest
+    from assistant.intake.processes import ReceiverProcesses
     from assistant.intake.receiver import Receiver
     from assistant.intake.submit import JobSubmitter
     from assistant.registry import Registry
     from assistant.storage import InstanceStore
+    from dicom_node import StorageSCP
     from web.server import WebServer
 
 LOGGER = logging.getLogger("assistant")
 
 
-def _configure_logging(verbose: bool) -> None:
+def _configure_logging(verbose: bool, process: str = "") -> None:
+    """Log lines to stderr; `process` names a receiver process in each of its lines."""
+    label = f"[{process}] " if process else ""
     logging.basicConfig(
         level=logging.DEBUG if verbose else logging.INFO,
-        format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
+        format=f"%(asctime)s %(levelname)-7s {label}%(name)s: %(message)s",
         stream=sys.stderr,
     )
     # pynetdicom logs identifiers at INFO; ours say what matters without PHI.
@@ -165,15 +169,35 @@ def build_receiver(
     db: Database | None = None,
     on_complete: Callable[[CompletedSeries], None] | None = None,
 ) -> Receiver:
-    """The receiving side: intake behind a storage SCP on the node's port (not started)."""
+    """The receiving side: intake behind a storage SCP on the node's port (not started);
+    with node.processes > 1, behind that many receiver processes sharing the port
+    (`on_complete` then hooks this process's completions only: the quiet period's)."""
+    from assistant.intake.processes import ReceiverProcesses
     from assistant.intake.receiver import Receiver
-    from dicom_node import StorageSCP
-    from dicom_node.tls import server_context
 
     db = db if db is not None else open_database(settings)
     store, completion, ingest, submitter = build_intake(settings, db, on_complete)
+    listener: StorageSCP | ReceiverProcesses = (
+        ReceiverProcesses(settings, serve_receiver_process)
+        if settings.node.processes > 1
+        else build_scp(settings, ingest)
+    )
+    return Receiver(settings, db, store, ingest, completion, listener, submitter)
+
+
+def build_scp(
+    settings: Settings, ingest: Ingest, *, index: int | None = None, counts: Any = None
+) -> StorageSCP:
+    """The storage SCP on the node's port, giving instances to `ingest`; `index` and
+    `counts`: one receiver process of several (the port shared, node.max_associations
+    counted over all of them in `counts`)."""
+    from dicom_node import StorageSCP
+    from dicom_node.guard import AssociationSlots
+    from dicom_node.tls import server_context
+
     node = settings.node
-    scp = StorageSCP(
+    slots = AssociationSlots(counts, index, node.max_associations) if index is not None else None
+    return StorageSCP(
         ingest,
         ae_title=node.ae_title,
         host=node.host,
@@ -186,8 +210,38 @@ def build_receiver(
         max_associations_per_address=node.max_associations_per_address,
         check_called_ae=node.check_called_ae,
         ssl_context=server_context(node.tls_cert, node.tls_key, node.tls_ca),
+        shared_port=slots is not None,
+        slots=slots,
     )
-    return Receiver(settings, db, store, ingest, completion, scp, submitter)
+
+
+def serve_receiver_process(
+    settings: Settings, index: int, port: int, counts: Any, ready: Any
+) -> None:
+    """One receiver process of several (node.processes; started by ReceiverProcesses):
+    an SCP on the shared `port` with its own database connections, until SIGTERM. It
+    dies with its supervisor (even a SIGKILLed one), so no orphan holds the port."""
+    import dataclasses
+
+    from assistant.intake.processes import die_with_parent
+
+    die_with_parent()
+    _configure_logging(False, f"receiver-{index + 1}")
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the supervisor, which stops us
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    sys.setswitchinterval(0.001)  # as Receiver.start does
+    settings = dataclasses.replace(settings, node=dataclasses.replace(settings.node, port=port))
+    db = open_database(settings)
+    try:
+        _store, _completion, ingest, _submitter = build_intake(settings, db)
+        scp = build_scp(settings, ingest, index=index, counts=counts)
+        scp.start()
+        ready.set()
+        stop.wait()
+        scp.stop()
+    finally:
+        db.dispose()
 
 
 def build_worker(settings: Settings, db: Database) -> Worker:

@@ -45,6 +45,18 @@ def _check_port(key: str, value: int, *, allow_any: bool = False) -> None:
         raise SettingsError(f"{key}: {value} is not a TCP port ({low}-65535)")
 
 
+#: The most receiver processes a node runs (node.processes).
+MAX_RECEIVER_PROCESSES = 64
+
+
+def _cpu_cores() -> int:
+    """CPU cores this process may run on (a container's share, not the host's)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # not Linux
+        return max(1, os.cpu_count() or 1)
+
+
 @dataclass(frozen=True)
 class NodeSettings:
     """The DICOM side: who we are, where we listen, who may talk to us."""
@@ -55,8 +67,13 @@ class NodeSettings:
     allowed_callers: tuple[str, ...] = ()
     allowed_addresses: tuple[str, ...] = ()
     max_pdu_size: int = 4 * 1024 * 1024
-    #: Associations served at once; more are rejected (transient) until one ends.
+    #: Associations served at once, over all receiver processes; more are refused
+    #: (transient) until one ends.
     max_associations: int = 32
+    #: Receiver processes sharing the port (SO_REUSEPORT; the kernel spreads
+    #: associations over them), so concurrent associations use every core; 0: one per
+    #: CPU core this process may use. 1: the SCP runs in the node's own process.
+    processes: int = 0
     #: Connections one peer address may hold at once (0: no limit), so that one host,
     #: broken or hostile, cannot take every slot; more are closed at once.
     max_associations_per_address: int = 16
@@ -82,6 +99,12 @@ class NodeSettings:
                 ) from None
         if self.max_associations < 1:
             raise SettingsError("node.max_associations: must be at least 1")
+        if not 0 <= self.processes <= MAX_RECEIVER_PROCESSES:
+            raise SettingsError(
+                f"node.processes: must be 0 (one per CPU core) to {MAX_RECEIVER_PROCESSES}"
+            )
+        if self.processes == 0:  # frozen: resolved once, here
+            object.__setattr__(self, "processes", min(_cpu_cores(), MAX_RECEIVER_PROCESSES))
         if self.max_associations_per_address < 0:
             raise SettingsError("node.max_associations_per_address: must be 0 (no limit) or more")
         if self.network_timeout_seconds <= 0:

@@ -168,7 +168,7 @@ def main(argv: list[str] | None = None) -> int:
         hook = WebhookReceiver(secret=HOOK_SECRET.encode())
         hook.start()
         settings = Settings(
-            node=NodeSettings(ae_title="RADASSIST", host="127.0.0.1", port=0),
+            node=NodeSettings(processes=1, ae_title="RADASSIST", host="127.0.0.1", port=0),
             storage=StorageSettings(data_dir=root / "var"),
             database=DatabaseSettings(url=f"sqlite:///{root / 'var' / 'radassist.db'}"),
             completion=CompletionSettings(quiet_seconds=10, check_interval_seconds=0.2),

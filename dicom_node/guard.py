@@ -6,7 +6,8 @@ more than we advertised is buffered whole. It also does the TLS handshake in the
 that accepts connections, so one silent client stops every other from connecting. Here:
 
 - `GuardedAssociationServer` does the TLS handshake in the connection's own thread with
-  a deadline, and admits at most `max_per_address` connections from one address;
+  a deadline, and admits at most `max_per_address` connections from one address (and,
+  with `AssociationSlots`, at most a total shared by several receiver processes);
 - `ConnectionGuard` closes any connection that has not completed association
   negotiation within the ARTIM time, whatever it sent, and installs on each association
   a PDU reader that refuses (A-ABORT) an A-ASSOCIATE-RQ or other control PDU over
@@ -236,6 +237,31 @@ class ConnectionGuard:
         return len(overdue)
 
 
+class AssociationSlots:
+    """Connections held at once by all the receiver processes of a node, against one
+    total (node.max_associations), however the kernel spreads connections over them.
+    `counts` is a `multiprocessing.Array("i", processes)` made by the supervising
+    process (it carries its own lock); each process counts in its own cell, so the
+    supervisor can free the cells of a process that died holding connections."""
+
+    def __init__(self, counts: Any, index: int, total: int) -> None:
+        self._counts = counts
+        self._index = index
+        self.total = total
+
+    def take(self) -> bool:
+        """One slot for this process, if one is free."""
+        with self._counts.get_lock():
+            if sum(self._counts) >= self.total:
+                return False
+            self._counts[self._index] += 1
+            return True
+
+    def give(self) -> None:
+        with self._counts.get_lock():
+            self._counts[self._index] = max(0, self._counts[self._index] - 1)
+
+
 class GuardedAssociationServer(ThreadedAssociationServer):
     """pynetdicom's threaded server with the TLS handshake moved off the accepting
     thread (with a deadline) and a cap on connections per peer address.
@@ -255,6 +281,7 @@ class GuardedAssociationServer(ThreadedAssociationServer):
         self._per_address: Counter[str] = Counter()
         self._count_lock = threading.Lock()
         self._last_warned: dict[str, float] = {}
+        self.slots: AssociationSlots | None = None
         super().__init__(*args, **kwargs)
 
     def guard(
@@ -263,10 +290,12 @@ class GuardedAssociationServer(ThreadedAssociationServer):
         max_per_address: int,
         handshake_seconds: float,
         address_allowed: Callable[[str], bool],
+        slots: AssociationSlots | None = None,
     ) -> None:
         self.max_per_address = max_per_address
         self.handshake_seconds = handshake_seconds
         self.address_allowed = address_allowed
+        self.slots = slots
 
     def get_request(self) -> tuple[socket.socket, tuple[str, int]]:
         # Accept only; the handshake happens in finish_request, in the new thread.
@@ -279,20 +308,36 @@ class GuardedAssociationServer(ThreadedAssociationServer):
             return False
         with self._count_lock:
             if self.max_per_address and self._per_address[address] >= self.max_per_address:
-                now = time.monotonic()
-                if now - self._last_warned.get(address, -60.0) >= 10.0:  # not a line a try
-                    self._last_warned[address] = now
-                    LOGGER.warning(
-                        "refusing connections from %s: it has %d open, the most one address "
-                        "may (node.max_associations_per_address)",
-                        address,
-                        self._per_address[address],
-                    )
+                self._warn_once(
+                    address,
+                    "refusing connections from %s: it has %d open, the most one address "
+                    "may (node.max_associations_per_address)",
+                    address,
+                    self._per_address[address],
+                )
+                return False
+            if self.slots is not None and not self.slots.take():
+                self._warn_once(
+                    "*",
+                    "refusing a connection from %s: the node's processes hold %d, the most "
+                    "at once (node.max_associations)",
+                    address,
+                    self.slots.total,
+                )
                 return False
             self._per_address[address] += 1
         return True
 
+    def _warn_once(self, key: str, message: str, *args: Any) -> None:
+        """Log a refusal at most every 10 s per `key` (not a line a try)."""
+        now = time.monotonic()
+        if now - self._last_warned.get(key, -60.0) >= 10.0:
+            self._last_warned[key] = now
+            LOGGER.warning(message, *args)
+
     def _release(self, address: str) -> None:
+        if self.slots is not None:
+            self.slots.give()
         with self._count_lock:
             self._per_address[address] -= 1
             if self._per_address[address] <= 0:
@@ -336,3 +381,12 @@ class GuardedAssociationServer(ThreadedAssociationServer):
                 assoc.join()
         finally:
             self._release(address)
+
+
+class SharedPortAssociationServer(GuardedAssociationServer):
+    """The guarded server bound with SO_REUSEPORT: several receiver processes listen on
+    one port, and the kernel spreads incoming connections over them."""
+
+    def server_bind(self) -> None:
+        cast(socket.socket, self.socket).setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        super().server_bind()

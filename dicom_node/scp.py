@@ -26,7 +26,12 @@ from pynetdicom.events import EventHandlerType
 from dicom_node.acceptance import accept_dataset
 from dicom_node.contexts import STORAGE_SOP_CLASSES, STORAGE_TRANSFER_SYNTAXES, VERIFICATION
 from dicom_node.encoding import encode_file_meta
-from dicom_node.guard import ConnectionGuard, GuardedAssociationServer
+from dicom_node.guard import (
+    AssociationSlots,
+    ConnectionGuard,
+    GuardedAssociationServer,
+    SharedPortAssociationServer,
+)
 from dicom_node.status import Status, StoreRefused, status_for_os_error
 
 LOGGER = logging.getLogger(__name__)
@@ -123,10 +128,14 @@ class StorageSCP:
         allowed_addresses: Sequence[str] = (),
         max_associations_per_address: int = 16,
         check_called_ae: bool = True,
+        shared_port: bool = False,
+        slots: AssociationSlots | None = None,
     ) -> None:
         """`max_associations`: at once, in all; `max_associations_per_address`: at once,
         from one peer address (so one host cannot take every slot); 0 for no limit.
-        `check_called_ae`: refuse an association addressed to another AE title."""
+        `check_called_ae`: refuse an association addressed to another AE title.
+        `shared_port`: bind with SO_REUSEPORT, beside the node's other receiver processes;
+        `slots` then counts `max_associations` over all of them."""
         self._sink = sink
         self._allowed_callers = [c.strip() for c in allowed_callers]
         self._max_per_address = max_associations_per_address
@@ -134,6 +143,8 @@ class StorageSCP:
         self._networks = [ipaddress.ip_network(a, strict=False) for a in allowed_addresses]
         self._address = (host, port)
         self._ssl_context = ssl_context
+        self._shared_port = shared_port
+        self._slots = slots
         self._server: GuardedAssociationServer | None = None
         self._thread: threading.Thread | None = None
         # Connections that do not associate within the ARTIM time are closed; every PDU
@@ -205,7 +216,9 @@ class StorageSCP:
                 self._address,
                 evt_handlers=handlers,
                 ssl_context=self._ssl_context,
-                server_class=GuardedAssociationServer,
+                server_class=(
+                    SharedPortAssociationServer if self._shared_port else GuardedAssociationServer
+                ),
             ),
         )
         # socketserver asks these before any thread or association exists.
@@ -213,6 +226,7 @@ class StorageSCP:
             max_per_address=self._max_per_address,
             handshake_seconds=self._guard.artim_seconds,
             address_allowed=self._address_allowed,
+            slots=self._slots,
         )
         # As AE.start_server does: the AE counts its active associations (for
         # max_associations) over its servers, and the server's shutdown removes itself.

@@ -68,7 +68,11 @@ def make_settings(tmp_path: Path) -> Callable[..., Settings]:
         """`sections`: whole sections to replace (destinations=, delivery=, model=…)."""
         settings = Settings(
             node=NodeSettings(
-                ae_title=NODE_AE, host="127.0.0.1", port=0, allowed_callers=allowed_callers
+                processes=1,
+                ae_title=NODE_AE,
+                host="127.0.0.1",
+                port=0,
+                allowed_callers=allowed_callers,
             ),
             storage=StorageSettings(data_dir=tmp_path / "var"),
             database=DatabaseSettings(

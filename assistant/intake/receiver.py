@@ -12,6 +12,7 @@ import sys
 from assistant.db import Database
 from assistant.intake.completion import SeriesCompletion
 from assistant.intake.ingest import Ingest
+from assistant.intake.processes import ReceiverProcesses
 from assistant.intake.submit import JobSubmitter
 from assistant.settings import Settings
 from assistant.storage import InstanceStore
@@ -30,10 +31,11 @@ class Receiver:
         store: InstanceStore,
         ingest: Ingest,
         completion: SeriesCompletion,
-        scp: StorageSCP,
+        scp: StorageSCP | ReceiverProcesses,
         submitter: JobSubmitter | None = None,
     ) -> None:
-        """`submitter`: the completion hook that queues jobs, when this process has one
+        """`scp`: the SCP, or the receiver processes that each run one (node.processes).
+        `submitter`: the completion hook that queues jobs, when this process has one
         (it submits series a crash left complete without a job, at start-up)."""
         self.settings = settings
         self.db = db
@@ -64,12 +66,14 @@ class Receiver:
             LOGGER.warning("%d replaced instance(s) recorded after an interrupted change", replaced)
         self._running_marker.parent.mkdir(parents=True, exist_ok=True)
         self._running_marker.touch()
-        # Series left receiving by a stop complete after a quiet period counted from now
-        # (senders retry once we are back); complete ones that never got a job get one.
-        self.completion.start()
+        # Complete series that never got a job get one.
         if self._submitter is not None:
             self._submitter.submit_unjobbed()
         self.scp.start()
+        # Series left receiving by a stop complete after a quiet period counted from now,
+        # once the port is open (senders retry once we are back): receiver processes take
+        # seconds to start, and that silence says nothing.
+        self.completion.start()
 
     def stop(self) -> None:
         self.scp.stop()

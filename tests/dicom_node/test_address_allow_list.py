@@ -14,7 +14,11 @@ pytestmark = pytest.mark.integration
 def test_an_address_outside_the_list_is_refused(start_node) -> None:  # type: ignore[no-untyped-def]
     node = start_node(
         node=NodeSettings(
-            ae_title=NODE_AE, host="127.0.0.1", port=0, allowed_addresses=("10.0.0.0/8",)
+            processes=1,
+            ae_title=NODE_AE,
+            host="127.0.0.1",
+            port=0,
+            allowed_addresses=("10.0.0.0/8",),
         )
     )
     assert not echoscu(node.scp.port)
@@ -23,6 +27,7 @@ def test_an_address_outside_the_list_is_refused(start_node) -> None:  # type: ig
 def test_an_address_inside_the_list_is_served(start_node) -> None:  # type: ignore[no-untyped-def]
     node = start_node(
         node=NodeSettings(
+            processes=1,
             ae_title=NODE_AE,
             host="127.0.0.1",
             port=0,

@@ -48,7 +48,7 @@ def _closed_by_peer(sock: socket.socket, within: float) -> bool:
 
 def _node(start_node, **node):  # type: ignore[no-untyped-def]
     settings = {"ae_title": NODE_AE, "host": "0.0.0.0", "port": 0, **node}
-    return start_node(node=NodeSettings(**settings))
+    return start_node(node=NodeSettings(**{"processes": 1, **settings}))
 
 
 def test_a_silent_connection_is_closed_within_the_artim_time(start_node) -> None:  # type: ignore[no-untyped-def]

@@ -56,7 +56,12 @@ def tls_node(start_node, certificate: tuple[Path, Path]) -> Receiver:  # type: i
     key, cert = certificate
     return start_node(
         node=NodeSettings(
-            ae_title=NODE_AE, host="127.0.0.1", port=0, tls_cert=str(cert), tls_key=str(key)
+            processes=1,
+            ae_title=NODE_AE,
+            host="127.0.0.1",
+            port=0,
+            tls_cert=str(cert),
+            tls_key=str(key),
         )
     )
 

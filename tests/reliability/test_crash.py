@@ -41,6 +41,7 @@ class Serve:
         self.config = root / "radassist.toml"
         self.config.write_text(
             f'[node]\nae_title = "{NODE_AE}"\nhost = "127.0.0.1"\nport = {self.port}\n'
+            "processes = 2\n"
             f'[web]\nport = 0\n[storage]\ndata_dir = "{self.data}"\n'
             "[completion]\nquiet_seconds = 3\ncheck_interval_seconds = 0.2\n"
             "[delivery]\nbackoff_seconds = 0.5\nmax_backoff_seconds = 2\npoll_seconds = 0.2\n"

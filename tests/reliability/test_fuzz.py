@@ -9,6 +9,7 @@ import contextlib
 import os
 import socket
 import struct
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -18,8 +19,11 @@ from hypothesis import strategies as st
 from pydicom.dataset import Dataset
 from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian, generate_uid
 
+from assistant.intake.processes import ReceiverProcesses
+from assistant.intake.receiver import Receiver
+from assistant.settings import NodeSettings
 from dicom_node.scp import ARTIM_SECONDS
-from tests.helpers import encode, raw_c_store
+from tests.helpers import NODE_AE, encode, raw_c_store
 from tests.peers.dcmtk import echoscu
 from tests.peers.tools import wait_until
 
@@ -97,7 +101,19 @@ def no_partial_files(instances: Path) -> bool:
     return not [p for p in instances.rglob("*") if p.is_file() and not p.name.endswith(".dcm")]
 
 
-def test_mutated_datasets_never_crash_the_scp(node) -> None:  # type: ignore[no-untyped-def]
+@pytest.fixture(params=[1, 2], ids=["one-process", "two-receiver-processes"])
+def receiving(request: pytest.FixtureRequest, start_node: Callable[..., Receiver]) -> Receiver:
+    """The node, with its SCP in its own process or in two receiver processes."""
+    settings = NodeSettings(ae_title=NODE_AE, host="127.0.0.1", port=0, processes=request.param)
+    return start_node(node=settings)
+
+
+def no_receiver_died(node: Receiver) -> bool:
+    return not isinstance(node.scp, ReceiverProcesses) or node.scp.restarts == 0
+
+
+def test_mutated_datasets_never_crash_the_scp(receiving: Receiver) -> None:
+    node = receiving
     base = encode(small_ct())
     cases = {"n": 0}
 
@@ -122,10 +138,12 @@ def test_mutated_datasets_never_crash_the_scp(node) -> None:  # type: ignore[no-
     case()
     assert echoscu(node.scp.port)
     assert no_partial_files(node.settings.storage.instances_dir)
+    assert no_receiver_died(node)
     print(f"\nfuzz: {cases['n']} mutated datasets, 0 crashes")
 
 
-def test_broken_pdus_never_crash_the_scp(node) -> None:  # type: ignore[no-untyped-def]
+def test_broken_pdus_never_crash_the_scp(receiving: Receiver) -> None:
+    node = receiving
     cases = {"n": 0}
 
     @FUZZ
@@ -152,6 +170,7 @@ def test_broken_pdus_never_crash_the_scp(node) -> None:  # type: ignore[no-untyp
 
     case()
     wait_until(lambda: echoscu(node.scp.port), timeout=ARTIM_SECONDS + 10, interval=0.5)
+    assert no_receiver_died(node)
     print(f"\nfuzz: {cases['n']} broken PDUs, 0 crashes")
 
 

@@ -51,7 +51,7 @@ class Site:
 
 def site_settings(root: Path, destinations: tuple[Destination, ...] = ()) -> Settings:
     return Settings(
-        node=NodeSettings(ae_title=NODE_AE, host="127.0.0.1", port=0),
+        node=NodeSettings(processes=1, ae_title=NODE_AE, host="127.0.0.1", port=0),
         web=WebSettings(host="127.0.0.1", port=0),
         storage=StorageSettings(data_dir=root / "var"),
         database=DatabaseSettings(url=f"sqlite:///{root / 'var' / 'radassist.db'}"),

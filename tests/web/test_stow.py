@@ -66,7 +66,7 @@ class Node:
 def node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Node]:
     root = tmp_path_factory.mktemp("stow")
     settings = Settings(
-        node=NodeSettings(ae_title=NODE_AE, host="127.0.0.1", port=0),
+        node=NodeSettings(processes=1, ae_title=NODE_AE, host="127.0.0.1", port=0),
         web=WebSettings(host="127.0.0.1", port=0),
         storage=StorageSettings(data_dir=root / "var"),
         database=DatabaseSettings(url=f"sqlite:///{root / 'var' / 'radassist.db'}"),

@@ -143,8 +143,8 @@ def split(files: list[Path], n: int) -> list[list[Path]]:
     return [files[i::n] for i in range(n)]
 
 
-#: The peers: (name, the called AE title, how to start one in a fresh folder).
-PEERS = ("radassist", "orthanc", "storescp")
+#: What is measured: our node, Orthanc, storescp, and our node with one process.
+PEERS = ("radassist", "orthanc", "storescp", "radassist-1")
 
 
 def measure(
@@ -161,6 +161,8 @@ def measure(
             rates["orthanc"].append(len(files) / push(port, groups, "ORTHANC"))
         with dcmtk_storescp(folder / "storescp") as port:
             rates["storescp"].append(len(files) / push(port, groups, "STORESCP"))
+        with our_node(folder / "radassist-1", 1) as port:  # the SCP in the node's process
+            rates["radassist-1"].append(len(files) / push(port, groups, "RADASSIST"))
         shutil.rmtree(folder, ignore_errors=True)
     return rates
 
@@ -192,14 +194,14 @@ def main(argv: list[str] | None = None) -> int:
             f"{os.cpu_count()} CPU cores\n"
         )
         header = (
-            f"{'associations':>12} {'radassist':>10} {'orthanc':>8} {'storescp':>9}"
-            f" {'vs orthanc':>11} {'vs storescp':>12} {'target':>8}"
+            f"{'associations':>12} {'radassist':>10} {'1 process':>10} {'orthanc':>8}"
+            f" {'storescp':>9} {'vs orthanc':>11} {'vs storescp':>12} {'target':>9}"
         )
         print(header + "\n" + "-" * len(header))
         medians: dict[int, float] = {}
         for associations in (1, 4, 8):
             rates = measure(files, associations, args.runs, scratch, processes)
-            ours, theirs, ceiling = (statistics.median(rates[name]) for name in PEERS)
+            ours, theirs, ceiling, single = (statistics.median(rates[name]) for name in PEERS)
             medians[associations] = ours
             target = (
                 f">= {TARGETS[associations]}"
@@ -207,11 +209,14 @@ def main(argv: list[str] | None = None) -> int:
                 else f">= {medians[4]:.0f}/s"
             )
             print(
-                f"{associations:>12} {ours:>10.0f} {theirs:>8.0f} {ceiling:>9.0f}"
-                f" {ours / theirs:>11.2f} {ours / ceiling:>12.2f} {target:>8}",
+                f"{associations:>12} {ours:>10.0f} {single:>10.0f} {theirs:>8.0f} {ceiling:>9.0f}"
+                f" {ours / theirs:>11.2f} {ours / ceiling:>12.2f} {target:>9}",
                 flush=True,
             )
-        print("\nimages/s, medians of the runs; vs = radassist / peer")
+        print(
+            "\nimages/s, medians of the runs; vs = radassist / peer; 1 process = radassist "
+            "with node.processes = 1"
+        )
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
     return 0

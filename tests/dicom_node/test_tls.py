@@ -50,13 +50,14 @@ def certificate(tmp_path: Path) -> tuple[Path, Path]:
     return key, cert
 
 
-@pytest.fixture
-def tls_node(start_node, certificate: tuple[Path, Path]) -> Receiver:  # type: ignore[no-untyped-def]
-    """A node that speaks DICOM over TLS only."""
+@pytest.fixture(params=[1, 2], ids=["one-process", "two-receiver-processes"])
+def tls_node(request, start_node, certificate: tuple[Path, Path]) -> Receiver:  # type: ignore[no-untyped-def]
+    """A node that speaks DICOM over TLS only (its SCP in its own process, or in two
+    receiver processes sharing the port)."""
     key, cert = certificate
     return start_node(
         node=NodeSettings(
-            processes=1,
+            processes=request.param,
             ae_title=NODE_AE,
             host="127.0.0.1",
             port=0,

@@ -146,6 +146,18 @@ def test_max_associations_is_a_total_over_the_processes(
     wait_until(lambda: storescu(port, files).returncode == 0, timeout=20, interval=0.3)
 
 
+def test_the_calling_ae_allow_list_holds_in_every_process(
+    start_node: Callable[..., Receiver], tmp_path: Path
+) -> None:
+    receiver = _start(start_node, allowed_callers=("CT1",))
+    port = _processes(receiver).port
+    files = write_demo_series(tmp_path / "s", count=1)
+    for _ in range(4):  # whichever process the kernel picks
+        assert storescu(port, files, aet="INTRUDER").returncode != 0
+    assert storescu(port, files, aet="CT1").returncode == 0
+    assert _instances(receiver) == 1
+
+
 def _children(pid: int) -> set[int]:
     """Processes whose parent is `pid`, from the process table."""
     found = set()

@@ -178,7 +178,17 @@ def build_receiver(
     db = db if db is not None else open_database(settings)
     store, completion, ingest, submitter = build_intake(settings, db, on_complete)
     listener: StorageSCP | ReceiverProcesses = (
-        ReceiverProcesses(settings, serve_receiver_process)
+        ReceiverProcesses(
+            settings,
+            serve_receiver_process,
+            # What a receiver killed mid-way leaves: a series it completed and never
+            # submitted (a corrected copy it swapped in is recorded at the next start).
+            recover=(
+                (lambda died_at: submitter.submit_unjobbed(completed_before=died_at))
+                if submitter is not None
+                else None
+            ),
+        )
         if settings.node.processes > 1
         else build_scp(settings, ingest)
     )
@@ -216,7 +226,7 @@ def build_scp(
 
 
 def serve_receiver_process(
-    settings: Settings, index: int, port: int, counts: Any, ready: Any
+    settings: Settings, index: int, port: int, counts: Any, ready: Any, supervisor: int
 ) -> None:
     """One receiver process of several (node.processes; started by ReceiverProcesses):
     an SCP on the shared `port` with its own database connections, until SIGTERM. It
@@ -225,7 +235,7 @@ def serve_receiver_process(
 
     from assistant.intake.processes import die_with_parent
 
-    die_with_parent()
+    die_with_parent(supervisor)
     _configure_logging(False, f"receiver-{index + 1}")
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the supervisor, which stops us
     stop = threading.Event()

@@ -67,17 +67,20 @@ class JobSubmitter:
     def __call__(self, completed: CompletedSeries) -> None:
         self.submit(completed.series_pk)
 
-    def submit_unjobbed(self) -> int:
+    def submit_unjobbed(self, completed_before: datetime | None = None) -> int:
         """Submit every complete series that has no job at all: a crash between completion
-        and submission leaves such series; returns how many."""
+        and submission leaves such series; returns how many. `completed_before`: only
+        those completed before then (while other processes run, one that completed a
+        series a moment ago is about to submit it itself)."""
+        query = (
+            select(Series.id)
+            .where(Series.state == SeriesState.COMPLETE)
+            .where(~select(Job.id).where(Job.series_pk == Series.id).exists())
+        )
+        if completed_before is not None:
+            query = query.where(Series.completed_at < completed_before)
         with self._sessions() as session:
-            pks = list(
-                session.scalars(
-                    select(Series.id)
-                    .where(Series.state == SeriesState.COMPLETE)
-                    .where(~select(Job.id).where(Job.series_pk == Series.id).exists())
-                )
-            )
+            pks = list(session.scalars(query))
         for pk in pks:
             LOGGER.warning("series %d was complete without a job; submitting it now", pk)
             self.submit(pk)

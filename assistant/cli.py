@@ -712,7 +712,7 @@ def cmd_train(settings: Settings, args: argparse.Namespace) -> int:
 
     from assistant.cli_models import RegistryOnDemand, resolve_model
     from assistant.training.metrics import finite_or_null
-    from assistant.training.run import train_model
+    from assistant.training.run import Recipe, train_model
 
     command = shlex.join(["radassist", *args.argv])
     init = None
@@ -722,20 +722,20 @@ def cmd_train(settings: Settings, args: argparse.Namespace) -> int:
             init, _ = resolve_model(args.init, registry)
         finally:
             registry.close()
+    recipe = Recipe(
+        epochs=args.epochs,
+        seed=args.seed,
+        device=args.device,
+        init=init,
+        augment=args.augment,
+        acgan_steps=args.acgan_steps,
+        learning_rate=args.learning_rate,
+        replay=args.replay,
+    )
     report = None
     if args.cv is not None:
-        from assistant.training.crossval import Recipe, cross_validate, report_lines
+        from assistant.training.crossval import cross_validate, report_lines
 
-        recipe = Recipe(
-            epochs=args.epochs,
-            seed=args.seed,
-            device=args.device,
-            init=init,
-            augment=args.augment,
-            acgan_steps=args.acgan_steps,
-            learning_rate=args.learning_rate,
-            replay=args.replay,
-        )
         report = cross_validate(
             args.dataset, args.cv, recipe, Path(args.out), progress=sys.stderr.isatty()
         )
@@ -744,18 +744,11 @@ def cmd_train(settings: Settings, args: argparse.Namespace) -> int:
     card = train_model(
         args.dataset,
         Path(args.out),
-        epochs=args.epochs,
-        seed=args.seed,
-        device=args.device,
+        recipe,
         command=command,
         progress=sys.stderr.isatty(),
-        augment=args.augment,
-        acgan_steps=args.acgan_steps,
-        init=init,
         name=args.name,
         version=args.model_version,
-        replay=args.replay,
-        learning_rate=args.learning_rate,
     )
     if report is not None:
         from assistant.training.crossval import record_in_card

@@ -44,7 +44,8 @@ class StoredFile:
     created: bool
 
 
-def _fsync_dir(path: Path) -> None:
+def fsync_dir(path: Path) -> None:
+    """Make a folder's entries (a file created, renamed or removed in it) durable."""
     fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
     try:
         os.fsync(fd)
@@ -105,8 +106,8 @@ class InstanceStore:
         folder = final.parent
         if not folder.is_dir():
             make_private_dirs(folder)
-            _fsync_dir(folder.parent)
-            _fsync_dir(folder.parent.parent)
+            fsync_dir(folder.parent)
+            fsync_dir(folder.parent.parent)
         temp, size = _write_temp(folder, sop_uid, chunks)
         try:
             try:
@@ -116,7 +117,7 @@ class InstanceStore:
                 created = False
         finally:
             temp.unlink(missing_ok=True)
-        _fsync_dir(folder)
+        fsync_dir(folder)
         return StoredFile(final, final.stat().st_size if not created else size, created)
 
     @staticmethod
@@ -137,22 +138,22 @@ class InstanceStore:
         try:
             os.link(final, earlier)
             try:
-                _fsync_dir(versions)
+                fsync_dir(versions)
                 os.replace(temp, final)
             except BaseException:
                 earlier.unlink(missing_ok=True)  # not swapped: no earlier version
                 raise
         finally:
             temp.unlink(missing_ok=True)
-        _fsync_dir(final.parent)
+        fsync_dir(final.parent)
         return earlier
 
     def restore(self, earlier: Path, final: Path) -> None:
         """Undo :meth:`replace`: the kept copy goes back to its place (the replacing one
         is given up: its sender was not told it was stored)."""
         os.replace(earlier, final)
-        _fsync_dir(final.parent)
-        _fsync_dir(earlier.parent)
+        fsync_dir(final.parent)
+        fsync_dir(earlier.parent)
 
     @contextmanager
     def changes_lock(self, final: Path) -> Iterator[None]:
@@ -176,14 +177,14 @@ class InstanceStore:
             os.link(temp, kept)
         finally:
             temp.unlink(missing_ok=True)
-        _fsync_dir(versions)
+        fsync_dir(versions)
         return kept
 
     def _versions(self, final: Path) -> Path:
         versions = self.versions_folder(final)
         if not versions.is_dir():
             make_private_dirs(versions)
-            _fsync_dir(final.parent)
+            fsync_dir(final.parent)
         return versions
 
     def earlier_versions(self) -> Iterator[tuple[str, str, str, int, Path]]:

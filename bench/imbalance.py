@@ -36,7 +36,7 @@ import torch
 from PIL import Image, ImageDraw
 
 from assistant.training.acgan import AcganConfig
-from assistant.training.run import Rebalanced, evaluate_model, train_model
+from assistant.training.run import Rebalanced, Recipe, evaluate_model, train_model
 from research.rebalance import rebalance_model
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -59,12 +59,9 @@ def trained_and_tested(
     train_model(
         spec,
         model_dir,
-        epochs=epochs,
-        seed=seed,
-        device="cpu",
+        Recipe(epochs=epochs, seed=seed, augment=method),
         command=command + (f" --epochs {epochs}" if epochs else ""),
         progress=False,
-        augment=method,
     )
     return _tested(model_dir, spec, started)
 

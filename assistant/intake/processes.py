@@ -201,8 +201,8 @@ class ReceiverProcesses:
     def _wait_ready(self, child: SpawnProcess, ready: Event) -> None:
         deadline = time.monotonic() + START_SECONDS
         while not ready.wait(0.1):
-            if self._stopping.is_set() and self._watcher is not None:
-                return  # stopping while a restarted receiver starts: stop() ends it
+            if self._stopping.is_set():
+                return  # stopping while a receiver starts: stop() ends it
             if not child.is_alive() or time.monotonic() > deadline:
                 raise RuntimeError(
                     f"receiver process {child.name} did not start (exit code {child.exitcode}):"
@@ -216,10 +216,7 @@ class ReceiverProcesses:
             except Exception:  # the watcher must outlive any one failure (see stop)
                 LOGGER.exception("watching the receiver processes failed; watching on")
 
-    def _schedule_recovery(self, died_at: datetime) -> None:
-        recover = self._recover
-        assert recover is not None
-
+    def _schedule_recovery(self, recover: Callable[[datetime], object], died_at: datetime) -> None:
         def run() -> None:
             if self._stopping.is_set():
                 return  # the next start's recovery does it
@@ -254,7 +251,7 @@ class ReceiverProcesses:
                 with self._counts.get_lock():  # its connections died with it
                     self._counts[index] = 0
                 if self._recover is not None:
-                    self._schedule_recovery(utcnow())
+                    self._schedule_recovery(self._recover, utcnow())
                 replacement, ready = self._spawn(index)
                 self._children[index] = replacement
                 self._started_at[index] = time.monotonic()

@@ -26,6 +26,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from assistant.db import AuditEvent, Database, ModelState, RegisteredModel, utcnow
+from assistant.storage import fsync_dir
 
 #: The folder under the data folder that holds the registry's model folders.
 MODELS_FOLDER = "models"
@@ -246,7 +247,7 @@ class Registry:
             except BaseException:
                 shutil.rmtree(scratch, ignore_errors=True)
                 raise
-            _fsync_dir(target.parent)
+            fsync_dir(target.parent)
             now = utcnow()
             with self._db.writing() as session:
                 if self._row(session, name, version) is not None:  # another machine's add won
@@ -395,11 +396,3 @@ def _copy_durably(source: Path, target: Path) -> None:
     with target.open("rb") as handle:
         os.fsync(handle.fileno())
     target.chmod(stat.S_IRUSR | stat.S_IRGRP)
-
-
-def _fsync_dir(folder: Path) -> None:
-    descriptor = os.open(folder, os.O_RDONLY)
-    try:
-        os.fsync(descriptor)
-    finally:
-        os.close(descriptor)

@@ -32,7 +32,7 @@ from assistant.training.datasets import (
     DatasetSpecError,
     DicomFolders,
     MixedStudies,
-    Study,
+    RoutedStudies,
     StudyDataset,
     SyntheticHeads,
     parse_spec,
@@ -45,14 +45,14 @@ from assistant.training.metrics import (
     roc_auc,
 )
 from assistant.training.run import (
+    Recipe,
     _starting_point,
     balance_with_acgan,
     network_for,
     threshold_rule_for,
-    train_config,
     write_predictions_csv,
 )
-from assistant.training.trainer import TrainConfig, score, seed_everything, train
+from assistant.training.trainer import score, seed_everything, train
 
 #: Fewer studies of a class than this in a fold's test set, or in the part a fold learns
 #: or chooses from, and the figures of that class are too loose to read alone: warned.
@@ -85,7 +85,7 @@ class Pool:
         return Selection(self, indices)
 
 
-class Selection(StudyDataset):
+class Selection(RoutedStudies):
     """Some studies of a pool, as a dataset the trainer reads (a fold's train, val or test)."""
 
     def __init__(self, pool: Pool, indices: Sequence[int] | np.ndarray) -> None:
@@ -109,18 +109,6 @@ class Selection(StudyDataset):
 
     def patients(self) -> set[str]:
         return {self.pool.patients[i] for i in self.indices}
-
-    def __getitem__(self, index: int) -> Study:
-        dataset, within = self._locate(index)
-        return dataset[within]
-
-    def views(self, index: int) -> list[Study]:
-        dataset, within = self._locate(index)
-        return dataset.views(within)
-
-    def training_view(self, index: int, rng: np.random.Generator) -> Study:
-        dataset, within = self._locate(index)
-        return dataset.training_view(within, rng)
 
 
 def load_pool(spec: str, init: Path | None = None) -> Pool:
@@ -236,38 +224,6 @@ def inner_split(
         raise DatasetSpecError("a fold's training part needs at least 2 patients: use fewer folds")
     inner = stratified_group_folds(names, sub_labels, count, seed)
     return train[inner != 0], train[inner == 0]
-
-
-@dataclass(frozen=True)
-class Recipe:
-    """How each fold is trained: as `radassist train` would (from scratch), or from `init`."""
-
-    epochs: int | None = None
-    seed: int = 0
-    device: str = "cpu"
-    init: Path | None = None
-    augment: str = "weights"
-    acgan_steps: int | None = None
-    threshold_rule: str = ""
-    learning_rate: float | None = None
-    #: A second dataset SPEC whose train and val splits join each fold's training part
-    #: (as `train --replay`); the fold's test patients stay the site's own.
-    replay: str | None = None
-
-    def config(self, spec: str, run_id: str) -> TrainConfig:
-        """The training settings `radassist train` uses for this kind of data; `run_id`
-        names the fold, so a fold's checkpoint never resumes another fold's run."""
-        return train_config(
-            spec,
-            epochs=self.epochs,
-            seed=self.seed,
-            device=self.device,
-            augment=self.augment,
-            run_id=run_id,
-            threshold_rule=self.threshold_rule,
-            learning_rate=self.learning_rate,
-            fine_tune=self.init is not None,
-        )
 
 
 @dataclass(frozen=True)

@@ -85,7 +85,28 @@ class StudyDataset:
         return self[index]
 
 
-class MixedStudies(StudyDataset):
+class RoutedStudies(StudyDataset):
+    """Studies that live in other datasets: `_locate` says which dataset holds a study
+    and at what index, and every way of reading it (plain, test-time views, training
+    view) is that dataset's own."""
+
+    def _locate(self, index: int) -> tuple[StudyDataset, int]:
+        raise NotImplementedError
+
+    def __getitem__(self, index: int) -> Study:
+        part, local = self._locate(index)
+        return part[local]
+
+    def views(self, index: int) -> list[Study]:
+        part, local = self._locate(index)
+        return part.views(local)
+
+    def training_view(self, index: int, rng: np.random.Generator) -> Study:
+        part, local = self._locate(index)
+        return part.training_view(local, rng)
+
+
+class MixedStudies(RoutedStudies):
     """Several datasets' studies as one (fine-tuning on a site's reviewed series with a
     replay of what the model learnt from, so that learning the new does not forget the
     rest). They must be read alike: channels, image size, input mask."""
@@ -119,18 +140,6 @@ class MixedStudies(StudyDataset):
 
     def labels(self) -> np.ndarray:
         return np.concatenate([part.labels() for part in self.parts])
-
-    def __getitem__(self, index: int) -> Study:
-        part, local = self._locate(index)
-        return part[local]
-
-    def views(self, index: int) -> list[Study]:
-        part, local = self._locate(index)
-        return part.views(local)
-
-    def training_view(self, index: int, rng: np.random.Generator) -> Study:
-        part, local = self._locate(index)
-        return part.training_view(local, rng)
 
 
 class SyntheticHeads(StudyDataset):

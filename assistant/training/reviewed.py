@@ -50,6 +50,7 @@ from assistant.db import (
     utcnow,
 )
 from assistant.registry.truth import RULE, Decision, JobCall, Verdict, decide, lesion_ranges
+from assistant.storage import fsync_dir
 from assistant.training.pseudonymise import Pseudonymiser, burned_in, profile
 
 LABEL_COLUMNS = ("series", "label", "patient", "first_slice", "last_slice", "label_source")
@@ -270,14 +271,6 @@ def _fsync_file(path: Path) -> None:
         os.fsync(handle.fileno())
 
 
-def _fsync_folder(path: Path) -> None:
-    descriptor = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(descriptor)
-    finally:
-        os.close(descriptor)
-
-
 def _write_text(path: Path, text: str) -> None:
     with path.open("w", encoding="utf-8", newline="") as handle:
         handle.write(text)
@@ -313,7 +306,7 @@ def _copy_series(
             pseudonymiser.apply(dataset, str(candidate.patient_pk))
             dataset.save_as(target, enforce_file_format=True)
         _fsync_file(target)
-    _fsync_folder(folder)
+    fsync_dir(folder)
     return None
 
 
@@ -363,7 +356,7 @@ def export_reviewed(
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
-    _fsync_folder(out.parent)
+    fsync_dir(out.parent)
     return manifest
 
 
@@ -426,7 +419,7 @@ def _write(
                 "label_source": decision.source,
             }
         )
-    _fsync_folder(staging / "series")
+    fsync_dir(staging / "series")
     _write_text(staging / "labels.csv", _label_rows(rows))
     verdicts = [v for d in kept for v in d.verdicts]
     when = [v.created_at for v in verdicts]
@@ -451,5 +444,5 @@ def _write(
         **header,
     )
     _write_text(staging / "manifest.json", json.dumps(manifest.to_dict(), indent=2) + "\n")
-    _fsync_folder(staging)
+    fsync_dir(staging)
     return manifest

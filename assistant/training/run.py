@@ -99,36 +99,59 @@ def network_for(dataset: StudyDataset) -> NetworkSpec:
     return NetworkSpec()
 
 
-def train_model(
-    spec: str,
-    out: Path,
-    *,
-    epochs: int | None,
-    seed: int,
-    device: str,
-    command: str,
-    progress: bool = True,
-    augment: str = "weights",
-    acgan_steps: int | None = None,
-    init: Path | None = None,
-    name: str | None = None,
-    version: str | None = None,
-    replay: str | None = None,
-    learning_rate: float | None = None,
-) -> ModelCard:
-    """Train on the train split, choose epoch and threshold on val, write the model folder.
+@dataclass(frozen=True)
+class Recipe:
+    """How a model is trained (`radassist train`'s options), by `train_model` and by each
+    fold of a cross-validation alike: from scratch, or from `init` (a fine-tune).
 
     With `replay` (a second dataset SPEC, read alike), its train and val splits join the
     dataset's: fine-tuning on a site's reviewed series then keeps seeing what the model
-    learnt from, instead of forgetting it (docs/research.md).
-
-    With `init`, training starts from that model's weights (fine-tuning, say the
-    bundled model on a site's own series) instead of from random ones, and the card names
-    it as its parent; its learning rate is then 0.3 of training from scratch's unless
-    `learning_rate` says otherwise (a full-rate fine-tune forgot what the model knew,
-    docs/research.md). `name` and `version` set the card's (the registry takes each pair
-    once).
+    learnt from, instead of forgetting it (docs/research.md); a fold's test patients stay
+    the site's own. A fine-tune's learning rate is 0.3 of training from scratch's unless
+    `learning_rate` says otherwise (a full-rate fine-tune forgot what the model knew).
     """
+
+    epochs: int | None = None
+    seed: int = 0
+    device: str = "cpu"
+    init: Path | None = None
+    augment: str = "weights"
+    acgan_steps: int | None = None
+    threshold_rule: str = ""
+    learning_rate: float | None = None
+    replay: str | None = None
+
+    def config(self, spec: str, run_id: str = "") -> TrainConfig:
+        """The training settings for this kind of data; `run_id` names a fold, so a
+        fold's checkpoint never resumes another fold's run."""
+        return train_config(
+            spec,
+            epochs=self.epochs,
+            seed=self.seed,
+            device=self.device,
+            augment=self.augment,
+            run_id=run_id,
+            threshold_rule=self.threshold_rule,
+            learning_rate=self.learning_rate,
+            fine_tune=self.init is not None,
+        )
+
+
+def train_model(
+    spec: str,
+    out: Path,
+    recipe: Recipe,
+    *,
+    command: str,
+    progress: bool = True,
+    name: str | None = None,
+    version: str | None = None,
+) -> ModelCard:
+    """Train on the train split as `recipe` says, choose epoch and threshold on val, and
+    write the model folder. With `recipe.init` the card names that model as its parent.
+    `name` and `version` set the card's (the registry takes each pair once).
+    """
+    init, replay, augment, seed = recipe.init, recipe.replay, recipe.augment, recipe.seed
     if augment not in AUGMENTS:
         raise ValueError(f"augment must be one of {AUGMENTS}, not {augment!r}")
     torch.set_num_threads(max(1, torch.get_num_threads()))
@@ -146,21 +169,13 @@ def train_model(
     if replay is not None:
         train_set = MixedStudies([train_set, parse_spec(replay, "train")])
         val_set = MixedStudies([val_set, parse_spec(replay, "val")])
-    config = train_config(
-        spec,
-        epochs=epochs,
-        seed=seed,
-        device=device,
-        augment=augment,
-        learning_rate=learning_rate,
-        fine_tune=init is not None,
-    )
+    config = recipe.config(spec)
     result = train(network, train_set, val_set, config, out / "training", progress=progress)
     network.to("cpu")
     threshold = result.threshold
     augment_record: dict[str, object] = {"method": augment}
     if augment == "acgan":
-        settings = AcganConfig(steps=acgan_steps or AcganConfig.steps, seed=seed)
+        settings = AcganConfig(steps=recipe.acgan_steps or AcganConfig.steps, seed=seed)
         augment_record.update(balance_with_acgan(network, train_set, val_set, settings).record)
     val_scores, _ = score(network, val_set)
     if augment == "acgan":  # the refitted head needs its own threshold

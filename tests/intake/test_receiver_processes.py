@@ -83,7 +83,7 @@ def test_eight_senders_spread_over_two_processes(
         with ThreadPoolExecutor(SENDERS) as pool:
             results = list(pool.map(lambda files: storescu(processes.port, files), series))
         assert all(r.returncode == 0 for r in results), [r.stderr[-300:] for r in results]
-    wait_until(lambda: _states(receiver) == {SeriesState.COMPLETE}, timeout=30)
+    wait_until(lambda: _settled(receiver, len(series)), timeout=30)
     _stored_once_completed_once_one_job(receiver, series)
     log = capfd.readouterr().err
     served = {
@@ -92,6 +92,14 @@ def test_eight_senders_spread_over_two_processes(
     assert served == {"receiver-1", "receiver-2"}, (
         "the kernel gave every association to one process"
     )
+
+
+def _settled(receiver: Receiver, count: int) -> bool:
+    """Every series complete and each with a job: the completing process records the
+    job just after it marks the series complete, so the first alone is read too early."""
+    with receiver.db.sessions() as session:
+        with_jobs = session.scalar(select(func.count(func.distinct(Job.series_pk))))
+    return _states(receiver) == {SeriesState.COMPLETE} and with_jobs == count
 
 
 def _states(receiver: Receiver) -> set[SeriesState]:
@@ -118,7 +126,7 @@ def test_a_killed_receiver_process_is_started_again_and_retries_complete(
         if result.returncode != 0:
             again = storescu(processes.port, files)
             assert again.returncode == 0, again.stderr[-300:]
-    wait_until(lambda: _states(receiver) == {SeriesState.COMPLETE}, timeout=60)
+    wait_until(lambda: _settled(receiver, len(series)), timeout=60)
     _stored_once_completed_once_one_job(receiver, series)
 
 
